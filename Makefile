@@ -1,0 +1,50 @@
+# WDS — make targets. `make run` starts the embedded dev cell; `make test` is
+# what CI runs (.ci/run). Nothing here downloads binaries: Go tools come from
+# go.mod.
+
+GO        ?= go
+BIN       ?= bin
+PKGS      ?= ./...
+TEST_FLAGS ?= -race -timeout 15m
+BENCH     ?= .
+BENCH_COUNT ?= 5
+
+.PHONY: all build run test test-short bench proto proto-check lint vet fuzz clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/wds ./cmd/wds
+
+run: build
+	$(BIN)/wds dev --demo
+
+test:
+	$(GO) vet $(PKGS)
+	$(GO) run ./internal/tools/protogen -check
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+test-short:
+	$(GO) test -short $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(PKGS)
+
+proto:
+	$(GO) run ./internal/tools/protogen
+
+proto-check:
+	$(GO) run ./internal/tools/protogen -check
+
+vet:
+	$(GO) vet $(PKGS)
+
+lint: vet proto-check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fuzz:
+	$(GO) test ./topology -run '^$$' -fuzz FuzzParse -fuzztime 30s
+	$(GO) test ./topology -run '^$$' -fuzz FuzzKeyspace -fuzztime 30s
+
+clean:
+	rm -rf $(BIN)
