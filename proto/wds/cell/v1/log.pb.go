@@ -346,9 +346,14 @@ func (x *CreateDomain) GetDomain() *v1.Domain {
 	return nil
 }
 
+// DeleteDomain first (purge = false) marks a domain deleting: its active
+// grants are revoked and nothing new is granted; its name cannot be reused.
+// Once no grant is left (released or expired), the leader proposes it again
+// with purge = true, which removes the domain.
 type DeleteDomain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Purge         bool                   `protobuf:"varint,2,opt,name=purge,proto3" json:"purge,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -388,6 +393,13 @@ func (x *DeleteDomain) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *DeleteDomain) GetPurge() bool {
+	if x != nil {
+		return x.Purge
+	}
+	return false
 }
 
 // Join registers a consumer incarnation. A Join for an id that is registered
@@ -877,8 +889,10 @@ type DomainState struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Domain *v1.Domain             `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
 	// Delegation generation of the domain's grants.
-	Generation    uint64        `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
-	Shards        []*ShardState `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"`
+	Generation uint64        `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	Shards     []*ShardState `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"`
+	// The domain is being deleted (see DeleteDomain).
+	Deleting      bool `protobuf:"varint,4,opt,name=deleting,proto3" json:"deleting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -932,6 +946,13 @@ func (x *DomainState) GetShards() []*ShardState {
 		return x.Shards
 	}
 	return nil
+}
+
+func (x *DomainState) GetDeleting() bool {
+	if x != nil {
+		return x.Deleting
+	}
+	return false
 }
 
 type ShardState struct {
@@ -1164,9 +1185,10 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\arelease\x18\b \x01(\v2\x14.wds.cell.v1.ReleaseH\x00R\areleaseB\x04\n" +
 	"\x02op\"6\n" +
 	"\fCreateDomain\x12&\n" +
-	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\"\"\n" +
+	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\"8\n" +
 	"\fDeleteDomain\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x97\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05purge\x18\x02 \x01(\bR\x05purge\"\x97\x01\n" +
 	"\x04Join\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12\x16\n" +
@@ -1205,13 +1227,14 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\bSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x122\n" +
 	"\adomains\x18\x02 \x03(\v2\x18.wds.cell.v1.DomainStateR\adomains\x128\n" +
-	"\tconsumers\x18\x03 \x03(\v2\x1a.wds.cell.v1.ConsumerStateR\tconsumers\"\x86\x01\n" +
+	"\tconsumers\x18\x03 \x03(\v2\x1a.wds.cell.v1.ConsumerStateR\tconsumers\"\xa2\x01\n" +
 	"\vDomainState\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12/\n" +
-	"\x06shards\x18\x03 \x03(\v2\x17.wds.cell.v1.ShardStateR\x06shards\"\x94\x01\n" +
+	"\x06shards\x18\x03 \x03(\v2\x17.wds.cell.v1.ShardStateR\x06shards\x12\x1a\n" +
+	"\bdeleting\x18\x04 \x01(\bR\bdeleting\"\x94\x01\n" +
 	"\n" +
 	"ShardState\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x120\n" +

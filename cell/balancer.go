@@ -1,0 +1,356 @@
+package cell
+
+import (
+	"sort"
+	"time"
+
+	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// balanceLoop is the leader's planner: on every trigger (an applied entry, a
+// session attaching or leaving) and every BalanceInterval it plans one round
+// — lease expiries first, then assignments and moves — proposes it, and
+// waits for it to apply before planning again, so it never plans twice from
+// one state.
+func (l *leader) balanceLoop() {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.n.cfg.BalanceInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-l.kick:
+		case <-tick.C:
+		}
+		now := time.Now()
+		if !l.n.raft.Confirmed(now) {
+			continue
+		}
+		ops := l.plan(now)
+		if len(ops) == 0 {
+			continue
+		}
+		if _, err := l.n.propose(l.ctx, ops...); err != nil {
+			l.log.Debug("balance round not committed", "ops", len(ops), "err", err)
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-time.After(l.n.cfg.BalanceInterval):
+			}
+			continue
+		}
+		l.poke() // the round changed state: look again
+	}
+}
+
+// leaseView is a consumer's lease as the planner sees it at one instant.
+type leaseView struct {
+	anchor    time.Time
+	connected bool
+}
+
+// plan returns the ops of one balancing round.
+func (l *leader) plan(now time.Time) []*cellv1.Op {
+	// Lock order: leader before state.
+	l.mu.Lock()
+	views := make(map[string]leaseView, len(l.leases))
+	incs := make(map[string]string, len(l.leases))
+	for id, cl := range l.leases {
+		cl.mu.Lock()
+		views[id] = leaseView{anchor: cl.anchor, connected: cl.conn != nil}
+		cl.mu.Unlock()
+		incs[id] = cl.incarnation
+	}
+	frozen := make(map[grantKey]time.Time, len(l.frozen))
+	for k, v := range l.frozen {
+		frozen[k] = v
+	}
+	l.mu.Unlock()
+
+	s := l.n.state
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+
+	// Phase 1: expiries (contract (3): a shard becomes grantable only once
+	// its holder released it or is past the leader's deadline).
+	var ops []*cellv1.Op
+	deadline := func(c *consumer, ttl time.Duration) time.Time {
+		v, ok := views[c.id]
+		if !ok || incs[c.id] != c.incarnation {
+			// No lease (cannot happen for a consumer registered before
+			// this leader): hold for a full accession period.
+			v.anchor = l.accession.Add(l.params(ttl).LeaderHold())
+		}
+		return l.params(ttl).LeaderDeadline(v.anchor)
+	}
+	all := sortedConsumers(s)
+	for _, c := range all {
+		maxTTL := time.Duration(0)
+		for _, name := range c.domains {
+			if d, ok := s.domains[name]; ok && d.spec.TTL > maxTTL {
+				maxTTL = d.spec.TTL
+			}
+		}
+		for ref := range c.grants {
+			if ref.d.spec.TTL > maxTTL {
+				maxTTL = ref.d.spec.TTL
+			}
+		}
+		if maxTTL == 0 {
+			maxTTL = topology.DefaultTTL
+		}
+		if now.After(deadline(c, maxTTL)) {
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Leave{Leave: &cellv1.Leave{
+				ConsumerId: c.id, Incarnation: []byte(c.incarnation), Reason: cellv1.LeaveReason_LEAVE_REASON_EXPIRED,
+			}}})
+			continue
+		}
+		for _, ref := range sortedRefs(c) {
+			h := ref.d.shards[ref.idx].holder
+			if h.consumer != c {
+				continue
+			}
+			dl := deadline(c, ref.d.spec.TTL)
+			if h.state == stateRevoked {
+				if f, ok := frozen[grantKey{domain: ref.d.spec.Name, from: ref.d.ranges[ref.idx].From}]; ok && f.Before(dl) {
+					dl = f
+				}
+			}
+			if now.After(dl) {
+				ops = append(ops, releaseOp(ref.d, int(ref.idx), c.id, h.token, true))
+			}
+		}
+	}
+	if len(ops) > 0 {
+		return ops
+	}
+
+	// Phase 2: per domain, assignments and moves.
+	names := make([]string, 0, len(s.domains))
+	for n := range s.domains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		d := s.domains[name]
+		if d.deleting {
+			if domainEmpty(d) {
+				ops = append(ops, &cellv1.Op{Op: &cellv1.Op_DeleteDomain{DeleteDomain: &cellv1.DeleteDomain{Name: name, Purge: true}}})
+			}
+			continue
+		}
+		if !l.n.cfg.Authority.Covers(name, now.Add(l.params(d.spec.TTL).LeaderHold())) {
+			continue // contract (5): grant nothing new outside a live delegation
+		}
+		var eligible []*consumer
+		for _, c := range all {
+			v, ok := views[c.id]
+			if !ok || incs[c.id] != c.incarnation || c.draining || !c.serves(name) || c.region != s.region {
+				continue
+			}
+			if now.After(l.params(d.spec.TTL).LeaderDeadline(v.anchor)) {
+				continue
+			}
+			eligible = append(eligible, c)
+		}
+		ops = append(ops, planDomain(d, eligible, views, l.n.cfg.MaxMovesInFlight)...)
+	}
+	return ops
+}
+
+// planDomain balances one domain: every eligible consumer ends with ⌊n/k⌋
+// or ⌈n/k⌉ shards, with the fewest moves. Shards without an eligible owner
+// are assigned (at once when unheld, as successors when their holder is
+// revoked) or moved away from a draining holder; then consumers above their
+// target give shards to those below. Moves in flight are capped.
+func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, maxMoves int) []*cellv1.Op {
+	var ops []*cellv1.Op
+	n, k := len(d.shards), len(eligible)
+	inflight := 0
+	for i := range d.shards {
+		if d.shards[i].holder.state == stateRevoked && d.shards[i].next.consumer != nil {
+			inflight++
+		}
+	}
+	if k == 0 {
+		// Nobody can take over: a draining holder still gets its shards
+		// revoked so it can finish draining.
+		for i := range d.shards {
+			h := d.shards[i].holder
+			if h.consumer != nil && h.state == stateActive && h.consumer.draining && d.shards[i].next.consumer == nil && inflight < maxMoves {
+				ops = append(ops, moveOp(d, i, h, "", wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
+				inflight++
+			}
+		}
+		return ops
+	}
+	isEligible := make(map[*consumer]bool, k)
+	for _, c := range eligible {
+		isEligible[c] = true
+	}
+	// effective owner: the successor if any, else an ACTIVE holder.
+	owner := func(i int) *consumer {
+		sh := &d.shards[i]
+		if sh.next.consumer != nil {
+			return sh.next.consumer
+		}
+		if sh.holder.state == stateActive {
+			return sh.holder.consumer
+		}
+		return nil
+	}
+	load := make(map[*consumer]int, k)
+	for i := range d.shards {
+		if o := owner(i); o != nil && isEligible[o] {
+			load[o]++
+		}
+	}
+	// Those holding most get the ⌈n/k⌉ targets: fewest moves.
+	order := append([]*consumer(nil), eligible...)
+	sort.SliceStable(order, func(a, b int) bool {
+		if load[order[a]] != load[order[b]] {
+			return load[order[a]] > load[order[b]]
+		}
+		return order[a].id < order[b].id
+	})
+	target := make(map[*consumer]int, k)
+	for i, c := range order {
+		target[c] = n / k
+		if i < n%k {
+			target[c]++
+		}
+	}
+	// Receivers: connected consumers below target, most-deficient first.
+	var receivers []*consumer
+	for _, c := range order {
+		if views[c.id].connected && load[c] < target[c] {
+			receivers = append(receivers, c)
+		}
+	}
+	nextReceiver := func() *consumer {
+		for len(receivers) > 0 {
+			r := receivers[len(receivers)-1]
+			if load[r] < target[r] {
+				return r
+			}
+			receivers = receivers[:len(receivers)-1]
+		}
+		return nil
+	}
+	// Ascending deficit order so the slice end has the largest deficit:
+	// fill evenly by always taking from the end, popping when full.
+	sort.SliceStable(receivers, func(a, b int) bool {
+		return target[receivers[a]]-load[receivers[a]] < target[receivers[b]]-load[receivers[b]]
+	})
+
+	// 1. Shards without an eligible effective owner.
+	for i := range d.shards {
+		sh := &d.shards[i]
+		if o := owner(i); o != nil && isEligible[o] {
+			continue
+		}
+		if sh.next.consumer != nil {
+			continue // successor not eligible (e.g. draining): it resolves on activation
+		}
+		r := nextReceiver()
+		if r == nil {
+			break
+		}
+		switch {
+		case sh.holder.consumer == nil:
+			ops = append(ops, assignOp(d, i, r))
+		case sh.holder.state == stateRevoked:
+			if sh.holder.consumer == r {
+				continue
+			}
+			ops = append(ops, assignOp(d, i, r))
+			inflight++
+		default: // ACTIVE holder that is not eligible: draining or leaving
+			if inflight >= maxMoves {
+				continue
+			}
+			ops = append(ops, moveOp(d, i, sh.holder, r.id, wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
+			inflight++
+		}
+		load[r]++
+	}
+
+	// 2. Over-target consumers give shards to under-target ones.
+	if inflight < maxMoves {
+		for i := range d.shards {
+			if inflight >= maxMoves {
+				break
+			}
+			sh := &d.shards[i]
+			h := sh.holder
+			if h.consumer == nil || h.state != stateActive || sh.next.consumer != nil || !isEligible[h.consumer] {
+				continue
+			}
+			if load[h.consumer] <= target[h.consumer] {
+				continue
+			}
+			r := nextReceiver()
+			if r == nil {
+				break
+			}
+			ops = append(ops, moveOp(d, i, h, r.id, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE))
+			load[h.consumer]--
+			load[r]++
+			inflight++
+		}
+	}
+	return ops
+}
+
+func assignOp(d *domain, i int, c *consumer) *cellv1.Op {
+	return &cellv1.Op{Op: &cellv1.Op_Assign{Assign: &cellv1.Assign{Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), ConsumerId: c.id}}}
+}
+
+func moveOp(d *domain, i int, h grant, next string, reason wdsv1.RevokeReason) *cellv1.Op {
+	return &cellv1.Op{Op: &cellv1.Op_Move{Move: &cellv1.Move{
+		Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), Holder: h.consumer.id,
+		Token: topology.TokenToProto(h.token), Next: next, Reason: reason,
+	}}}
+}
+
+func releaseOp(d *domain, i int, consumerID string, tok topology.Token, expired bool) *cellv1.Op {
+	return &cellv1.Op{Op: &cellv1.Op_Release{Release: &cellv1.Release{
+		Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), ConsumerId: consumerID,
+		Token: topology.TokenToProto(tok), Expired: expired,
+	}}}
+}
+
+func domainEmpty(d *domain) bool {
+	for i := range d.shards {
+		if d.shards[i].holder.consumer != nil || d.shards[i].next.consumer != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func sortedConsumers(s *State) []*consumer {
+	out := make([]*consumer, 0, len(s.consumers))
+	for _, c := range s.consumers {
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+func sortedRefs(c *consumer) []shardRef {
+	out := make([]shardRef, 0, len(c.grants))
+	for r := range c.grants {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].d != out[j].d {
+			return out[i].d.spec.Name < out[j].d.spec.Name
+		}
+		return out[i].idx < out[j].idx
+	})
+	return out
+}

@@ -1,0 +1,320 @@
+package cell
+
+import (
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// itemKind is the kind of a queued outbound message.
+type itemKind uint8
+
+const (
+	itemWelcome itemKind = iota + 1
+	itemAck
+	itemGrant
+	itemRevoke
+	itemPrepare
+	itemRouting
+	itemResync
+	itemDrained
+)
+
+// outItem is one queued outbound message of a session. Items are sent in
+// queue order; that order is what makes "a revocation is sent before any
+// later ack" hold.
+type outItem struct {
+	kind  itemKind
+	index uint64 // log index of the effect (0: not an effect)
+
+	// ack / welcome
+	seq      uint64
+	received time.Time
+
+	// grant / revoke / prepare
+	domain string
+	rng    topology.Range
+	token  topology.Token
+	reason wdsv1.RevokeReason
+
+	// welcome
+	welcome *wdsv1.Welcome
+	frozen  []grantKey // revoked grants the welcome leaves out
+
+	routing []*wdsv1.Routing
+}
+
+// sessionConn is one session stream: an ordered outbound queue drained by
+// the stream's handler goroutine, and the receive loop in another.
+type sessionConn struct {
+	stream wdsv1.Session_ConnectServer
+	owner  connOwner
+
+	mu          sync.Mutex
+	queue       []outItem
+	critical    int // queued non-routing items
+	routingMsgs int
+	resyncing   bool // routing dropped; a snapshot is due
+	watermark   uint64
+	started     bool
+	closed      bool
+	closeErr    error
+	redirect    *wdsv1.Redirect
+	wake        chan struct{}
+	done        chan struct{}
+	maxCritical int
+	maxRouting  int
+	sub         *subscription
+}
+
+// connOwner is what the sender consults while sending: the leader for
+// consumer sessions (lease bookkeeping), nothing for observers.
+type connOwner interface {
+	// beforeAck is called just before a heartbeat ack is sent; it returns
+	// false to drop the ack (leadership not confirmed) and may return
+	// revocations to send first (delegation lapsing).
+	beforeAck(c *sessionConn, received time.Time) (ok bool, revoke []outItem)
+	// beforeRevoke freezes the deadlines of revoked grants as they are sent.
+	beforeRevoke(c *sessionConn, keys []grantKey)
+	// resync asks the routing hub for a fresh snapshot.
+	resync(c *sessionConn)
+}
+
+func newSessionConn(stream wdsv1.Session_ConnectServer, owner connOwner, maxCritical, maxRouting int) *sessionConn {
+	return &sessionConn{
+		stream:      stream,
+		owner:       owner,
+		wake:        make(chan struct{}, 1),
+		done:        make(chan struct{}),
+		maxCritical: maxCritical,
+		maxRouting:  maxRouting,
+	}
+}
+
+func (c *sessionConn) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue adds a lease-critical item. A stream that lets too many pile up
+// is closed: the client will reconnect and resume.
+func (c *sessionConn) enqueue(it outItem) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if c.critical >= c.maxCritical {
+		c.closeLocked(status.Error(codes.ResourceExhausted, "session stream too slow: outbound queue full"), nil)
+		return
+	}
+	c.queue = append(c.queue, it)
+	c.critical++
+	c.signal()
+}
+
+// enqueueFront puts the welcome ahead of effects queued while it was built,
+// and sets the watermark below which queued effects are already reflected
+// in it.
+func (c *sessionConn) enqueueWelcome(it outItem, watermark uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.watermark = watermark
+	c.queue = append([]outItem{it}, c.queue...)
+	c.critical++
+	c.signal()
+}
+
+// deliverRouting is the routing hub's callback (called under the hub lock).
+func (c *sessionConn) deliverRouting(msgs []*wdsv1.Routing) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	snapshot := len(msgs) > 0 && msgs[0].GetSnapshot()
+	if c.resyncing && !snapshot {
+		return // a snapshot is coming; deltas before it are moot
+	}
+	if snapshot {
+		c.resyncing = false
+	}
+	if !snapshot && c.routingMsgs+len(msgs) > c.maxRouting {
+		// Slow stream: drop the queued deltas and send a snapshot once the
+		// stream catches up.
+		kept := c.queue[:0]
+		for _, it := range c.queue {
+			if it.kind != itemRouting {
+				kept = append(kept, it)
+			}
+		}
+		c.queue = append(kept, outItem{kind: itemResync})
+		c.routingMsgs = 0
+		c.resyncing = true
+		c.signal()
+		return
+	}
+	c.queue = append(c.queue, outItem{kind: itemRouting, routing: msgs})
+	c.routingMsgs += len(msgs)
+	c.signal()
+}
+
+// close ends the session: the sender sends redirect (if any) and the
+// handler returns err.
+func (c *sessionConn) close(err error, redirect *wdsv1.Redirect) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeLocked(err, redirect)
+}
+
+func (c *sessionConn) closeLocked(err error, redirect *wdsv1.Redirect) {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.closeErr = err
+	c.redirect = redirect
+	close(c.done)
+}
+
+// run is the sender loop; it returns the error the handler should return.
+func (c *sessionConn) run() error {
+	for {
+		c.mu.Lock()
+		if c.closed {
+			redirect, err := c.redirect, c.closeErr
+			c.mu.Unlock()
+			if redirect != nil {
+				_ = c.stream.Send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Redirect{Redirect: redirect}})
+			}
+			return err
+		}
+		batch := c.queue
+		c.queue = nil
+		c.critical = 0
+		c.routingMsgs = 0
+		watermark := c.watermark
+		c.mu.Unlock()
+		if len(batch) > 0 {
+			if err := c.sendBatch(batch, watermark); err != nil {
+				c.close(err, nil)
+				continue
+			}
+			continue
+		}
+		select {
+		case <-c.wake:
+		case <-c.done:
+		}
+	}
+}
+
+// sendBatch sends queued items in order, merging runs of grants, revokes
+// (of one reason) and prepares into single messages.
+func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
+	for i := 0; i < len(batch); {
+		it := batch[i]
+		if it.index != 0 && it.index <= watermark {
+			i++ // already reflected in the welcome
+			continue
+		}
+		switch it.kind {
+		case itemWelcome:
+			c.owner.beforeRevoke(c, it.frozen)
+			if it.welcome.GetAcked() {
+				ok, _ := c.owner.beforeAck(c, it.received)
+				it.welcome.Acked = ok
+			}
+			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Welcome{Welcome: it.welcome}}); err != nil {
+				return err
+			}
+			i++
+		case itemAck:
+			ok, revokes := c.owner.beforeAck(c, it.received)
+			if len(revokes) > 0 {
+				if err := c.sendBatch(revokes, 0); err != nil {
+					return err
+				}
+			}
+			if ok {
+				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_HeartbeatAck{HeartbeatAck: &wdsv1.HeartbeatAck{Seq: it.seq}}}); err != nil {
+					return err
+				}
+			}
+			i++
+		case itemGrant:
+			g := &wdsv1.Grant{}
+			for ; i < len(batch) && batch[i].kind == itemGrant; i++ {
+				if b := batch[i]; b.index == 0 || b.index > watermark {
+					g.Shards = append(g.Shards, &wdsv1.ShardGrant{Domain: b.domain, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
+				}
+			}
+			if len(g.Shards) == 0 {
+				continue
+			}
+			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Grant{Grant: g}}); err != nil {
+				return err
+			}
+		case itemRevoke:
+			r := &wdsv1.Revoke{Reason: it.reason}
+			var keys []grantKey
+			for ; i < len(batch) && batch[i].kind == itemRevoke && batch[i].reason == it.reason; i++ {
+				if b := batch[i]; b.index == 0 || b.index > watermark {
+					r.Shards = append(r.Shards, &wdsv1.ShardRef{Domain: b.domain, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
+					keys = append(keys, grantKey{domain: b.domain, from: b.rng.From})
+				}
+			}
+			// Freeze before sending: acks sent from here on do not extend
+			// these grants in the client's view.
+			c.owner.beforeRevoke(c, keys)
+			if len(r.Shards) == 0 {
+				continue
+			}
+			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Revoke{Revoke: r}}); err != nil {
+				return err
+			}
+		case itemPrepare:
+			p := &wdsv1.Prepare{}
+			for ; i < len(batch) && batch[i].kind == itemPrepare; i++ {
+				if b := batch[i]; b.index == 0 || b.index > watermark {
+					p.Shards = append(p.Shards, &wdsv1.ShardRef{Domain: b.domain, Range: topology.RangeToProto(b.rng)})
+				}
+			}
+			if len(p.Shards) == 0 {
+				continue
+			}
+			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Prepare{Prepare: p}}); err != nil {
+				return err
+			}
+		case itemRouting:
+			for _, m := range it.routing {
+				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Routing{Routing: m}}); err != nil {
+					return err
+				}
+			}
+			i++
+		case itemResync:
+			c.owner.resync(c)
+			i++
+		case itemDrained:
+			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Drained{Drained: &wdsv1.Drained{}}}); err != nil {
+				return err
+			}
+			i++
+		default:
+			i++
+		}
+	}
+	return nil
+}
+
+func (c *sessionConn) send(m *wdsv1.ServerMessage) error {
+	return c.stream.Send(m)
+}

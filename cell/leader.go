@@ -1,0 +1,481 @@
+package cell
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wdsio/wds/internal/lease"
+	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// grantKey names a shard by domain and range start.
+type grantKey struct {
+	domain string
+	from   topology.Bound
+}
+
+// consumerLease is the leader's lease bookkeeping for one consumer
+// incarnation (DESIGN.md contract (2) and (4)). It lives as long as the
+// incarnation is registered, whether or not a stream is attached.
+type consumerLease struct {
+	id          string
+	incarnation string
+
+	mu sync.Mutex
+	// anchor is the instant the lease runs from: the receive time of the
+	// latest heartbeat whose ack was handed to the stream, but never before
+	// accession+L for consumers inherited from an earlier leader, nor before
+	// the join for new ones. Grants of a domain with TTL T are held until
+	// anchor + T·(1+ε).
+	anchor      time.Time
+	conn        *sessionConn
+	drainedSent bool
+}
+
+func (cl *consumerLease) deadline(p lease.Params) time.Time {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	return p.LeaderDeadline(cl.anchor)
+}
+
+// leader is the state a node keeps only while it is the cell's ready
+// leader: leases, attached consumer sessions, frozen deadlines of revoked
+// grants and the balancer. A new leader object is built at each accession.
+type leader struct {
+	n         *Node
+	accession time.Time
+	log       *slog.Logger
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	mu     sync.Mutex
+	leases map[string]*consumerLease
+	// frozen holds, per revoked grant whose Revoke was sent (or which a
+	// Welcome left out), the deadline it was frozen at.
+	frozen map[grantKey]time.Time
+	stopped bool
+
+	kick chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newLeader(n *Node, accession time.Time) *leader {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &leader{
+		n:         n,
+		accession: accession,
+		log:       n.log.With("role", "leader"),
+		ctx:       ctx,
+		cancel:    cancel,
+		leases:    map[string]*consumerLease{},
+		frozen:    map[grantKey]time.Time{},
+		kick:      make(chan struct{}, 1),
+	}
+	// Contract (4): every inherited grant is held until
+	// accession + T·(1+ε) + L, i.e. its lease is anchored at accession + L.
+	anchor := accession.Add(lease.AccessionSlack(n.cfg.Raft.ConfirmWindow, n.cfg.Drift))
+	n.state.mu.RLock()
+	for id, c := range n.state.consumers {
+		l.leases[id] = &consumerLease{id: id, incarnation: c.incarnation, anchor: anchor}
+	}
+	n.state.mu.RUnlock()
+	return l
+}
+
+func (l *leader) start() {
+	l.wg.Add(1)
+	go l.balanceLoop()
+	l.poke()
+}
+
+// stop ends the leadership: every consumer session is told to go to the
+// new leader.
+func (l *leader) stop(redirect *wdsv1.Redirect) {
+	l.cancel()
+	l.mu.Lock()
+	l.stopped = true
+	conns := []*sessionConn{}
+	for _, cl := range l.leases {
+		cl.mu.Lock()
+		if cl.conn != nil {
+			conns = append(conns, cl.conn)
+			cl.conn = nil
+		}
+		cl.mu.Unlock()
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.close(nil, redirect)
+	}
+	l.wg.Wait()
+}
+
+func (l *leader) poke() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (l *leader) params(ttl time.Duration) lease.Params {
+	return lease.Params{TTL: ttl, Drift: l.n.cfg.Drift}
+}
+
+// --- effects ---
+
+// dispatch turns an applied entry's effects into session messages and
+// lease bookkeeping. It runs on the FSM goroutine, in log order.
+func (l *leader) dispatch(index uint64, effects []Effect) {
+	if len(effects) == 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopped {
+		return
+	}
+	touched := map[*consumerLease]bool{}
+	for _, e := range effects {
+		cl := l.leases[e.Consumer]
+		if e.Kind == EffectJoined {
+			if cl == nil || cl.incarnation != e.Incarnation {
+				// Anchored at the commit: later than the Hello it answers,
+				// so conservative.
+				l.leases[e.Consumer] = &consumerLease{id: e.Consumer, incarnation: e.Incarnation, anchor: time.Now()}
+			}
+			continue
+		}
+		if cl == nil || cl.incarnation != e.Incarnation {
+			continue
+		}
+		key := grantKey{domain: e.Domain, from: e.Range.From}
+		item := outItem{index: index, domain: e.Domain, rng: e.Range, token: e.Token, reason: e.Reason}
+		switch e.Kind {
+		case EffectGranted:
+			item.kind = itemGrant
+		case EffectRevoked:
+			item.kind = itemRevoke
+		case EffectPrepared:
+			item.kind = itemPrepare
+		case EffectReleased:
+			delete(l.frozen, key)
+			touched[cl] = true
+			continue
+		case EffectDropped:
+			delete(l.frozen, key)
+			touched[cl] = true
+			item.kind = itemRevoke
+			item.reason = wdsv1.RevokeReason_REVOKE_REASON_LOST
+		case EffectDraining:
+			touched[cl] = true
+			continue
+		case EffectLeft:
+			delete(l.leases, e.Consumer)
+			cl.mu.Lock()
+			conn := cl.conn
+			cl.conn = nil
+			cl.mu.Unlock()
+			if conn != nil {
+				conn.close(status.Error(codes.FailedPrecondition, "session ended: the consumer's lease expired or it left; reconnect to join again"), nil)
+			}
+			continue
+		default:
+			continue
+		}
+		cl.mu.Lock()
+		conn := cl.conn
+		cl.mu.Unlock()
+		if conn != nil {
+			conn.enqueue(item)
+		}
+		if e.Kind == EffectRevoked {
+			touched[cl] = true
+		}
+	}
+	if len(touched) > 0 {
+		l.n.state.mu.RLock()
+		for cl := range touched {
+			c, ok := l.n.state.consumers[cl.id]
+			if !ok || c.incarnation != cl.incarnation || !c.draining || len(c.grants) > 0 {
+				continue
+			}
+			cl.mu.Lock()
+			if !cl.drainedSent && cl.conn != nil {
+				cl.drainedSent = true
+				cl.conn.enqueue(outItem{kind: itemDrained})
+			}
+			cl.mu.Unlock()
+		}
+		l.n.state.mu.RUnlock()
+	}
+	l.poke()
+}
+
+// --- connOwner: lease bookkeeping at send time ---
+
+type consumerOwner struct {
+	l  *leader
+	cl *consumerLease
+	// domains and their TTLs, fixed for the incarnation.
+	ttls map[string]time.Duration
+}
+
+// beforeAck implements contracts (2), (4) and (5) at the moment an ack is
+// handed to the stream: the node must have confirmed its leadership within
+// the window, the delegation must cover the extended lease, and then the
+// lease is anchored at the heartbeat's receive time.
+func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
+	now := time.Now()
+	if !o.l.n.raft.Confirmed(now) {
+		return false, nil
+	}
+	var revokes []outItem
+	for dom, ttl := range o.ttls {
+		if o.l.n.cfg.Authority.Covers(dom, now.Add(o.l.params(ttl).LeaderHold())) {
+			continue
+		}
+		revokes = append(revokes, o.l.delegationRevokes(o.cl, dom)...)
+	}
+	o.cl.mu.Lock()
+	if o.cl.conn == c && received.After(o.cl.anchor) {
+		o.cl.anchor = received
+	}
+	ok := o.cl.conn == c
+	o.cl.mu.Unlock()
+	return ok, revokes
+}
+
+// beforeRevoke freezes revoked grants at the lease's current deadline: the
+// client's view of them cannot extend past acks sent before this point.
+func (o *consumerOwner) beforeRevoke(_ *sessionConn, keys []grantKey) {
+	if len(keys) == 0 {
+		return
+	}
+	o.cl.mu.Lock()
+	anchor := o.cl.anchor
+	o.cl.mu.Unlock()
+	o.l.mu.Lock()
+	defer o.l.mu.Unlock()
+	for _, k := range keys {
+		ttl, ok := o.ttls[k.domain]
+		if !ok {
+			ttl = topology.MaxTTL
+		}
+		dl := o.l.params(ttl).LeaderDeadline(anchor)
+		if old, ok := o.l.frozen[k]; !ok || dl.Before(old) {
+			o.l.frozen[k] = dl
+		}
+	}
+}
+
+func (o *consumerOwner) resync(c *sessionConn) {
+	if c.sub != nil {
+		o.l.n.hub.resync(c.sub)
+	}
+}
+
+// delegationRevokes revokes a consumer's active grants in a domain whose
+// delegation no longer covers a lease extension (contract (5)): the
+// revocations go out on the stream before the ack, and the moves are
+// proposed to the log.
+func (l *leader) delegationRevokes(cl *consumerLease, dom string) []outItem {
+	var items []outItem
+	var ops []*cellv1.Op
+	l.n.state.mu.RLock()
+	if c, ok := l.n.state.consumers[cl.id]; ok && c.incarnation == cl.incarnation {
+		for ref := range c.grants {
+			if ref.d.spec.Name != dom {
+				continue
+			}
+			h := ref.d.shards[ref.idx].holder
+			if h.consumer != c || h.state != stateActive {
+				continue
+			}
+			r := ref.d.ranges[ref.idx]
+			items = append(items, outItem{kind: itemRevoke, domain: dom, rng: r, token: h.token, reason: wdsv1.RevokeReason_REVOKE_REASON_DELEGATION})
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Move{Move: &cellv1.Move{
+				Domain: dom, From: r.From.Bytes(), Holder: c.id, Token: topology.TokenToProto(h.token),
+				Reason: wdsv1.RevokeReason_REVOKE_REASON_DELEGATION,
+			}}})
+		}
+	}
+	l.n.state.mu.RUnlock()
+	if len(ops) > 0 {
+		go func() { _, _ = l.n.propose(l.ctx, ops...) }()
+	}
+	return items
+}
+
+// --- attaching sessions ---
+
+// attachConsumer admits a consumer Hello: it resumes the incarnation the
+// session token names, or registers a new one, and queues the Welcome. It
+// returns the conn to serve.
+func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received time.Time, stream wdsv1.Session_ConnectServer) (*sessionConn, *consumerOwner, error) {
+	id := h.GetConsumerId()
+	l.n.state.mu.RLock()
+	c, exists := l.n.state.consumers[id]
+	var inc string
+	var ttls map[string]time.Duration
+	resume := exists && equalIncarnation(c.incarnation, h.GetSessionToken())
+	if exists {
+		inc = c.incarnation
+	}
+	ttls, err := l.n.domainTTLsLocked(h.GetDomains())
+	l.n.state.mu.RUnlock()
+	if err != nil {
+		return nil, nil, err
+	}
+
+	if !resume {
+		if exists {
+			// Another incarnation holds the id. Admit the newcomer only once
+			// that lease is past every deadline: two processes must never
+			// share an id while one may still believe it owns shards.
+			l.mu.Lock()
+			cl := l.leases[id]
+			l.mu.Unlock()
+			if cl != nil {
+				cl.mu.Lock()
+				attached := cl.conn != nil
+				anchor := cl.anchor
+				cl.mu.Unlock()
+				until := l.params(topology.MaxTTL).LeaderDeadline(anchor)
+				if d, ok := l.n.maxTTL(inc); ok {
+					until = l.params(d).LeaderDeadline(anchor)
+				}
+				if attached || time.Now().Before(until) {
+					return nil, nil, fmt.Errorf("%w: consumer_id %q is already in use by a live session (duplicate consumer id); a restarted process is admitted once the old lease lapses, at most %v from now",
+						ErrFailedPrecondition, id, time.Until(until).Round(time.Millisecond))
+				}
+			}
+		}
+		var buf [16]byte
+		if _, err := rand.Read(buf[:]); err != nil {
+			return nil, nil, err
+		}
+		inc = string(buf[:])
+		res, err := l.n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_Join{Join: &cellv1.Join{
+			ConsumerId: id, Region: h.GetRegion(), Endpoint: h.GetEndpoint(), Domains: h.GetDomains(), Incarnation: buf[:],
+		}}})
+		if err != nil {
+			return nil, nil, err
+		}
+		if res[0] != nil {
+			return nil, nil, res[0]
+		}
+	}
+
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return nil, nil, ErrNotLeader
+	}
+	cl := l.leases[id]
+	if cl == nil || cl.incarnation != inc {
+		l.mu.Unlock()
+		return nil, nil, fmt.Errorf("%w: consumer %q changed while joining; retry", ErrConflict, id)
+	}
+	owner := &consumerOwner{l: l, cl: cl, ttls: ttls}
+	conn := newSessionConn(stream, owner, l.n.cfg.MaxSessionQueue, l.n.cfg.MaxRoutingQueue)
+	cl.mu.Lock()
+	old := cl.conn
+	cl.conn = conn
+	cl.drainedSent = false
+	cl.mu.Unlock()
+	l.mu.Unlock()
+	if old != nil {
+		old.close(status.Error(codes.Aborted, "session superseded by a newer stream of the same consumer"), nil)
+	}
+
+	// Build the welcome after attaching, so no effect is missed: effects up
+	// to the watermark are in it, later ones are queued behind it.
+	w := &wdsv1.Welcome{
+		SessionToken:            []byte(inc),
+		NodeId:                  l.n.cfg.NodeID,
+		Drift:                   l.n.cfg.Drift,
+		AckSeq:                  h.GetSeq(),
+		Acked:                   true,
+		HeartbeatIntervalMillis: lease.HeartbeatInterval(minTTL(ttls)).Milliseconds(),
+	}
+	for _, d := range h.GetDomains() {
+		w.Leases = append(w.Leases, &wdsv1.DomainLease{Domain: d, TtlMillis: ttls[d].Milliseconds()})
+	}
+	var frozen []grantKey
+	var draining bool
+	l.n.state.mu.RLock()
+	watermark := l.n.state.index
+	if c, ok := l.n.state.consumers[id]; ok && c.incarnation == inc {
+		draining = c.draining
+		for ref := range c.grants {
+			h := ref.d.shards[ref.idx].holder
+			if h.consumer != c {
+				continue
+			}
+			r := ref.d.ranges[ref.idx]
+			switch h.state {
+			case stateActive:
+				w.Grants = append(w.Grants, &wdsv1.ShardGrant{Domain: ref.d.spec.Name, Range: topology.RangeToProto(r), Token: topology.TokenToProto(h.token)})
+			case stateRevoked:
+				frozen = append(frozen, grantKey{domain: ref.d.spec.Name, from: r.From})
+			}
+		}
+	}
+	l.n.state.mu.RUnlock()
+	conn.enqueueWelcome(outItem{kind: itemWelcome, welcome: w, frozen: frozen, received: received}, watermark)
+	if draining {
+		// Re-evaluate: a resumed draining consumer may already be empty.
+		l.dispatch(watermark, []Effect{{Kind: EffectDraining, Consumer: id, Incarnation: inc}})
+	}
+	l.poke()
+	return conn, owner, nil
+}
+
+// detach forgets a finished stream. A drained consumer that closes its
+// stream leaves at once; any other keeps its lease until it resumes or the
+// lease expires.
+func (l *leader) detach(cl *consumerLease, conn *sessionConn) {
+	cl.mu.Lock()
+	if cl.conn == conn {
+		cl.conn = nil
+	}
+	cl.mu.Unlock()
+	l.n.state.mu.RLock()
+	c, ok := l.n.state.consumers[cl.id]
+	leave := ok && c.incarnation == cl.incarnation && c.draining && len(c.grants) == 0
+	l.n.state.mu.RUnlock()
+	if leave {
+		go func() {
+			_, err := l.n.propose(l.ctx, &cellv1.Op{Op: &cellv1.Op_Leave{Leave: &cellv1.Leave{
+				ConsumerId: cl.id, Incarnation: []byte(cl.incarnation), Reason: cellv1.LeaveReason_LEAVE_REASON_GRACEFUL,
+			}}})
+			if err != nil && !errors.Is(err, context.Canceled) {
+				l.log.Debug("graceful leave not committed", "consumer", cl.id, "err", err)
+			}
+		}()
+	}
+	l.poke()
+}
+
+func minTTL(ttls map[string]time.Duration) time.Duration {
+	m := time.Duration(0)
+	for _, t := range ttls {
+		if m == 0 || t < m {
+			m = t
+		}
+	}
+	if m == 0 {
+		m = topology.DefaultTTL
+	}
+	return m
+}

@@ -1,0 +1,76 @@
+package cell
+
+import (
+	"context"
+	"sync/atomic"
+
+	"go.opentelemetry.io/otel/metric"
+)
+
+// cellMetrics are the node's OpenTelemetry instruments (exported at
+// /metrics as wds_cell_*).
+type cellMetrics struct {
+	sessionsOpen     metric.Int64UpDownCounter
+	consumerSessions metric.Int64UpDownCounter
+	heartbeats       metric.Int64Counter
+	grants           metric.Int64Counter
+	revokes          metric.Int64Counter
+	releases         metric.Int64Counter
+	expiries         metric.Int64Counter
+	leaderChanges    metric.Int64Counter
+	commitOps        metric.Int64Counter
+	commitLatency    metric.Float64Histogram
+	routingVersion   atomic.Int64
+	isLeader         atomic.Int64
+}
+
+func newCellMetrics(n *Node) (*cellMetrics, error) {
+	m := n.tm.Meter("github.com/wdsio/wds/cell")
+	cm := &cellMetrics{}
+	var err error
+	must := func(e error) {
+		if err == nil {
+			err = e
+		}
+	}
+	var e error
+	cm.sessionsOpen, e = m.Int64UpDownCounter("wds.cell.sessions", metric.WithDescription("Session streams open on this node (consumers and observers)."))
+	must(e)
+	cm.consumerSessions, e = m.Int64UpDownCounter("wds.cell.consumer_sessions", metric.WithDescription("Consumer session streams attached to this leader."))
+	must(e)
+	cm.heartbeats, e = m.Int64Counter("wds.cell.renewals", metric.WithDescription("Heartbeats received (each renews all of a session's grants)."))
+	must(e)
+	cm.grants, e = m.Int64Counter("wds.cell.grants", metric.WithDescription("Grants activated (applied log)."))
+	must(e)
+	cm.revokes, e = m.Int64Counter("wds.cell.revokes", metric.WithDescription("Grants revoked (applied log)."))
+	must(e)
+	cm.releases, e = m.Int64Counter("wds.cell.releases", metric.WithDescription("Grants released by their holder (applied log)."))
+	must(e)
+	cm.expiries, e = m.Int64Counter("wds.cell.expiries", metric.WithDescription("Grants ended because their lease passed the leader's deadline (applied log)."))
+	must(e)
+	cm.leaderChanges, e = m.Int64Counter("wds.cell.leader_accessions", metric.WithDescription("Times this node became the ready leader."))
+	must(e)
+	cm.commitOps, e = m.Int64Counter("wds.cell.committed_ops", metric.WithDescription("Ops committed through this leader's batcher."))
+	must(e)
+	cm.commitLatency, e = m.Float64Histogram("wds.cell.commit_latency", metric.WithUnit("s"), metric.WithDescription("Time from proposal to applied, per log entry."))
+	must(e)
+	_, e = m.Int64ObservableGauge("wds.cell.routing_version", metric.WithDescription("Version (log index) of the last routing delta published."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(cm.routingVersion.Load())
+			return nil
+		}))
+	must(e)
+	_, e = m.Int64ObservableGauge("wds.cell.leader", metric.WithDescription("1 while this node is the cell's ready leader."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(cm.isLeader.Load())
+			return nil
+		}))
+	must(e)
+	_, e = m.Int64ObservableGauge("wds.cell.applied_index", metric.WithDescription("Last log index applied to the FSM."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(n.state.Index()))
+			return nil
+		}))
+	must(e)
+	return cm, err
+}

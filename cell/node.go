@@ -1,0 +1,442 @@
+package cell
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/wdsio/wds/internal/logging"
+	"github.com/wdsio/wds/internal/raftnode"
+	"github.com/wdsio/wds/internal/telemetry"
+	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// Node is one running cell node: a Raft member, its FSM, the routing hub,
+// the gRPC Session and Admin services and the HTTP admin port. While it is
+// the ready leader it also runs a leader (leases, sessions, balancer).
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	state   *State
+	fsm     *fsm
+	hub     *routingHub
+	raft    *raftnode.Node
+	batcher *raftnode.Batcher[*cellv1.Op, error]
+	grpc    *grpc.Server
+	lis     net.Listener
+	http    *telemetry.AdminServer
+	metrics *cellMetrics
+	ownsMet bool
+	tm      *telemetry.Metrics
+
+	mu        sync.Mutex
+	leader    *leader
+	observers map[*sessionConn]struct{}
+	closed    bool
+
+	peerMu    sync.Mutex
+	peerConns map[string]*grpc.ClientConn
+}
+
+// Start starts a cell node. It returns once the node serves gRPC; the cell
+// may not have a leader yet (see WaitLeader).
+func Start(cfg Config) (*Node, error) {
+	if cfg.Authority == nil {
+		cfg.Authority = SelfAuthority{}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = logging.Discard()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cell config: %w", err)
+	}
+	self := cfg.self()
+	n := &Node{
+		cfg:       cfg,
+		log:       logging.Component(cfg.Logger, "cell").With("node", cfg.NodeID, "region", cfg.Region),
+		state:     NewState(cfg.Region),
+		observers: map[*sessionConn]struct{}{},
+		peerConns: map[string]*grpc.ClientConn{},
+	}
+	n.tm = cfg.Metrics
+	if n.tm == nil {
+		tm, err := telemetry.NewMetrics(attribute.String("node", cfg.NodeID), attribute.String("region", cfg.Region))
+		if err != nil {
+			return nil, err
+		}
+		n.tm, n.ownsMet = tm, true
+	}
+	met, err := newCellMetrics(n)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics = met
+	n.hub = newRoutingHub(n.state, cfg.RoutingCoalesce)
+	n.hub.onFlush = func(version uint64, _, subs int) { n.metrics.routingVersion.Store(int64(version)) }
+	n.fsm = &fsm{
+		state:     n.state,
+		onApply:   n.onApply,
+		onRestore: n.hub.markAll,
+	}
+
+	lis, err := net.Listen("tcp", firstNonEmpty(cfg.GRPCBind, self.GRPC))
+	if err != nil {
+		return nil, fmt.Errorf("cell: listen grpc %s: %w", firstNonEmpty(cfg.GRPCBind, self.GRPC), err)
+	}
+	n.lis = lis
+
+	rc := cfg.Raft
+	rc.ID = cfg.NodeID
+	rc.Dir = cfg.DataDir
+	rc.Bind = firstNonEmpty(cfg.RaftBind, self.Raft)
+	rc.Advertise = self.Raft
+	rc.Peers = nil
+	for _, p := range cfg.Peers {
+		rc.Peers = append(rc.Peers, raftnode.Peer{ID: p.ID, Address: p.Raft})
+	}
+	rc.Faults = cfg.Faults
+	rc.Logger = cfg.Logger.With("node", cfg.NodeID)
+	rc.OnLeadership = n.onLeadership
+	rn, err := raftnode.Start(rc, n.fsm)
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	n.raft = rn
+	n.batcher = raftnode.NewBatcher[*cellv1.Op, error](rn, raftnode.BatcherConfig{
+		OnCommitted: func(ops int, took time.Duration) {
+			n.metrics.commitOps.Add(context.Background(), int64(ops))
+			n.metrics.commitLatency.Record(context.Background(), took.Seconds())
+		},
+	}, encodeEntry)
+
+	opts := append(telemetry.ServerOptions(n.tm, noop.NewTracerProvider()),
+		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.SharedWriteBuffer(true),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	n.grpc = grpc.NewServer(opts...)
+	wdsv1.RegisterSessionServer(n.grpc, &sessionService{n: n})
+	wdsv1.RegisterAdminServer(n.grpc, &adminService{n: n})
+	go func() {
+		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+
+	if cfg.HTTPBind != "" {
+		adm, err := telemetry.NewAdminServer(cfg.HTTPBind, telemetry.AdminConfig{
+			Metrics: n.tm.Handler,
+			Health:  n.health,
+			Ready:   n.ready,
+			Logger:  n.log,
+		})
+		if err == nil {
+			err = adm.Start()
+		}
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("cell: http admin %s: %w", cfg.HTTPBind, err)
+		}
+		n.http = adm
+	}
+	n.log.Info("cell node started", "grpc", lis.Addr().String(), "raft", rn.Addr())
+	return n, nil
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// Close stops the node: sessions end (clients reconnect elsewhere), Raft
+// shuts down, the data dir stays.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	l := n.leader
+	n.leader = nil
+	obs := n.observers
+	n.observers = map[*sessionConn]struct{}{}
+	n.mu.Unlock()
+	if l != nil {
+		l.stop(&wdsv1.Redirect{Reason: "node shutting down"})
+	}
+	for c := range obs {
+		c.close(nil, &wdsv1.Redirect{Reason: "node shutting down"})
+	}
+	n.hub.close()
+	n.batcher.Close()
+	// Streams are ended above; Stop (not GracefulStop) so a stuck stream
+	// cannot hold shutdown.
+	n.grpc.Stop()
+	err := n.raft.Shutdown()
+	if n.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		n.http.Close(ctx)
+		cancel()
+	}
+	n.peerMu.Lock()
+	for _, cc := range n.peerConns {
+		cc.Close()
+	}
+	n.peerMu.Unlock()
+	if n.ownsMet {
+		n.tm.Shutdown(context.Background())
+	}
+	return err
+}
+
+// Endpoint is the node's gRPC address.
+func (n *Node) Endpoint() string { return n.lis.Addr().String() }
+
+// HTTPAddr is the admin HTTP address ("" when disabled).
+func (n *Node) HTTPAddr() string {
+	if n.http == nil {
+		return ""
+	}
+	return n.http.Addr()
+}
+
+// ID is the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// IsLeader reports whether this node is the cell's ready leader.
+func (n *Node) IsLeader() bool { return n.currentLeader() != nil }
+
+// Raft exposes the Raft member (tests, status).
+func (n *Node) Raft() *raft.Raft { return n.raft.Raft }
+
+// Faults returns the node's transport fault hook (nil unless configured).
+func (n *Node) Faults() *raftnode.Faults { return n.cfg.Faults }
+
+// AppliedIndex is the index of the last entry applied to the FSM.
+func (n *Node) AppliedIndex() uint64 { return n.state.Index() }
+
+// Metrics is the node's metrics registry.
+func (n *Node) Metrics() *telemetry.Metrics { return n.tm }
+
+func (n *Node) currentLeader() *leader {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leader
+}
+
+// leaderEndpoint is the leader's id and client endpoint as this node knows
+// them.
+func (n *Node) leaderEndpoint() (id, endpoint string) {
+	id, _ = n.raft.Leader()
+	if p, ok := n.cfg.peer(id); ok {
+		return id, p.GRPC
+	}
+	return id, ""
+}
+
+func (n *Node) onLeadership(ev raftnode.Leadership) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	old := n.leader
+	n.leader = nil
+	n.mu.Unlock()
+	if old != nil {
+		id, ep := n.leaderEndpoint()
+		old.stop(&wdsv1.Redirect{LeaderId: id, LeaderEndpoint: ep, Reason: "leadership moved"})
+	}
+	n.metrics.isLeader.Store(0)
+	if !ev.Leader {
+		return
+	}
+	l := newLeader(n, ev.Accession)
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.leader = l
+	n.mu.Unlock()
+	n.metrics.isLeader.Store(1)
+	n.metrics.leaderChanges.Add(context.Background(), 1)
+	n.log.Info("leading the cell", "term", ev.Term, "consumers", len(l.leases))
+	l.start()
+}
+
+// onApply runs on the FSM goroutine after each entry.
+func (n *Node) onApply(index uint64, res *applyResult) {
+	n.hub.mark(res.routes)
+	for _, e := range res.effects {
+		switch e.Kind {
+		case EffectGranted:
+			n.metrics.grants.Add(context.Background(), 1)
+		case EffectRevoked:
+			n.metrics.revokes.Add(context.Background(), 1)
+		case EffectReleased:
+			n.metrics.releases.Add(context.Background(), 1)
+		case EffectDropped:
+			n.metrics.expiries.Add(context.Background(), 1)
+		}
+	}
+	if l := n.currentLeader(); l != nil {
+		l.dispatch(index, res.effects)
+	}
+}
+
+// propose commits ops through the batcher. It fails with ErrNotLeader on a
+// follower.
+func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]error, error) {
+	if n.currentLeader() == nil {
+		return nil, ErrNotLeader
+	}
+	res, err := n.batcher.Propose(ctx, ops...)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return res, err
+}
+
+// domainTTLsLocked resolves the TTL of each named domain; unknown domains
+// are NotFound errors naming the Hello field. Caller holds state.mu.
+func (n *Node) domainTTLsLocked(names []string) (map[string]time.Duration, error) {
+	out := make(map[string]time.Duration, len(names))
+	for i, name := range names {
+		d, ok := n.state.domains[name]
+		if !ok || d.deleting {
+			return nil, fmt.Errorf("%w: hello.domains[%d]: domain %q does not exist (create it with `wds domain create`)", ErrNotFound, i, name)
+		}
+		out[name] = d.spec.TTL
+	}
+	return out, nil
+}
+
+// maxTTL is the largest TTL among the domains of the consumer incarnation.
+func (n *Node) maxTTL(incarnation string) (time.Duration, bool) {
+	n.state.mu.RLock()
+	defer n.state.mu.RUnlock()
+	for _, c := range n.state.consumers {
+		if c.incarnation != incarnation {
+			continue
+		}
+		m := time.Duration(0)
+		for _, name := range c.domains {
+			if d, ok := n.state.domains[name]; ok && d.spec.TTL > m {
+				m = d.spec.TTL
+			}
+		}
+		for ref := range c.grants {
+			if ref.d.spec.TTL > m {
+				m = ref.d.spec.TTL
+			}
+		}
+		return m, m > 0
+	}
+	return 0, false
+}
+
+func (n *Node) addObserver(c *sessionConn) {
+	n.mu.Lock()
+	n.observers[c] = struct{}{}
+	n.mu.Unlock()
+}
+
+func (n *Node) removeObserver(c *sessionConn) {
+	n.mu.Lock()
+	delete(n.observers, c)
+	n.mu.Unlock()
+}
+
+// sessionCount is the number of sessions attached to this node.
+func (n *Node) sessionCount() int {
+	n.mu.Lock()
+	count := len(n.observers)
+	l := n.leader
+	n.mu.Unlock()
+	if l != nil {
+		count += len(l.connected())
+	}
+	return count
+}
+
+// connectedConsumers lists the consumers with a stream on this leader.
+func (n *Node) connectedConsumers() map[string]bool {
+	if l := n.currentLeader(); l != nil {
+		return l.connected()
+	}
+	return map[string]bool{}
+}
+
+func (l *leader) connected() map[string]bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]bool{}
+	for id, cl := range l.leases {
+		cl.mu.Lock()
+		if cl.conn != nil {
+			out[id] = true
+		}
+		cl.mu.Unlock()
+	}
+	return out
+}
+
+func (n *Node) health() error {
+	if n.raft.Raft.State() == raft.Shutdown {
+		return errors.New("raft is shut down")
+	}
+	return nil
+}
+
+func (n *Node) ready() error {
+	if err := n.health(); err != nil {
+		return err
+	}
+	id, _ := n.raft.Leader()
+	if id == "" {
+		return errors.New("no known cell leader")
+	}
+	if n.raft.Raft.AppliedIndex() < n.raft.Raft.CommitIndex() {
+		return fmt.Errorf("applying the log: %d of %d", n.raft.Raft.AppliedIndex(), n.raft.Raft.CommitIndex())
+	}
+	return nil
+}
+
+// WaitLeader waits until some node of nodes is the ready leader.
+func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, n := range nodes {
+			if n != nil && n.IsLeader() && n.raft.Confirmed(time.Now()) {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("cell: no leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+var _ = topology.DefaultTTL

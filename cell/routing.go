@@ -1,0 +1,309 @@
+package cell
+
+import (
+	"sort"
+	"sync"
+	"time"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// maxEntriesPerMessage bounds routing entries per message (about 80 bytes
+// each) so no message nears gRPC's size limits.
+const maxEntriesPerMessage = 8192
+
+// routingHub publishes routing on one node. Every node applies the same log,
+// so every node can serve routing: consumers' sessions on the leader,
+// observers anywhere.
+//
+// Applied entries only mark shards dirty (cheap, on the FSM goroutine). After
+// a short coalescing window the hub reads the marked entries from State in
+// one consistent view at version v (the applied index) and sends each
+// subscriber one delta of the domains it watches. Many changes to one shard
+// within the window become one entry. Subscribing takes the hub lock, so a
+// subscriber's snapshot and its first delta never miss or reorder a change:
+// a change is either in the snapshot or marked dirty for a later flush.
+type routingHub struct {
+	state  *State
+	window time.Duration
+
+	mu       sync.Mutex
+	dirty    map[string]map[int]struct{}
+	replaced map[string]bool
+	deleted  map[string]bool
+	armed    bool
+	subs     map[*subscription]struct{}
+	version  uint64 // version of the last flush
+	closed   bool
+
+	// onFlush observes each flush (for metrics): entries sent, subscribers.
+	onFlush func(version uint64, domains int, subscribers int)
+}
+
+// subscription is one session's interest in routing. deliver is called
+// under the hub lock, in version order; it must not block.
+type subscription struct {
+	domains map[string]bool
+	deliver func(msgs []*wdsv1.Routing)
+}
+
+func newRoutingHub(state *State, window time.Duration) *routingHub {
+	return &routingHub{
+		state:    state,
+		window:   window,
+		dirty:    map[string]map[int]struct{}{},
+		replaced: map[string]bool{},
+		deleted:  map[string]bool{},
+		subs:     map[*subscription]struct{}{},
+	}
+}
+
+// mark records routing changes of an applied entry.
+func (h *routingHub) mark(changes []RouteChange) {
+	if len(changes) == 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range changes {
+		switch {
+		case c.Deleted:
+			h.deleted[c.Domain] = true
+			delete(h.replaced, c.Domain)
+			delete(h.dirty, c.Domain)
+		case c.Replace:
+			h.replaced[c.Domain] = true
+			delete(h.deleted, c.Domain)
+			delete(h.dirty, c.Domain)
+		default:
+			if h.replaced[c.Domain] {
+				continue
+			}
+			m := h.dirty[c.Domain]
+			if m == nil {
+				m = map[int]struct{}{}
+				h.dirty[c.Domain] = m
+			}
+			m[c.Shard] = struct{}{}
+		}
+	}
+	h.armLocked()
+}
+
+// markAll makes the next flush replace every domain (after a snapshot
+// restore, when individual changes are unknown).
+func (h *routingHub) markAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.dirty = map[string]map[int]struct{}{}
+	h.state.mu.RLock()
+	for name, d := range h.state.domains {
+		if d.deleting {
+			h.deleted[name] = true
+		} else {
+			h.replaced[name] = true
+		}
+	}
+	h.state.mu.RUnlock()
+	// Domains the subscribers watch that no longer exist.
+	for s := range h.subs {
+		for name := range s.domains {
+			if !h.replaced[name] {
+				h.deleted[name] = true
+			}
+		}
+	}
+	h.armLocked()
+}
+
+func (h *routingHub) armLocked() {
+	if h.armed || h.closed {
+		return
+	}
+	h.armed = true
+	time.AfterFunc(h.window, h.flush)
+}
+
+func (h *routingHub) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.subs = map[*subscription]struct{}{}
+	h.mu.Unlock()
+}
+
+// flush sends the pending changes to every subscriber.
+func (h *routingHub) flush() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.armed = false
+	if h.closed {
+		return
+	}
+	dirty, replaced, deleted := h.dirty, h.replaced, h.deleted
+	h.dirty, h.replaced, h.deleted = map[string]map[int]struct{}{}, map[string]bool{}, map[string]bool{}
+
+	h.state.mu.RLock()
+	version := h.state.index
+	changed := map[string][]*wdsv1.DomainRouting{}
+	for name := range deleted {
+		if d, ok := h.state.domains[name]; ok && !d.deleting {
+			replaced[name] = true // deleted and re-created within the window
+			continue
+		}
+		changed[name] = []*wdsv1.DomainRouting{{Domain: name, Deleted: true, Replace: true}}
+	}
+	for name := range replaced {
+		d, ok := h.state.domains[name]
+		if !ok || d.deleting {
+			changed[name] = []*wdsv1.DomainRouting{{Domain: name, Deleted: true, Replace: true}}
+			continue
+		}
+		changed[name] = domainRoutingLocked(d, nil)
+	}
+	for name, idx := range dirty {
+		d, ok := h.state.domains[name]
+		if !ok || d.deleting || changed[name] != nil {
+			continue
+		}
+		list := make([]int, 0, len(idx))
+		for i := range idx {
+			if i >= 0 && i < len(d.shards) {
+				list = append(list, i)
+			}
+		}
+		sort.Ints(list)
+		changed[name] = domainRoutingLocked(d, list)
+	}
+	h.state.mu.RUnlock()
+	h.version = version
+	if len(changed) == 0 {
+		return
+	}
+	n := 0
+	for s := range h.subs {
+		var doms []*wdsv1.DomainRouting
+		for name := range s.domains {
+			doms = append(doms, changed[name]...)
+		}
+		if len(doms) == 0 {
+			continue
+		}
+		n++
+		s.deliver(packRouting(version, false, doms))
+	}
+	if h.onFlush != nil {
+		h.onFlush(version, len(changed), n)
+	}
+}
+
+// subscribe registers a subscriber and delivers its snapshot of domains.
+// Unknown domains are reported deleted in the snapshot.
+func (h *routingHub) subscribe(domains []string, deliver func([]*wdsv1.Routing)) *subscription {
+	s := &subscription{domains: map[string]bool{}, deliver: deliver}
+	for _, d := range domains {
+		s.domains[d] = true
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.subs[s] = struct{}{}
+	h.deliverSnapshotLocked(s)
+	return s
+}
+
+// resync delivers a fresh snapshot to a subscriber whose deltas were
+// dropped (a slow stream).
+func (h *routingHub) resync(s *subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.subs[s]; ok {
+		h.deliverSnapshotLocked(s)
+	}
+}
+
+func (h *routingHub) deliverSnapshotLocked(s *subscription) {
+	names := make([]string, 0, len(s.domains))
+	for n := range s.domains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	h.state.mu.RLock()
+	version := h.state.index
+	var doms []*wdsv1.DomainRouting
+	for _, name := range names {
+		d, ok := h.state.domains[name]
+		if !ok || d.deleting {
+			doms = append(doms, &wdsv1.DomainRouting{Domain: name, Deleted: true, Replace: true})
+			continue
+		}
+		doms = append(doms, domainRoutingLocked(d, nil)...)
+	}
+	h.state.mu.RUnlock()
+	s.deliver(packRouting(version, true, doms))
+}
+
+func (h *routingHub) unsubscribe(s *subscription) {
+	h.mu.Lock()
+	delete(h.subs, s)
+	h.mu.Unlock()
+}
+
+// domainRoutingLocked builds routing entries of d: all of them (idx nil,
+// Replace) or the listed shards. Large tables come in several parts; only
+// the first part of a replacement has Replace set. Caller holds state.mu.
+func domainRoutingLocked(d *domain, idx []int) []*wdsv1.DomainRouting {
+	replace := idx == nil
+	total := len(idx)
+	if replace {
+		total = len(d.shards)
+	}
+	var out []*wdsv1.DomainRouting
+	kind := topology.KindToProto(d.spec.Kind)
+	for start := 0; start < total || (start == 0 && total == 0); start += maxEntriesPerMessage {
+		end := min(start+maxEntriesPerMessage, total)
+		dr := &wdsv1.DomainRouting{Domain: d.spec.Name, Replace: replace && start == 0, Kind: kind,
+			Entries: make([]*wdsv1.RouteEntry, 0, end-start)}
+		for k := start; k < end; k++ {
+			i := k
+			if !replace {
+				i = idx[k]
+			}
+			dr.Entries = append(dr.Entries, routeEntryLocked(d, i))
+		}
+		out = append(out, dr)
+		if total == 0 {
+			break
+		}
+	}
+	return out
+}
+
+func routeEntryLocked(d *domain, i int) *wdsv1.RouteEntry {
+	e := &wdsv1.RouteEntry{Range: topology.RangeToProto(d.ranges[i])}
+	if h := d.shards[i].holder; h.consumer != nil && h.state == stateActive {
+		e.Owner = h.consumer.id
+		e.Endpoint = h.consumer.endpoint
+		e.Token = topology.TokenToProto(h.token)
+	}
+	return e
+}
+
+// packRouting splits domain parts into messages of at most
+// maxEntriesPerMessage entries; all but the last have More set.
+func packRouting(version uint64, snapshot bool, doms []*wdsv1.DomainRouting) []*wdsv1.Routing {
+	var out []*wdsv1.Routing
+	cur := &wdsv1.Routing{Version: version, Snapshot: snapshot}
+	n := 0
+	for _, d := range doms {
+		if n > 0 && n+len(d.Entries) > maxEntriesPerMessage {
+			cur.More = true
+			out = append(out, cur)
+			cur = &wdsv1.Routing{Version: version, Snapshot: snapshot}
+			n = 0
+		}
+		cur.Domains = append(cur.Domains, d)
+		n += len(d.Entries)
+	}
+	out = append(out, cur)
+	return out
+}

@@ -1,0 +1,104 @@
+package chaos
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/wdsio/wds/topology"
+)
+
+// Interval is one period during which Consumer believed it owned Range of Domain under Token.
+// It is half-open in time: [Start, End). A zero End means the consumer still owned the range when
+// the history ended, and counts as +infinity.
+type Interval struct {
+	Consumer string
+	Domain   string
+	Range    topology.Range
+	Token    topology.Token
+	Start    time.Time
+	End      time.Time
+}
+
+// Open reports whether the interval has no End: the belief lasted until the history ended.
+func (iv Interval) Open() bool { return iv.End.IsZero() }
+
+// String formats the interval for test failures, e.g.
+// `"c1" owned "orders" [00000000-…, 80000000-…) token 1.42 during [18:00:00.1, 18:00:02.5)`.
+func (iv Interval) String() string {
+	return fmt.Sprintf("%q owned %q %s token %s during [%s, %s)",
+		iv.Consumer, iv.Domain, iv.Range, iv.Token, formatTime(iv.Start), formatEnd(iv.End))
+}
+
+func formatTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
+
+func formatEnd(t time.Time) string {
+	if t.IsZero() {
+		return "end of history"
+	}
+	return formatTime(t)
+}
+
+// History records the ownership beliefs of test consumers. It is safe for concurrent use by many
+// goroutines; the zero value is an empty history ready to use.
+//
+// Times should come from time.Now in one process: Check compares them with Time.Sub, which uses
+// the monotonic clock when both times carry a reading.
+type History struct {
+	mu        sync.Mutex
+	intervals []Interval
+	ended     []bool
+}
+
+// Ownership is one open belief recorded in a History, closed by End.
+type Ownership struct {
+	h   *History
+	idx int
+}
+
+// Begin records that consumer started, at at, to believe it owns r of domain under tok. The
+// belief lasts until End is called on the returned Ownership (or the history ends).
+func (h *History) Begin(consumer, domain string, r topology.Range, tok topology.Token, at time.Time) *Ownership {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.intervals = append(h.intervals, Interval{
+		Consumer: consumer,
+		Domain:   domain,
+		Range:    r,
+		Token:    tok,
+		Start:    at,
+	})
+	h.ended = append(h.ended, false)
+	return &Ownership{h: h, idx: len(h.intervals) - 1}
+}
+
+// End records that the belief stopped at at. It is idempotent: the first call wins, later calls
+// are ignored. The instant at itself is no longer owned (intervals are half-open).
+func (o *Ownership) End(at time.Time) {
+	o.h.mu.Lock()
+	defer o.h.mu.Unlock()
+	if o.h.ended[o.idx] {
+		return
+	}
+	o.h.ended[o.idx] = true
+	o.h.intervals[o.idx].End = at
+}
+
+// Intervals returns a copy of the recorded intervals in the order Begin was called.
+func (h *History) Intervals() []Interval {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]Interval, len(h.intervals))
+	copy(out, h.intervals)
+	return out
+}
+
+// Len returns the number of recorded intervals.
+func (h *History) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.intervals)
+}
+
+// Check checks a snapshot of the history; see the package function Check.
+func (h *History) Check() []Violation { return Check(h.Intervals()) }

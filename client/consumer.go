@@ -1,0 +1,870 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// DefaultEndpoint is where `wds dev` serves its first node.
+const DefaultEndpoint = "127.0.0.1:7100"
+
+// Shard is a granted shard: exclusive ownership of Range of Domain under
+// Token, until the handler's context is cancelled.
+type Shard struct {
+	Domain string
+	Range  topology.Range
+	Token  topology.Token
+}
+
+func (s Shard) String() string { return s.Domain + s.Range.String() + "@" + s.Token.String() }
+
+// Handler runs while the consumer owns a shard. ctx is cancelled when the
+// shard is revoked (moved, drained, deleted) or when its lease may have
+// lapsed — at the client's lease deadline, whether or not the network said
+// anything. The handler must stop using the shard then and return; the
+// library releases the shard once it has returned. Returning early
+// releases the shard voluntarily.
+type Handler func(ctx context.Context, s Shard)
+
+// EventKind names consumer events.
+type EventKind string
+
+const (
+	EventWelcome      EventKind = "welcome"
+	EventGrant        EventKind = "grant"
+	EventPrepare      EventKind = "prepare"
+	EventRevoke       EventKind = "revoke"
+	EventLost         EventKind = "lost"
+	EventRelease      EventKind = "release"
+	EventDrained      EventKind = "drained"
+	EventDisconnected EventKind = "disconnected"
+)
+
+// Event is something that happened to a consumer, for logs and histories.
+// Time is when ownership began (grant) or ended (revoke, lost: the lease
+// deadline itself, even if the process noticed later).
+type Event struct {
+	Kind     EventKind
+	Shard    Shard
+	Time     time.Time
+	Reason   string
+	Endpoint string
+	Err      error
+}
+
+// Config configures a consumer (or, with Handler nil and only Watch, an
+// observer: see NewObserver).
+type Config struct {
+	// Endpoints are regional WDS endpoints (any node of the cell); the
+	// client follows the leader. Default: DefaultEndpoint.
+	Endpoints []string
+	// ID identifies this instance (1-128 chars of [A-Za-z0-9._:-]); unique
+	// among live consumers of the cell.
+	ID string
+	// Region is the instance's region; it must be the cell's.
+	Region string
+	// Endpoint is where other instances route requests for keys this
+	// instance owns.
+	Endpoint string
+	// Domains the instance serves (is granted shards of).
+	Domains []string
+	// Watch lists further domains whose routing the instance wants.
+	Watch []string
+	// Handler runs per granted shard (required for consumers).
+	Handler Handler
+	// OnPrepare, if set, is told of shards about to be granted (warm
+	// handover): load state, but do not act as owner yet.
+	OnPrepare func(Shard)
+	// OnEvent, if set, receives every event in order, from one goroutine.
+	OnEvent func(Event)
+	// Logger for connection problems (default: discard).
+	Logger *slog.Logger
+	// DialOptions are added to the gRPC dial (default: plaintext).
+	DialOptions []grpc.DialOption
+}
+
+func (c *Config) normalize() error {
+	if len(c.Endpoints) == 0 {
+		c.Endpoints = []string{DefaultEndpoint}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+type shardKey struct {
+	domain string
+	from   topology.Bound
+}
+
+type heldState uint8
+
+const (
+	heldPending heldState = iota // granted, waiting for a valid lease to start
+	heldRunning
+	heldRevoked // cancelled by the cell
+	heldLost    // cancelled at the lease deadline
+)
+
+type held struct {
+	shard   Shard
+	state   heldState
+	ctx     context.Context
+	cancel  context.CancelFunc
+	regrant *Shard // a newer grant that arrived while the handler was stopping
+}
+
+// Consumer is one service instance's session with its cell: it receives
+// grants, runs the handler per shard, heartbeats, and keeps a routing table.
+type Consumer struct {
+	cfg     Config
+	log     *slog.Logger
+	routing *Routing
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	dialMu sync.Mutex
+	conns  map[string]*grpc.ClientConn
+
+	mu        sync.Mutex
+	token     []byte
+	ttls      map[string]time.Duration
+	drift     float64
+	interval  time.Duration
+	valid     map[string]time.Time // per domain: lease valid until (local monotonic)
+	shards    map[shardKey]*held
+	ended     map[shardKey]topology.Token // newest token given up, per shard
+	seq       uint64
+	sent      map[uint64]time.Time
+	lastAck   time.Time
+	stream    *activeStream
+	draining  bool
+	welcomed  bool
+	permErr   error
+	events    []Event
+	handlers  sync.WaitGroup
+	connected chan struct{}
+	drained   chan struct{}
+	done      chan struct{}
+	leaseWake chan struct{}
+	eventWake chan struct{}
+	closeOnce sync.Once
+	drainOnce sync.Once
+	connOnce  sync.Once
+}
+
+type activeStream struct {
+	mu     sync.Mutex
+	stream wdsv1.Session_ConnectClient
+}
+
+func (a *activeStream) send(m *wdsv1.ClientMessage) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stream.Send(m)
+}
+
+// NewConsumer validates cfg and starts the consumer in the background. Use
+// WaitConnected to wait for the first session, Close to drain and stop.
+func NewConsumer(cfg Config) (*Consumer, error) {
+	if err := cfg.normalize(); err != nil {
+		return nil, err
+	}
+	if err := topology.ValidateConsumerID("id", cfg.ID); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if cfg.Handler == nil {
+		return nil, fmt.Errorf("%w: handler: required for a consumer", ErrInvalid)
+	}
+	if len(cfg.Domains) == 0 {
+		return nil, fmt.Errorf("%w: domains: a consumer must serve at least one domain", ErrInvalid)
+	}
+	for i, d := range cfg.Domains {
+		if err := topology.ValidateName(fmt.Sprintf("domains[%d]", i), d); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Consumer{
+		cfg:       cfg,
+		log:       cfg.Logger.With("component", "wds-client", "consumer", cfg.ID),
+		routing:   newRouting(),
+		ctx:       ctx,
+		cancel:    cancel,
+		conns:     map[string]*grpc.ClientConn{},
+		ttls:      map[string]time.Duration{},
+		valid:     map[string]time.Time{},
+		shards:    map[shardKey]*held{},
+		ended:     map[shardKey]topology.Token{},
+		sent:      map[uint64]time.Time{},
+		connected: make(chan struct{}),
+		drained:   make(chan struct{}),
+		done:      make(chan struct{}),
+		leaseWake: make(chan struct{}, 1),
+		eventWake: make(chan struct{}, 1),
+	}
+	go c.run()
+	go c.leaseLoop()
+	go c.eventLoop()
+	return c, nil
+}
+
+// Routing is the live routing table of the served and watched domains.
+func (c *Consumer) Routing() *Routing { return c.routing }
+
+// ID is the consumer id.
+func (c *Consumer) ID() string { return c.cfg.ID }
+
+// WaitConnected waits for the first Welcome, a permanent error, or ctx.
+func (c *Consumer) WaitConnected(ctx context.Context) error {
+	select {
+	case <-c.connected:
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.permErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed when the consumer stopped (Close, or a permanent error).
+func (c *Consumer) Done() <-chan struct{} { return c.done }
+
+// Err is the permanent error that stopped the consumer, if any.
+func (c *Consumer) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.permErr
+}
+
+// Held lists the shards whose handlers run now.
+func (c *Consumer) Held() []Shard {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Shard
+	for _, h := range c.shards {
+		if h.state == heldRunning {
+			out = append(out, h.shard)
+		}
+	}
+	return out
+}
+
+// Drain asks the cell to move every shard away, and waits until the cell
+// says none is left (or ctx ends).
+func (c *Consumer) Drain(ctx context.Context) error {
+	c.mu.Lock()
+	c.draining = true
+	s := c.stream
+	c.mu.Unlock()
+	if s != nil {
+		_ = s.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Drain{Drain: &wdsv1.Drain{}}})
+	}
+	select {
+	case <-c.drained:
+		return nil
+	case <-c.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close drains (bounded by ctx), then ends the session and waits for the
+// handlers to return. Shards still held when ctx ends are cancelled and
+// released.
+func (c *Consumer) Close(ctx context.Context) error {
+	var err error
+	c.mu.Lock()
+	welcomed := c.welcomed && c.permErr == nil
+	c.mu.Unlock()
+	if welcomed {
+		err = c.Drain(ctx)
+		if errors.Is(err, ErrClosed) {
+			err = nil
+		}
+	}
+	c.stop(nil)
+	wait := make(chan struct{})
+	go func() { c.handlers.Wait(); close(wait) }()
+	select {
+	case <-wait:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	c.dialMu.Lock()
+	for _, cc := range c.conns {
+		cc.Close()
+	}
+	c.dialMu.Unlock()
+	return err
+}
+
+// stop ends everything: the session, and every shard context.
+func (c *Consumer) stop(perm error) {
+	c.closeOnce.Do(func() {
+		c.mu.Lock()
+		if perm != nil && c.permErr == nil {
+			c.permErr = perm
+		}
+		now := time.Now()
+		for _, h := range c.shards {
+			if h.state == heldRunning {
+				h.state = heldRevoked
+				h.cancel()
+				c.emitLocked(Event{Kind: EventRevoke, Shard: h.shard, Time: now, Reason: "consumer closed"})
+			}
+		}
+		c.mu.Unlock()
+		c.connOnce.Do(func() { close(c.connected) })
+		c.cancel()
+		close(c.done)
+	})
+}
+
+func (c *Consumer) emitLocked(e Event) {
+	if c.cfg.OnEvent == nil {
+		return
+	}
+	c.events = append(c.events, e)
+	select {
+	case c.eventWake <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Consumer) eventLoop() {
+	for {
+		c.mu.Lock()
+		evs := c.events
+		c.events = nil
+		c.mu.Unlock()
+		for _, e := range evs {
+			c.cfg.OnEvent(e)
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		select {
+		case <-c.eventWake:
+		case <-c.done:
+			c.mu.Lock()
+			evs := c.events
+			c.events = nil
+			c.mu.Unlock()
+			for _, e := range evs {
+				c.cfg.OnEvent(e)
+			}
+			// Handlers may still be returning: deliver their releases.
+			c.handlers.Wait()
+			c.mu.Lock()
+			evs = c.events
+			c.events = nil
+			c.mu.Unlock()
+			for _, e := range evs {
+				c.cfg.OnEvent(e)
+			}
+			return
+		}
+	}
+}
+
+func (c *Consumer) dial(endpoint string) (*grpc.ClientConn, error) {
+	c.dialMu.Lock()
+	defer c.dialMu.Unlock()
+	if cc, ok := c.conns[endpoint]; ok {
+		return cc, nil
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+	}, c.cfg.DialOptions...)
+	cc, err := grpc.NewClient(endpoint, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[endpoint] = cc
+	return cc, nil
+}
+
+// run keeps a session open: connect, serve until the stream ends, follow a
+// redirect or move on to the next endpoint, back off, repeat.
+func (c *Consumer) run() {
+	next := 0
+	redirect := ""
+	backoff := 50 * time.Millisecond
+	for {
+		if c.ctx.Err() != nil {
+			return
+		}
+		ep := redirect
+		if ep == "" {
+			ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
+			next++
+		}
+		redirect = ""
+		r, welcomed, err := c.session(ep)
+		if c.ctx.Err() != nil {
+			return
+		}
+		if err != nil && permanent(err) {
+			c.log.Error("session rejected", "endpoint", ep, "err", err)
+			c.stop(err)
+			return
+		}
+		if err != nil {
+			c.log.Debug("session ended", "endpoint", ep, "err", err)
+			c.mu.Lock()
+			c.emitLocked(Event{Kind: EventDisconnected, Time: time.Now(), Endpoint: ep, Err: err})
+			c.mu.Unlock()
+		}
+		if r != "" {
+			redirect = r
+			backoff = 10 * time.Millisecond
+		} else if welcomed {
+			backoff = 50 * time.Millisecond
+		}
+		// Jittered backoff: a cell restart must not be met by every client
+		// at once.
+		d := backoff/2 + rand.N(backoff/2+1)
+		if errors.Is(err, ErrDuplicateConsumer) {
+			d = max(d, 500*time.Millisecond)
+		}
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		if r == "" {
+			backoff = min(backoff*2, 2*time.Second)
+		}
+	}
+}
+
+// session runs one stream to endpoint. It returns a redirect target, whether
+// a Welcome was received, and the error that ended it.
+func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err error) {
+	cc, err := c.dial(endpoint)
+	if err != nil {
+		return "", false, err
+	}
+	ctx, cancel := context.WithCancel(c.ctx)
+	defer cancel()
+	stream, err := wdsv1.NewSessionClient(cc).Connect(ctx)
+	if err != nil {
+		return "", false, fromStatus(err)
+	}
+	as := &activeStream{stream: stream}
+
+	c.mu.Lock()
+	c.seq++
+	helloSeq := c.seq
+	c.sent[helloSeq] = time.Now()
+	hello := &wdsv1.Hello{
+		Role: wdsv1.Role_ROLE_CONSUMER, ConsumerId: c.cfg.ID, Region: c.cfg.Region, Endpoint: c.cfg.Endpoint,
+		Domains: c.cfg.Domains, Watch: c.cfg.Watch, SessionToken: c.token, Seq: helloSeq,
+	}
+	for _, h := range c.shards {
+		if h.state == heldRunning || h.state == heldPending {
+			hello.Held = append(hello.Held, &wdsv1.ShardGrant{Domain: h.shard.Domain, Range: topology.RangeToProto(h.shard.Range), Token: topology.TokenToProto(h.shard.Token)})
+		}
+	}
+	c.mu.Unlock()
+	if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: hello}}); err != nil {
+		return "", false, fromStatus(err)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return "", false, fromStatus(err)
+	}
+	if rd := first.GetRedirect(); rd != nil {
+		return rd.GetLeaderEndpoint(), false, fmt.Errorf("%w: redirected: %s", ErrUnavailable, rd.GetReason())
+	}
+	w := first.GetWelcome()
+	if w == nil {
+		return "", false, fmt.Errorf("%w: expected Welcome, got %T", ErrUnavailable, first.GetMsg())
+	}
+	c.welcome(w, helloSeq, endpoint, as)
+	defer func() {
+		c.mu.Lock()
+		if c.stream == as {
+			c.stream = nil
+		}
+		c.mu.Unlock()
+		_ = stream.CloseSend()
+	}()
+
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		c.heartbeat(ctx, cancel, as)
+	}()
+	defer func() { cancel(); <-hbDone }()
+
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return "", true, fromStatus(err)
+		}
+		switch msg := m.GetMsg().(type) {
+		case *wdsv1.ServerMessage_HeartbeatAck:
+			c.ack(msg.HeartbeatAck.GetSeq())
+		case *wdsv1.ServerMessage_Grant:
+			c.grant(msg.Grant.GetShards(), as)
+		case *wdsv1.ServerMessage_Revoke:
+			c.revoke(msg.Revoke)
+		case *wdsv1.ServerMessage_Prepare:
+			c.prepare(msg.Prepare)
+		case *wdsv1.ServerMessage_Routing:
+			if err := c.routing.apply(msg.Routing); err != nil {
+				return "", true, err
+			}
+		case *wdsv1.ServerMessage_Drained:
+			c.mu.Lock()
+			c.emitLocked(Event{Kind: EventDrained, Time: time.Now()})
+			c.mu.Unlock()
+			c.drainOnce.Do(func() { close(c.drained) })
+		case *wdsv1.ServerMessage_Redirect:
+			return msg.Redirect.GetLeaderEndpoint(), true, fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
+		}
+	}
+}
+
+// heartbeat sends a heartbeat every interval and abandons a stream whose
+// acks stopped (a deposed or partitioned leader): a new stream to another
+// node must be set up while the lease still runs.
+func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream) {
+	c.mu.Lock()
+	interval := c.interval
+	c.lastAck = time.Now()
+	c.mu.Unlock()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		c.mu.Lock()
+		c.seq++
+		seq := c.seq
+		c.sent[seq] = now
+		for s := range c.sent {
+			if seq-s > 64 {
+				delete(c.sent, s)
+			}
+		}
+		stale := now.Sub(c.lastAck) > 2*interval+interval/2
+		c.mu.Unlock()
+		if stale {
+			c.log.Warn("heartbeats not acknowledged; switching endpoint")
+			cancel()
+			return
+		}
+		if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}); err != nil {
+			cancel()
+			return
+		}
+	}
+}
+
+// welcome reconciles the held shards with the cell's authoritative list.
+func (c *Consumer) welcome(w *wdsv1.Welcome, helloSeq uint64, endpoint string, as *activeStream) {
+	c.mu.Lock()
+	c.token = w.GetSessionToken()
+	c.drift = w.GetDrift()
+	c.interval = time.Duration(w.GetHeartbeatIntervalMillis()) * time.Millisecond
+	if c.interval <= 0 {
+		c.interval = time.Second
+	}
+	for _, l := range w.GetLeases() {
+		c.ttls[l.GetDomain()] = time.Duration(l.GetTtlMillis()) * time.Millisecond
+	}
+	c.stream = as
+	c.welcomed = true
+	auth := map[shardKey]topology.Token{}
+	var grants []*wdsv1.ShardGrant
+	for _, g := range w.GetGrants() {
+		rng, err := topology.RangeFromProto("range", g.GetRange())
+		if err != nil {
+			continue
+		}
+		auth[shardKey{g.GetDomain(), rng.From}] = topology.TokenFromProto(g.GetToken())
+		grants = append(grants, g)
+	}
+	now := time.Now()
+	for k, h := range c.shards {
+		tok, ok := auth[k]
+		if ok && tok == h.shard.Token {
+			continue
+		}
+		switch h.state {
+		case heldRunning:
+			h.state = heldRevoked
+			h.cancel()
+			c.emitLocked(Event{Kind: EventRevoke, Shard: h.shard, Time: now, Reason: "the cell no longer lists this grant"})
+		case heldPending:
+			delete(c.shards, k)
+		}
+	}
+	c.emitLocked(Event{Kind: EventWelcome, Time: now, Endpoint: endpoint})
+	draining := c.draining
+	c.mu.Unlock()
+	if w.GetAcked() {
+		c.ack(helloSeq)
+	}
+	c.grant(grants, as)
+	if draining {
+		_ = as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Drain{Drain: &wdsv1.Drain{}}})
+	}
+	c.connOnce.Do(func() { close(c.connected) })
+}
+
+// ack applies contract (1): grants are valid until the acknowledged
+// heartbeat's send time + TTL·(1−ε).
+func (c *Consumer) ack(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent, ok := c.sent[seq]
+	if !ok {
+		return
+	}
+	delete(c.sent, seq)
+	c.lastAck = time.Now()
+	for d, ttl := range c.ttls {
+		until := sent.Add(time.Duration(float64(ttl) * (1 - c.drift)))
+		if until.After(c.valid[d]) {
+			c.valid[d] = until
+		}
+	}
+	c.startPendingLocked()
+	c.wakeLease()
+}
+
+func (c *Consumer) wakeLease() {
+	select {
+	case c.leaseWake <- struct{}{}:
+	default:
+	}
+}
+
+// grant records new grants and starts those with a valid lease.
+func (c *Consumer) grant(gs []*wdsv1.ShardGrant, as *activeStream) {
+	var stale []*wdsv1.ShardRef
+	c.mu.Lock()
+	for _, g := range gs {
+		rng, err := topology.RangeFromProto("grant.range", g.GetRange())
+		if err != nil {
+			continue
+		}
+		s := Shard{Domain: g.GetDomain(), Range: rng, Token: topology.TokenFromProto(g.GetToken())}
+		k := shardKey{s.Domain, rng.From}
+		if end, ok := c.ended[k]; ok && !end.Less(s.Token) {
+			// We already gave this grant up (revoked, lost or returned);
+			// the cell has not seen our release yet. Release it again.
+			stale = append(stale, &wdsv1.ShardRef{Domain: s.Domain, Range: g.GetRange(), Token: g.GetToken()})
+			continue
+		}
+		if h, ok := c.shards[k]; ok {
+			if h.shard.Token == s.Token {
+				continue // duplicate
+			}
+			if h.state == heldRevoked || h.state == heldLost {
+				h.regrant = &s // start once the old handler returned
+				continue
+			}
+			if h.state == heldRunning {
+				// A newer token for a shard we run: only possible if our
+				// release was applied and the shard re-granted to us. Keep
+				// running under the newer token.
+				h.shard.Token = s.Token
+				continue
+			}
+		}
+		c.shards[k] = &held{shard: s, state: heldPending}
+	}
+	c.startPendingLocked()
+	c.mu.Unlock()
+	c.wakeLease()
+	if len(stale) > 0 && as != nil {
+		_ = as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Release{Release: &wdsv1.Release{Shards: stale}}})
+	}
+}
+
+// startPendingLocked starts the handlers of pending shards whose domain
+// lease is valid now.
+func (c *Consumer) startPendingLocked() {
+	now := time.Now()
+	for _, h := range c.shards {
+		if h.state != heldPending || !now.Before(c.valid[h.shard.Domain]) {
+			continue
+		}
+		h.state = heldRunning
+		h.ctx, h.cancel = context.WithCancel(c.ctx)
+		c.emitLocked(Event{Kind: EventGrant, Shard: h.shard, Time: now})
+		c.handlers.Add(1)
+		go c.runHandler(h)
+	}
+}
+
+func (c *Consumer) runHandler(h *held) {
+	defer c.handlers.Done()
+	c.cfg.Handler(h.ctx, h.shard)
+	c.mu.Lock()
+	k := shardKey{h.shard.Domain, h.shard.Range.From}
+	now := time.Now()
+	if h.state == heldRunning {
+		// Returned on its own: a voluntary release.
+		h.state = heldRevoked
+		h.cancel()
+		c.emitLocked(Event{Kind: EventRevoke, Shard: h.shard, Time: now, Reason: "handler returned"})
+	}
+	h.cancel()
+	if c.shards[k] == h {
+		delete(c.shards, k)
+	}
+	if end, ok := c.ended[k]; !ok || end.Less(h.shard.Token) {
+		c.ended[k] = h.shard.Token
+	}
+	c.emitLocked(Event{Kind: EventRelease, Shard: h.shard, Time: now})
+	as := c.stream
+	regrant := h.regrant
+	c.mu.Unlock()
+	if as != nil {
+		_ = as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Release{Release: &wdsv1.Release{Shards: []*wdsv1.ShardRef{{
+			Domain: h.shard.Domain, Range: topology.RangeToProto(h.shard.Range), Token: topology.TokenToProto(h.shard.Token),
+		}}}}})
+	}
+	if regrant != nil && c.ctx.Err() == nil {
+		c.grant([]*wdsv1.ShardGrant{{Domain: regrant.Domain, Range: topology.RangeToProto(regrant.Range), Token: topology.TokenToProto(regrant.Token)}}, as)
+	}
+}
+
+func (c *Consumer) revoke(r *wdsv1.Revoke) {
+	var release []*wdsv1.ShardRef
+	c.mu.Lock()
+	now := time.Now()
+	for _, ref := range r.GetShards() {
+		rng, err := topology.RangeFromProto("revoke.range", ref.GetRange())
+		if err != nil {
+			continue
+		}
+		k := shardKey{ref.GetDomain(), rng.From}
+		h, ok := c.shards[k]
+		if !ok {
+			continue
+		}
+		if tok := topology.TokenFromProto(ref.GetToken()); !tok.IsZero() && tok != h.shard.Token {
+			continue
+		}
+		switch h.state {
+		case heldRunning:
+			h.state = heldRevoked
+			h.cancel()
+			c.emitLocked(Event{Kind: EventRevoke, Shard: h.shard, Time: now, Reason: reasonText(r.GetReason())})
+		case heldPending:
+			delete(c.shards, k)
+			release = append(release, ref)
+		}
+	}
+	as := c.stream
+	c.mu.Unlock()
+	if len(release) > 0 && as != nil {
+		_ = as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Release{Release: &wdsv1.Release{Shards: release}}})
+	}
+}
+
+func reasonText(r wdsv1.RevokeReason) string {
+	switch r {
+	case wdsv1.RevokeReason_REVOKE_REASON_REBALANCE:
+		return "rebalance"
+	case wdsv1.RevokeReason_REVOKE_REASON_DRAIN:
+		return "drain"
+	case wdsv1.RevokeReason_REVOKE_REASON_DOMAIN_DELETED:
+		return "domain deleted"
+	case wdsv1.RevokeReason_REVOKE_REASON_LOST:
+		return "lost"
+	case wdsv1.RevokeReason_REVOKE_REASON_DELEGATION:
+		return "delegation"
+	}
+	return "unspecified"
+}
+
+func (c *Consumer) prepare(p *wdsv1.Prepare) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for _, ref := range p.GetShards() {
+		rng, err := topology.RangeFromProto("prepare.range", ref.GetRange())
+		if err != nil {
+			continue
+		}
+		s := Shard{Domain: ref.GetDomain(), Range: rng}
+		c.emitLocked(Event{Kind: EventPrepare, Shard: s, Time: now})
+		if c.cfg.OnPrepare != nil {
+			go c.cfg.OnPrepare(s)
+		}
+	}
+}
+
+// leaseLoop cancels every running shard of a domain at the domain's lease
+// deadline: contract (1), independent of the network.
+func (c *Consumer) leaseLoop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		now := time.Now()
+		var next time.Time
+		for _, h := range c.shards {
+			if h.state != heldRunning {
+				continue
+			}
+			until := c.valid[h.shard.Domain]
+			if !now.Before(until) {
+				h.state = heldLost
+				h.cancel()
+				// The belief ended at the deadline, even if we noticed late.
+				c.emitLocked(Event{Kind: EventLost, Shard: h.shard, Time: until, Reason: "lease expired"})
+				continue
+			}
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+		}
+		c.mu.Unlock()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = time.Until(next)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+		select {
+		case <-c.done:
+			return
+		case <-c.leaseWake:
+		case <-timer.C:
+		}
+	}
+}

@@ -1,0 +1,243 @@
+// Package celltest runs real cells for tests: N cell nodes in the test
+// process with real Raft (raft-wal on disk, TCP transport on loopback) and
+// real gRPC on loopback, plus test consumers that record their ownership
+// history for the chaos checker. Modelled on hashicorp/raft's testing.go
+// (MakeCluster, Partition) and Consul's retry helpers.
+package celltest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/internal/logging"
+	"github.com/wdsio/wds/internal/raftnode"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// Region is the region of test cells.
+const Region = "local"
+
+// Cluster is a cell of real nodes in this process.
+type Cluster struct {
+	t       testing.TB
+	Configs []cell.Config
+	Nodes   []*cell.Node // nil while a node is down
+	Faults  []*raftnode.Faults
+	History *chaos.History
+
+	mu     sync.Mutex
+	admins map[string]*grpc.ClientConn
+}
+
+// FreeAddrs returns n distinct free loopback addresses.
+func FreeAddrs(t testing.TB, n int) []string {
+	t.Helper()
+	var out []string
+	var ls []net.Listener
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().String())
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return out
+}
+
+// Option adjusts every node's configuration.
+type Option func(*cell.Config)
+
+// New starts an n-node cell and waits for a leader.
+func New(t testing.TB, n int, opts ...Option) *Cluster {
+	t.Helper()
+	addrs := FreeAddrs(t, 2*n)
+	dir := t.TempDir()
+	var peers []cell.Peer
+	for i := 0; i < n; i++ {
+		peers = append(peers, cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: addrs[2*i], GRPC: addrs[2*i+1]})
+	}
+	c := &Cluster{t: t, History: &chaos.History{}, admins: map[string]*grpc.ClientConn{}}
+	for i := 0; i < n; i++ {
+		cfg := cell.DefaultConfig()
+		cfg.NodeID = peers[i].ID
+		cfg.Region = Region
+		cfg.DataDir = filepath.Join(dir, peers[i].ID)
+		cfg.Peers = peers
+		cfg.Faults = &raftnode.Faults{}
+		cfg.Logger = logging.Discard()
+		for _, o := range opts {
+			o(&cfg)
+		}
+		c.Configs = append(c.Configs, cfg)
+		c.Faults = append(c.Faults, cfg.Faults)
+		c.Nodes = append(c.Nodes, nil)
+	}
+	for i := range c.Configs {
+		c.Start(i)
+	}
+	t.Cleanup(c.Close)
+	c.Leader()
+	return c
+}
+
+// Start (re)starts node i from its data dir.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	var n *cell.Node
+	var err error
+	// The port may linger in TIME_WAIT after a kill; retry briefly.
+	for try := 0; try < 50; try++ {
+		n, err = cell.Start(c.Configs[i])
+		if err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		c.t.Fatalf("start node %d: %v", i, err)
+	}
+	c.Nodes[i] = n
+}
+
+// Kill stops node i (its data dir stays).
+func (c *Cluster) Kill(i int) {
+	if n := c.Nodes[i]; n != nil {
+		n.Close()
+		c.Nodes[i] = nil
+	}
+}
+
+// Close stops every node.
+func (c *Cluster) Close() {
+	for i := range c.Nodes {
+		c.Kill(i)
+	}
+	c.mu.Lock()
+	for _, cc := range c.admins {
+		cc.Close()
+	}
+	c.admins = map[string]*grpc.ClientConn{}
+	c.mu.Unlock()
+}
+
+// Leader waits (up to 10 s) for a ready, confirmed leader and returns its
+// index.
+func (c *Cluster) Leader() int {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l, err := cell.WaitLeader(ctx, c.Nodes...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	for i, n := range c.Nodes {
+		if n == l {
+			return i
+		}
+	}
+	return -1
+}
+
+// Endpoints lists the client endpoints of all nodes.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, p := range c.Configs[0].Peers {
+		out = append(out, p.GRPC)
+	}
+	return out
+}
+
+// Admin returns an Admin client for node i.
+func (c *Cluster) Admin(i int) wdsv1.AdminClient {
+	ep := c.Configs[0].Peers[i].GRPC
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cc, ok := c.admins[ep]
+	if !ok {
+		var err error
+		cc, err = grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		c.admins[ep] = cc
+	}
+	return wdsv1.NewAdminClient(cc)
+}
+
+// AnyAdmin returns an Admin client for some running node.
+func (c *Cluster) AnyAdmin() wdsv1.AdminClient {
+	for i, n := range c.Nodes {
+		if n != nil {
+			return c.Admin(i)
+		}
+	}
+	c.t.Fatal("no node running")
+	return nil
+}
+
+// CreateDomain creates a domain through any node (retrying while the cell
+// has no leader).
+func (c *Cluster) CreateDomain(name string, kind topology.Kind, shards int, ttl time.Duration) {
+	c.t.Helper()
+	d := topology.Domain{Name: name, Kind: kind, Shards: shards, TTL: ttl}
+	Eventually(c.t, 10*time.Second, func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err := c.AnyAdmin().CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(d)})
+		return err
+	})
+}
+
+// ShardMap returns a domain's shard map from the leader.
+func (c *Cluster) ShardMap(domain string) (*wdsv1.ShardMapResponse, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.AnyAdmin().ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: domain})
+}
+
+// OwnerCounts counts ACTIVE shards per owner in a domain.
+func (c *Cluster) OwnerCounts(domain string) (map[string]int, error) {
+	m, err := c.ShardMap(domain)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, s := range m.GetShards() {
+		if s.GetOwner() != "" && s.GetState() == wdsv1.GrantState_GRANT_STATE_ACTIVE {
+			out[s.GetOwner()]++
+		}
+	}
+	return out, nil
+}
+
+// Eventually retries f until it returns nil or timeout passes (then fails
+// the test with f's last error). It polls; it asserts no timing.
+func Eventually(t testing.TB, timeout time.Duration, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for {
+		if err = f(); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not true after %v: %v", timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

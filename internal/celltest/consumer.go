@@ -1,0 +1,122 @@
+package celltest
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/client"
+)
+
+// Consumer is a test consumer: a real client.Consumer whose handler holds
+// each shard until its context ends, recording every ownership period in
+// the cluster's history.
+type Consumer struct {
+	*client.Consumer
+	ID string
+
+	mu      sync.Mutex
+	open    map[string]*chaos.Ownership // by shard string
+	events  []client.Event
+	revokes int
+	losts   int
+	grants  int
+	drained bool
+}
+
+// ConsumerOption adjusts a test consumer's configuration.
+type ConsumerOption func(*client.Config)
+
+// NewConsumer starts a consumer of domains against the cluster's endpoints.
+func (c *Cluster) NewConsumer(id string, domains []string, opts ...ConsumerOption) *Consumer {
+	c.t.Helper()
+	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}}
+	cfg := client.Config{
+		Endpoints: c.Endpoints(),
+		ID:        id,
+		Region:    Region,
+		Endpoint:  id + ".test:8080",
+		Domains:   domains,
+		Handler: func(ctx context.Context, s client.Shard) {
+			<-ctx.Done()
+		},
+		OnEvent: tc.onEvent(c.History),
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	cons, err := client.NewConsumer(cfg)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	tc.Consumer = cons
+	c.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = cons.Close(ctx)
+	})
+	return tc
+}
+
+func (tc *Consumer) onEvent(h *chaos.History) func(client.Event) {
+	return func(e client.Event) {
+		tc.mu.Lock()
+		defer tc.mu.Unlock()
+		tc.events = append(tc.events, e)
+		key := e.Shard.Domain + e.Shard.Range.String()
+		switch e.Kind {
+		case client.EventGrant:
+			tc.grants++
+			tc.open[key] = h.Begin(tc.ID, e.Shard.Domain, e.Shard.Range, e.Shard.Token, e.Time)
+		case client.EventRevoke, client.EventLost:
+			if e.Kind == client.EventRevoke {
+				tc.revokes++
+			} else {
+				tc.losts++
+			}
+			if o := tc.open[key]; o != nil {
+				o.End(e.Time)
+				delete(tc.open, key)
+			}
+		case client.EventDrained:
+			tc.drained = true
+		}
+	}
+}
+
+// Counts returns how many grants, revocations and lease losses the
+// consumer saw.
+func (tc *Consumer) Counts() (grants, revokes, losts int) {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.grants, tc.revokes, tc.losts
+}
+
+// Events returns a copy of the consumer's events.
+func (tc *Consumer) Events() []client.Event {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return append([]client.Event(nil), tc.events...)
+}
+
+// Drained reports whether the cell said the consumer may exit.
+func (tc *Consumer) Drained() bool {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	return tc.drained
+}
+
+// CheckHistory fails the test on any ownership violation in the history.
+func (c *Cluster) CheckHistory(t testing.TB) {
+	t.Helper()
+	vs := c.History.Check()
+	for i, v := range vs {
+		if i == 20 {
+			t.Errorf("... and %d more", len(vs)-20)
+			break
+		}
+		t.Errorf("ownership violation: %s", v)
+	}
+}

@@ -1,0 +1,449 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	wal "github.com/hashicorp/raft-wal"
+
+	"github.com/wdsio/wds/internal/logging"
+)
+
+// ErrNotLeader is returned by operations that need the node to be the ready
+// leader of its group.
+var ErrNotLeader = errors.New("raftnode: not the leader")
+
+// Peer is one initial voter of the group.
+type Peer struct {
+	ID      string // Raft server id
+	Address string // Raft transport address, host:port
+}
+
+// Config configures one Raft member. Use DefaultLANConfig or DefaultWANConfig
+// and override fields.
+type Config struct {
+	// ID is this member's server id; it must be one of Peers.
+	ID string
+	// Dir holds the WAL (log + stable store) and snapshots; it survives
+	// restarts.
+	Dir string
+	// Bind is the Raft transport listen address (host:port; port 0 picks one).
+	Bind string
+	// Advertise is the address peers dial, when it differs from Bind.
+	Advertise string
+	// Peers are the voters the group is bootstrapped with on first start.
+	// Ignored once the data dir holds state.
+	Peers []Peer
+
+	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are passed to
+	// hashicorp/raft (see raft.Config).
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout is raft's idle heartbeat for timely commit propagation.
+	CommitTimeout time.Duration
+	// MaxAppendEntries bounds entries per AppendEntries RPC.
+	MaxAppendEntries int
+	// ConfirmWindow is W: the leader acknowledges lease heartbeats only while
+	// its latest quorum confirmation is younger than W. Confirmation is
+	// renewed every ConfirmWindow/4.
+	ConfirmWindow time.Duration
+	// TransportTimeout bounds Raft RPC I/O.
+	TransportTimeout time.Duration
+
+	// SnapshotInterval, SnapshotThreshold, TrailingLogs and SnapshotRetain
+	// control log compaction (see raft.Config).
+	SnapshotInterval  time.Duration
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+	SnapshotRetain    int
+
+	// Faults, if set, lets tests partition the transport.
+	Faults *Faults
+	// Logger receives raft's logs (component=raft).
+	Logger *slog.Logger
+	// OnLeadership is called, in order, on every leadership change of this
+	// node: with Leader true once the node is leader and its FSM has applied
+	// every earlier entry (a barrier committed in its term), with Leader
+	// false as soon as it is not.
+	OnLeadership func(Leadership)
+}
+
+// Leadership is a leadership change of the local node.
+type Leadership struct {
+	Leader bool
+	// Accession is when the node learned it became leader (monotonic), set
+	// when Leader is true. It is never earlier than the real election.
+	Accession time.Time
+	Term      uint64
+}
+
+// DefaultLANConfig suits a cell: three nodes on a LAN (or one machine).
+// Elections complete in about a second.
+func DefaultLANConfig() Config {
+	return Config{
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		CommitTimeout:      10 * time.Millisecond,
+		MaxAppendEntries:   256,
+		ConfirmWindow:      time.Second,
+		TransportTimeout:   2 * time.Second,
+		SnapshotInterval:   30 * time.Second,
+		SnapshotThreshold:  16384,
+		TrailingLogs:       10240,
+		SnapshotRetain:     2,
+	}
+}
+
+// DefaultWANConfig suits a group whose voters span regions.
+func DefaultWANConfig() Config {
+	c := DefaultLANConfig()
+	c.HeartbeatTimeout = 2 * time.Second
+	c.ElectionTimeout = 2 * time.Second
+	c.LeaderLeaseTimeout = time.Second
+	c.CommitTimeout = 50 * time.Millisecond
+	c.ConfirmWindow = 3 * time.Second
+	c.TransportTimeout = 5 * time.Second
+	return c
+}
+
+// Validate reports the first invalid field.
+func (c Config) Validate() error {
+	switch {
+	case c.ID == "":
+		return errors.New("raftnode: id: must be set")
+	case c.Dir == "":
+		return errors.New("raftnode: dir: must be set")
+	case c.Bind == "":
+		return errors.New("raftnode: bind: must be set")
+	case len(c.Peers) == 0:
+		return errors.New("raftnode: peers: at least one voter is required")
+	case c.ConfirmWindow <= 0:
+		return fmt.Errorf("raftnode: confirm_window: must be positive, got %v", c.ConfirmWindow)
+	case c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fmt.Errorf("raftnode: leader_lease_timeout %v must not exceed heartbeat_timeout %v", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
+	}
+	self := false
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		if seen[p.ID] {
+			return fmt.Errorf("raftnode: peers: duplicate id %q", p.ID)
+		}
+		seen[p.ID] = true
+		if p.ID == c.ID {
+			self = true
+		}
+	}
+	if !self {
+		return fmt.Errorf("raftnode: peers: must include this node %q", c.ID)
+	}
+	return nil
+}
+
+// Node is a running Raft member.
+type Node struct {
+	cfg       Config
+	Raft      *raft.Raft
+	log       *slog.Logger
+	wal       *wal.WAL
+	transport *raft.NetworkTransport
+	notifyCh  chan bool
+	done      chan struct{}
+	wg        sync.WaitGroup
+
+	mu          sync.Mutex
+	epoch       uint64 // bumped on every leadership change
+	ready       bool   // leader and caught up (barrier done)
+	accession   time.Time
+	confirmedAt time.Time
+	stopConfirm chan struct{}
+
+	emitMu sync.Mutex
+}
+
+// Start opens the data dir, starts the transport and Raft, and bootstraps
+// the group on first start.
+func Start(cfg Config, fsm raft.FSM) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = logging.Discard()
+	}
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "wal"), 0o750); err != nil {
+		return nil, fmt.Errorf("raftnode: data dir: %w", err)
+	}
+	hl := logging.HCLog(cfg.Logger, "raft")
+	w, err := wal.Open(filepath.Join(cfg.Dir, "wal"), wal.WithLogger(hl.Named("wal")))
+	if err != nil {
+		return nil, fmt.Errorf("raftnode: open wal: %w", err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, max(cfg.SnapshotRetain, 1), hl.Named("snapshots"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
+	}
+	layer, err := newStreamLayer(cfg.Bind, cfg.Advertise, cfg.Faults)
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
+	}
+	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  layer,
+		MaxPool: 3,
+		Timeout: cfg.TransportTimeout,
+		Logger:  hl.Named("transport"),
+	})
+
+	n := &Node{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		wal:       w,
+		transport: trans,
+		notifyCh:  make(chan bool, 64),
+		done:      make(chan struct{}),
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.ID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	if cfg.MaxAppendEntries > 0 {
+		rc.MaxAppendEntries = cfg.MaxAppendEntries
+	}
+	rc.BatchApplyCh = true
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.NotifyCh = n.notifyCh
+	rc.Logger = hl
+	rc.NoLegacyTelemetry = true
+
+	existing, err := raft.HasExistingState(w, w, snaps)
+	if err != nil {
+		trans.Close()
+		w.Close()
+		return nil, err
+	}
+	r, err := raft.NewRaft(rc, fsm, w, w, snaps, trans)
+	if err != nil {
+		trans.Close()
+		w.Close()
+		return nil, fmt.Errorf("raftnode: %w", err)
+	}
+	n.Raft = r
+	if !existing {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			addr := p.Address
+			if p.ID == cfg.ID {
+				addr = string(trans.LocalAddr())
+			}
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
+		}
+		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+			n.Shutdown()
+			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+		}
+	}
+	n.wg.Add(1)
+	go n.watchLeadership()
+	return n, nil
+}
+
+// Addr is the transport's advertised address.
+func (n *Node) Addr() string { return string(n.transport.LocalAddr()) }
+
+// ID is the node's server id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Config returns the node's configuration.
+func (n *Node) Config() Config { return n.cfg }
+
+// Shutdown stops Raft and closes the transport and the WAL.
+func (n *Node) Shutdown() error {
+	select {
+	case <-n.done:
+		return nil
+	default:
+	}
+	close(n.done)
+	var err error
+	if n.Raft != nil {
+		err = n.Raft.Shutdown().Error()
+	}
+	n.transport.Close()
+	n.wg.Wait()
+	n.mu.Lock()
+	if n.stopConfirm != nil {
+		close(n.stopConfirm)
+		n.stopConfirm = nil
+	}
+	n.mu.Unlock()
+	if cerr := n.wal.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Leader returns the current leader's id and Raft address as this node
+// knows them (empty when unknown).
+func (n *Node) Leader() (id, addr string) {
+	a, i := n.Raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// Ready reports whether this node is the leader and has applied every entry
+// of earlier terms, and when it took office.
+func (n *Node) Ready() (accession time.Time, ok bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.accession, n.ready
+}
+
+// Confirmed reports whether the node may act as leader at now under the
+// lease contract: it is the ready leader and a quorum committed an entry it
+// proposed less than ConfirmWindow before now.
+func (n *Node) Confirmed(now time.Time) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ready && now.Sub(n.confirmedAt) < n.cfg.ConfirmWindow
+}
+
+// ConfirmedAt is the start time of the latest entry this leader proposed
+// that committed (zero when not leader).
+func (n *Node) ConfirmedAt() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.confirmedAt
+}
+
+// NoteCommitted records that an entry this node proposed at start committed
+// in the current leadership epoch.
+func (n *Node) NoteCommitted(epoch uint64, start time.Time) {
+	n.mu.Lock()
+	if n.epoch == epoch && n.ready && start.After(n.confirmedAt) {
+		n.confirmedAt = start
+	}
+	n.mu.Unlock()
+}
+
+// Epoch identifies the current leadership period of this node.
+func (n *Node) Epoch() uint64 {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.epoch
+}
+
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.done:
+			return
+		case leader := <-n.notifyCh:
+			n.mu.Lock()
+			n.epoch++
+			epoch := n.epoch
+			n.ready = false
+			n.confirmedAt = time.Time{}
+			if n.stopConfirm != nil {
+				close(n.stopConfirm)
+				n.stopConfirm = nil
+			}
+			if leader {
+				n.accession = time.Now()
+			}
+			n.mu.Unlock()
+			if leader {
+				n.log.Info("won leadership; catching up", "term", n.Raft.CurrentTerm())
+				n.wg.Add(1)
+				go n.takeOffice(epoch)
+			} else {
+				n.log.Info("lost leadership")
+				n.emit(epoch, Leadership{Leader: false})
+			}
+		}
+	}
+}
+
+// takeOffice commits a barrier in the new term — which both applies every
+// earlier entry to the FSM and confirms leadership — then reports the node
+// ready and keeps the confirmation fresh.
+func (n *Node) takeOffice(epoch uint64) {
+	defer n.wg.Done()
+	for {
+		start := time.Now()
+		err := n.Raft.Barrier(n.cfg.ConfirmWindow * 4).Error()
+		if n.Epoch() != epoch {
+			return
+		}
+		if err == nil {
+			n.mu.Lock()
+			if n.epoch != epoch {
+				n.mu.Unlock()
+				return
+			}
+			n.ready = true
+			n.confirmedAt = start
+			stop := make(chan struct{})
+			n.stopConfirm = stop
+			acc := n.accession
+			n.mu.Unlock()
+			n.emit(epoch, Leadership{Leader: true, Accession: acc, Term: n.Raft.CurrentTerm()})
+			n.confirmLoop(epoch, stop)
+			return
+		}
+		if errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return
+		}
+		select {
+		case <-n.done:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// confirmLoop commits a barrier whenever the confirmation is older than a
+// quarter of the window, so an idle leader stays confirmed.
+func (n *Node) confirmLoop(epoch uint64, stop chan struct{}) {
+	period := n.cfg.ConfirmWindow / 4
+	t := time.NewTicker(period / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		if time.Since(n.ConfirmedAt()) < period {
+			continue
+		}
+		start := time.Now()
+		if err := n.Raft.Barrier(n.cfg.ConfirmWindow).Error(); err == nil {
+			n.NoteCommitted(epoch, start)
+		}
+	}
+}
+
+func (n *Node) emit(epoch uint64, l Leadership) {
+	n.emitMu.Lock()
+	defer n.emitMu.Unlock()
+	if n.Epoch() != epoch {
+		return // superseded by a later change, which will be emitted
+	}
+	if n.cfg.OnLeadership != nil {
+		n.cfg.OnLeadership(l)
+	}
+}

@@ -1,0 +1,341 @@
+package topology
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+)
+
+// Kind is the kind of a work domain. It decides who places the domain's
+// shards: the global group delegates UNIT and GLOBAL domains to regions, a
+// REGIONAL domain is served per region by that region's cell.
+type Kind int
+
+const (
+	// KindUnspecified is the zero value; no valid domain has it, so a
+	// forgotten kind is caught instead of defaulting silently.
+	KindUnspecified Kind = iota
+	// KindUnit is a singleton: one shard covering the whole key space, owned
+	// by one consumer at a time (leader election).
+	KindUnit
+	// KindGlobal has UUID keys served from any region.
+	KindGlobal
+	// KindRegional has UUID keys served within each region.
+	KindRegional
+)
+
+var kindNames = [...]string{KindUnspecified: "unspecified", KindUnit: "unit", KindGlobal: "global", KindRegional: "regional"}
+
+// validKinds lists the kinds an operator may write, for error messages.
+const validKinds = "unit, global, regional"
+
+// String returns "unit", "global" or "regional" (the topology-file form).
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// MarshalText encodes k as String does, so JSON output says "global", not 2.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText accepts what ParseKind accepts.
+func (k *Kind) UnmarshalText(p []byte) error {
+	v, err := ParseKind(string(p))
+	if err != nil {
+		return err
+	}
+	*k = v
+	return nil
+}
+
+// ParseKind parses "unit", "global" or "regional", in any case. The error
+// names the field "kind" and lists the valid values.
+func ParseKind(s string) (Kind, error) {
+	k, err := parseKind(s)
+	if err != nil {
+		return k, err
+	}
+	return k, nil
+}
+
+func parseKind(s string) (Kind, *FieldError) {
+	switch strings.ToLower(s) {
+	case "unit":
+		return KindUnit, nil
+	case "global":
+		return KindGlobal, nil
+	case "regional":
+		return KindRegional, nil
+	case "":
+		return KindUnspecified, Invalid("kind", "", "required: one of %s", validKinds)
+	}
+	return KindUnspecified, Invalid("kind", quote(s), "unknown kind: want one of %s", validKinds)
+}
+
+// Limits and defaults of a domain.
+const (
+	// MaxShards bounds a domain's shard count, and so the size of routing
+	// tables every client holds (about 50 bytes per shard).
+	MaxShards = 1 << 20
+	// MinTTL is the shortest grant TTL. Consumers heartbeat every TTL/3;
+	// below a second, scheduling pauses alone would expire healthy leases.
+	MinTTL = time.Second
+	// MaxTTL is the longest grant TTL: beyond a day, a crashed owner would
+	// keep its shards unserved for too long to be a useful setting.
+	MaxTTL = 24 * time.Hour
+	// DefaultTTL is the grant TTL of a domain that does not set one.
+	DefaultTTL = 10 * time.Second
+	// MaxNameLen is the longest region or domain name: a DNS label, since
+	// names end up in hostnames, metric labels and file names.
+	MaxNameLen = 63
+	// MaxConsumerIDLen is the longest consumer (or node) id.
+	MaxConsumerIDLen = 128
+)
+
+// Domain is the definition of a work domain, as operators write it in the
+// topology file and the Admin API carries it.
+type Domain struct {
+	// Name identifies the domain across the federation; see ValidateName.
+	Name string
+	// Kind decides how shards are placed.
+	Kind Kind
+	// Shards is the number of shards, 1 to MaxShards; exactly 1 for UNIT.
+	Shards int
+	// TTL is the grant lease duration, MinTTL to MaxTTL, in whole
+	// milliseconds (the wire carries milliseconds).
+	TTL time.Duration
+}
+
+// Normalize fills in defaults that need no operator decision: a UNIT domain
+// has one shard, and a TTL of zero means DefaultTTL. Shards of other kinds
+// have no default; Validate reports them missing.
+func (d *Domain) Normalize() {
+	if d.Kind == KindUnit && d.Shards == 0 {
+		d.Shards = 1
+	}
+	if d.TTL == 0 {
+		d.TTL = DefaultTTL
+	}
+}
+
+// Validate checks d and returns a *FieldError naming the first bad field:
+// "name", "kind", "shards" or "ttl". It does not apply defaults; call
+// Normalize first where defaults are wanted.
+func (d Domain) Validate() error {
+	if err := d.validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (d Domain) validate() *FieldError {
+	if err := checkName("name", d.Name); err != nil {
+		return err
+	}
+	if d.Kind == KindUnspecified {
+		return Invalid("kind", "", "required: one of %s", validKinds)
+	}
+	if d.Kind < KindUnspecified || d.Kind > KindRegional {
+		return Invalid("kind", strconv.Itoa(int(d.Kind)), "unknown kind: want one of %s", validKinds)
+	}
+	switch {
+	case d.Shards == 0:
+		return Invalid("shards", "", "required for %s domains: between 1 and %d", d.Kind, MaxShards)
+	case d.Shards < 1 || d.Shards > MaxShards:
+		return Invalid("shards", strconv.Itoa(d.Shards), "must be between 1 and %d", MaxShards)
+	case d.Kind == KindUnit && d.Shards != 1:
+		return Invalid("shards", strconv.Itoa(d.Shards), "must be 1 for a unit domain (it is a singleton)")
+	}
+	switch {
+	case d.TTL < MinTTL || d.TTL > MaxTTL:
+		return Invalid("ttl", d.TTL.String(), "must be between %s and %s", MinTTL, MaxTTL)
+	case d.TTL%time.Millisecond != 0:
+		return Invalid("ttl", d.TTL.String(), "must be a whole number of milliseconds")
+	}
+	return nil
+}
+
+// ValidateName checks a region or domain name: 1 to MaxNameLen characters of
+// lowercase letters, digits, '-', '_' and '.', starting with a letter or
+// digit. Names show up in hostnames, metric labels, file names and CLI
+// arguments; this alphabet is safe in all of them and leaves no two
+// spellings (case) for one name.
+func ValidateName(field, name string) error {
+	if err := checkName(field, name); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkName(field, name string) *FieldError {
+	if name == "" {
+		return Invalid(field, "", "required: 1 to %d lowercase letters, digits, '-', '_' or '.'", MaxNameLen)
+	}
+	if len(name) > MaxNameLen {
+		return Invalid(field, quote(name), "too long: %d characters, at most %d", len(name), MaxNameLen)
+	}
+	if c := name[0]; !isLower(c) && !isDigit(c) {
+		return Invalid(field, quote(name), "must start with a lowercase letter or digit")
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !isLower(c) && !isDigit(c) && c != '-' && c != '_' && c != '.' {
+			return Invalid(field, quote(name), "invalid character %q at offset %d: use lowercase letters, digits, '-', '_' or '.'", rune(c), i)
+		}
+	}
+	return nil
+}
+
+// ValidateConsumerID checks a consumer or node id: 1 to MaxConsumerIDLen
+// characters of ASCII letters, digits, '.', '_', ':' and '-'. That admits the
+// ids services already have (hostnames, pod names, host:port) while keeping
+// ids printable and safe as log fields and metric labels.
+func ValidateConsumerID(field, id string) error {
+	if err := checkConsumerID(field, id); err != nil {
+		return err
+	}
+	return nil
+}
+
+func checkConsumerID(field, id string) *FieldError {
+	if id == "" {
+		return Invalid(field, "", "required: 1 to %d letters, digits, '.', '_', ':' or '-'", MaxConsumerIDLen)
+	}
+	if len(id) > MaxConsumerIDLen {
+		return Invalid(field, quote(id), "too long: %d characters, at most %d", len(id), MaxConsumerIDLen)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !isLower(c) && !isDigit(c) && !('A' <= c && c <= 'Z') && c != '.' && c != '_' && c != ':' && c != '-' {
+			return Invalid(field, quote(id), "invalid character %q at offset %d: use letters, digits, '.', '_', ':' or '-'", rune(c), i)
+		}
+	}
+	return nil
+}
+
+func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// KindToProto converts k to its wire enum; an unknown kind becomes
+// DOMAIN_KIND_UNSPECIFIED, which the receiver rejects.
+func KindToProto(k Kind) wdsv1.DomainKind {
+	switch k {
+	case KindUnit:
+		return wdsv1.DomainKind_DOMAIN_KIND_UNIT
+	case KindGlobal:
+		return wdsv1.DomainKind_DOMAIN_KIND_GLOBAL
+	case KindRegional:
+		return wdsv1.DomainKind_DOMAIN_KIND_REGIONAL
+	}
+	return wdsv1.DomainKind_DOMAIN_KIND_UNSPECIFIED
+}
+
+// KindFromProto converts a wire enum to a Kind. Protobuf enums are open, so
+// a value this version does not know becomes KindUnspecified, which Validate
+// rejects.
+func KindFromProto(k wdsv1.DomainKind) Kind {
+	switch k {
+	case wdsv1.DomainKind_DOMAIN_KIND_UNIT:
+		return KindUnit
+	case wdsv1.DomainKind_DOMAIN_KIND_GLOBAL:
+		return KindGlobal
+	case wdsv1.DomainKind_DOMAIN_KIND_REGIONAL:
+		return KindRegional
+	}
+	return KindUnspecified
+}
+
+// DomainToProto converts d to its wire form (TTL in milliseconds). d should
+// be valid; out-of-range shard counts are clamped so the receiver still
+// rejects them rather than seeing a wrapped-around number.
+func DomainToProto(d Domain) *wdsv1.Domain {
+	shards := uint32(0)
+	switch {
+	case d.Shards > 0 && uint64(d.Shards) > uint64(^uint32(0)):
+		shards = ^uint32(0)
+	case d.Shards > 0:
+		shards = uint32(d.Shards)
+	}
+	return &wdsv1.Domain{
+		Name:      d.Name,
+		Kind:      KindToProto(d.Kind),
+		Shards:    shards,
+		TtlMillis: d.TTL.Milliseconds(),
+	}
+}
+
+// DomainFromProto converts and validates a wire domain. Proto3 cannot tell
+// zero from absent, so zero shards (for UNIT) and a zero ttl_millis take
+// their defaults, as omitted fields do in the topology file. Errors name
+// fields under "domain" (e.g. "domain.shards"); a nil message is an error
+// naming "domain".
+func DomainFromProto(p *wdsv1.Domain) (Domain, error) {
+	if p == nil {
+		return Domain{}, Invalid("domain", "", "required")
+	}
+	k := KindFromProto(p.GetKind())
+	if k == KindUnspecified && p.GetKind() != wdsv1.DomainKind_DOMAIN_KIND_UNSPECIFIED {
+		return Domain{}, Invalid("domain.kind", strconv.Itoa(int(p.GetKind())), "unknown kind: want one of %s", validKinds)
+	}
+	ms := p.GetTtlMillis()
+	if ms < 0 || ms > MaxTTL.Milliseconds() {
+		// Checked before conversion: a huge value would overflow Duration.
+		return Domain{}, Invalid("domain.ttl_millis", strconv.FormatInt(ms, 10),
+			"must be between %d and %d, or 0 for the default", MinTTL.Milliseconds(), MaxTTL.Milliseconds())
+	}
+	d := Domain{
+		Name:   p.GetName(),
+		Kind:   k,
+		Shards: int(p.GetShards()),
+		TTL:    time.Duration(ms) * time.Millisecond,
+	}
+	d.Normalize()
+	if err := d.validate(); err != nil {
+		return Domain{}, prefixField("domain", err)
+	}
+	return d, nil
+}
+
+// RangeToProto converts r to its wire form: from as 16 bytes, to as 16 bytes
+// or empty for End.
+func RangeToProto(r Range) *wdsv1.KeyRange {
+	return &wdsv1.KeyRange{From: r.From.Bytes(), To: r.To.Bytes()}
+}
+
+// RangeFromProto decodes and validates a wire range. from must be exactly 16
+// bytes; to is 16 bytes or empty for End; the range must hold a key. Errors
+// name "<field>.from" or "<field>.to"; a nil message is an error naming
+// field.
+func RangeFromProto(field string, p *wdsv1.KeyRange) (Range, error) {
+	if p == nil {
+		return Range{}, Invalid(field, "", "required")
+	}
+	from, err := KeyFromBytes(field+".from", p.GetFrom())
+	if err != nil {
+		return Range{}, err
+	}
+	to, err := BoundFromBytes(field+".to", p.GetTo())
+	if err != nil {
+		return Range{}, err
+	}
+	r := Range{From: from, To: to}
+	if err := r.Validate(); err != nil {
+		return Range{}, withPrefix(field, err)
+	}
+	return r, nil
+}
+
+// TokenToProto converts t to its wire form.
+func TokenToProto(t Token) *wdsv1.Token {
+	return &wdsv1.Token{Generation: t.Generation, Index: t.Index}
+}
+
+// TokenFromProto converts a wire token. Every pair of numbers is a token, so
+// there is nothing to reject; a nil message is the zero token ("none").
+func TokenFromProto(p *wdsv1.Token) Token {
+	return Token{Generation: p.GetGeneration(), Index: p.GetIndex()}
+}
