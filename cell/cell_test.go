@@ -1,10 +1,12 @@
 package cell_test
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/wdsio/wds/chaos"
 	"github.com/wdsio/wds/internal/celltest"
 	"github.com/wdsio/wds/topology"
 )
@@ -52,4 +54,158 @@ func TestBalanceFiveConsumers(t *testing.T) {
 	})
 	t.Logf("balanced %v after the consumers started", time.Since(start))
 	c.CheckHistory(t)
+}
+
+// TestKilledConsumerLosesShards: a consumer killed without drain — its
+// connection cut — loses its shards to the others once its lease passes
+// the leader's deadline, and nobody overlaps.
+func TestKilledConsumerLosesShards(t *testing.T) {
+	c := celltest.New(t, 3)
+	const ttl = 2 * time.Second
+	c.CreateDomain("jobs", topology.KindGlobal, 32, ttl)
+	a := c.NewConsumer("a", []string{"jobs"})
+	b := c.NewConsumer("b", []string{"jobs"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"a", "b"}, 16, 16)
+	})
+	killed := time.Now()
+	a.Kill() // stream cut, no drain, no release
+	// The bound: TTL·(1+ε) + 1 s after the kill.
+	bound := time.Duration(float64(ttl)*1.01) + time.Second
+	waitOwner(t, c, "jobs", "b", 32, bound)
+	t.Logf("shards moved %v after the kill (TTL %v, bound %v)", time.Since(killed), ttl, bound)
+	c.CheckHistory(t)
+	_ = b
+}
+
+func waitOwner(t *testing.T, c *celltest.Cluster, domain, owner string, want int, within time.Duration) {
+	t.Helper()
+	celltest.Eventually(t, within, func() error {
+		counts, err := c.OwnerCounts(domain)
+		if err != nil {
+			return err
+		}
+		if counts[owner] != want {
+			return fmt.Errorf("%s holds %d of %d", owner, counts[owner], want)
+		}
+		return nil
+	})
+}
+
+// TestFrozenConsumerLosesShards: a consumer whose socket stays open but
+// whose traffic stalls (hung) loses its shards like a dead one; its own
+// library gives them up first, so the history has no overlap — also after
+// it thaws and rejoins.
+func TestFrozenConsumerLosesShards(t *testing.T) {
+	c := celltest.New(t, 3)
+	const ttl = 2 * time.Second
+	c.CreateDomain("jobs", topology.KindGlobal, 32, ttl)
+	a := c.NewConsumer("a", []string{"jobs"})
+	c.NewConsumer("b", []string{"jobs"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"a", "b"}, 16, 16)
+	})
+	frozen := time.Now()
+	a.Net.Freeze()
+	bound := time.Duration(float64(ttl)*1.01) + time.Second
+	waitOwner(t, c, "jobs", "b", 32, bound)
+	t.Logf("shards moved %v after the freeze", time.Since(frozen))
+	if _, _, lost := a.Counts(); lost != 16 {
+		t.Errorf("frozen consumer's library cancelled %d shards at its lease deadline, want 16", lost)
+	}
+	// Thaw: stale acks must not revive anything; a rejoins and rebalancing
+	// hands it half the shards again.
+	a.Net.Heal()
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"a", "b"}, 16, 16)
+	})
+	c.CheckHistory(t)
+}
+
+// TestDrainMovesShardsWithoutGap: a drained consumer's shards move to the
+// others with no gap over 500 ms and no overlap, and it is told it may exit.
+func TestDrainMovesShardsWithoutGap(t *testing.T) {
+	c := celltest.New(t, 3)
+	c.CreateDomain("jobs", topology.KindGlobal, 24, 5*time.Second)
+	a := c.NewConsumer("a", []string{"jobs"})
+	c.NewConsumer("b", []string{"jobs"})
+	c.NewConsumer("c", []string{"jobs"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"a", "b", "c"}, 8, 8)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := a.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	// Events are delivered asynchronously, in order, after Drain returns.
+	celltest.Eventually(t, 5*time.Second, func() error {
+		if !a.Drained() {
+			return fmt.Errorf("the consumer was not told it may exit")
+		}
+		if held := a.Held(); len(held) != 0 {
+			return fmt.Errorf("drained consumer still runs %d shards", len(held))
+		}
+		return nil
+	})
+	if err := a.Close(ctx); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	celltest.Eventually(t, 5*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"b", "c"}, 12, 12)
+	})
+	c.CheckHistory(t)
+	worst := maxHandoverGap(c.History.Intervals(), "a")
+	t.Logf("largest handover gap %v", worst)
+	if worst > 500*time.Millisecond {
+		t.Errorf("a shard was unowned for %v during the drain, want ≤ 500ms", worst)
+	}
+	if _, _, lost := a.Counts(); lost != 0 {
+		t.Errorf("drain lost %d leases", lost)
+	}
+}
+
+// maxHandoverGap is the largest time between the end of an interval of
+// from and the start of the next interval of the same shard.
+func maxHandoverGap(ivs []chaos.Interval, from string) time.Duration {
+	var worst time.Duration
+	for _, a := range ivs {
+		if a.Consumer != from || a.Open() {
+			continue
+		}
+		var next *chaos.Interval
+		for i := range ivs {
+			b := &ivs[i]
+			if b.Domain == a.Domain && b.Range == a.Range && !b.Start.Before(a.End) && (next == nil || b.Start.Before(next.Start)) {
+				next = b
+			}
+		}
+		if next == nil {
+			return time.Hour
+		}
+		if g := next.Start.Sub(a.End); g > worst {
+			worst = g
+		}
+	}
+	return worst
 }

@@ -2,6 +2,8 @@ package celltest
 
 import (
 	"context"
+
+	"google.golang.org/grpc"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +18,9 @@ import (
 type Consumer struct {
 	*client.Consumer
 	ID string
+	// Net is the consumer's network: Cut it to kill the consumer without
+	// drain, Freeze it to hang it with its socket open.
+	Net *NetFault
 
 	mu      sync.Mutex
 	open    map[string]*chaos.Ownership // by shard string
@@ -32,13 +37,14 @@ type ConsumerOption func(*client.Config)
 // NewConsumer starts a consumer of domains against the cluster's endpoints.
 func (c *Cluster) NewConsumer(id string, domains []string, opts ...ConsumerOption) *Consumer {
 	c.t.Helper()
-	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}}
+	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}, Net: &NetFault{}}
 	cfg := client.Config{
-		Endpoints: c.Endpoints(),
-		ID:        id,
-		Region:    Region,
-		Endpoint:  id + ".test:8080",
-		Domains:   domains,
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(tc.Net.Dial)},
+		Endpoints:   c.Endpoints(),
+		ID:          id,
+		Region:      Region,
+		Endpoint:    id + ".test:8080",
+		Domains:     domains,
 		Handler: func(ctx context.Context, s client.Shard) {
 			<-ctx.Done()
 		},
@@ -85,6 +91,11 @@ func (tc *Consumer) onEvent(h *chaos.History) func(client.Event) {
 		}
 	}
 }
+
+// Kill cuts the consumer off the network for good, as a crash would: no
+// drain, no release. Its library still cancels its shards at the lease
+// deadline, which the history records.
+func (tc *Consumer) Kill() { tc.Net.Cut() }
 
 // Counts returns how many grants, revocations and lease losses the
 // consumer saw.

@@ -1,0 +1,209 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// ObserverConfig configures an observer: a session that owns nothing and
+// only follows routing (a gateway, a dashboard).
+type ObserverConfig struct {
+	// Endpoints are WDS endpoints (any node serves observers).
+	Endpoints []string
+	// Watch lists the domains to follow.
+	Watch []string
+	// Logger for connection problems (default: discard).
+	Logger *slog.Logger
+	// DialOptions are added to the gRPC dial (default: plaintext).
+	DialOptions []grpc.DialOption
+	// Conn, if set, is used instead of dialing (its target is the only
+	// endpoint). Many observers may share one connection.
+	Conn *grpc.ClientConn
+}
+
+// Observer follows the routing of some domains. After a disconnect it
+// reconnects and receives a fresh snapshot.
+type Observer struct {
+	cfg     ObserverConfig
+	log     *slog.Logger
+	routing *Routing
+	ctx     context.Context
+	cancel  context.CancelFunc
+
+	mu        sync.Mutex
+	conns     map[string]*grpc.ClientConn
+	permErr   error
+	connected chan struct{}
+	connOnce  sync.Once
+	done      chan struct{}
+}
+
+// NewObserver validates cfg and starts following routing in the background.
+func NewObserver(cfg ObserverConfig) (*Observer, error) {
+	if len(cfg.Endpoints) == 0 && cfg.Conn == nil {
+		cfg.Endpoints = []string{DefaultEndpoint}
+	}
+	if cfg.Conn != nil {
+		cfg.Endpoints = []string{cfg.Conn.Target()}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if len(cfg.Watch) == 0 {
+		return nil, fmt.Errorf("%w: watch: an observer must watch at least one domain", ErrInvalid)
+	}
+	for i, d := range cfg.Watch {
+		if err := topology.ValidateName(fmt.Sprintf("watch[%d]", i), d); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	o := &Observer{
+		cfg: cfg, log: cfg.Logger.With("component", "wds-observer"), routing: newRouting(),
+		ctx: ctx, cancel: cancel, conns: map[string]*grpc.ClientConn{},
+		connected: make(chan struct{}), done: make(chan struct{}),
+	}
+	go o.run()
+	return o, nil
+}
+
+// Routing is the live routing table.
+func (o *Observer) Routing() *Routing { return o.routing }
+
+// WaitConnected waits for the first routing snapshot, a permanent error
+// (e.g. an unknown domain) or ctx.
+func (o *Observer) WaitConnected(ctx context.Context) error {
+	select {
+	case <-o.connected:
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		return o.permErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Done is closed when the observer stopped.
+func (o *Observer) Done() <-chan struct{} { return o.done }
+
+// Err is the permanent error that stopped the observer, if any.
+func (o *Observer) Err() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.permErr
+}
+
+// Close stops the observer.
+func (o *Observer) Close() {
+	o.stop(nil)
+	<-o.done
+	o.mu.Lock()
+	for _, cc := range o.conns {
+		cc.Close()
+	}
+	o.conns = map[string]*grpc.ClientConn{}
+	o.mu.Unlock()
+}
+
+func (o *Observer) stop(err error) {
+	o.mu.Lock()
+	if err != nil && o.permErr == nil {
+		o.permErr = err
+	}
+	o.mu.Unlock()
+	o.connOnce.Do(func() { close(o.connected) })
+	o.cancel()
+}
+
+func (o *Observer) dial(ep string) (*grpc.ClientConn, error) {
+	if o.cfg.Conn != nil {
+		return o.cfg.Conn, nil
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if cc, ok := o.conns[ep]; ok {
+		return cc, nil
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+	}, o.cfg.DialOptions...)
+	cc, err := grpc.NewClient(ep, opts...)
+	if err != nil {
+		return nil, err
+	}
+	o.conns[ep] = cc
+	return cc, nil
+}
+
+func (o *Observer) run() {
+	defer close(o.done)
+	next := 0
+	backoff := 50 * time.Millisecond
+	for o.ctx.Err() == nil {
+		ep := o.cfg.Endpoints[next%len(o.cfg.Endpoints)]
+		next++
+		err := o.session(ep)
+		if o.ctx.Err() != nil {
+			return
+		}
+		if err != nil && permanent(err) {
+			o.log.Error("observer rejected", "endpoint", ep, "err", err)
+			o.stop(err)
+			return
+		}
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-o.ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}
+
+func (o *Observer) session(ep string) error {
+	cc, err := o.dial(ep)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(o.ctx)
+	defer cancel()
+	stream, err := wdsv1.NewSessionClient(cc).Connect(ctx)
+	if err != nil {
+		return fromStatus(err)
+	}
+	err = stream.Send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: &wdsv1.Hello{
+		Role: wdsv1.Role_ROLE_OBSERVER, Watch: o.cfg.Watch,
+	}}})
+	if err != nil {
+		return fromStatus(err)
+	}
+	for {
+		m, err := stream.Recv()
+		if err != nil {
+			return fromStatus(err)
+		}
+		switch msg := m.GetMsg().(type) {
+		case *wdsv1.ServerMessage_Routing:
+			if err := o.routing.apply(msg.Routing); err != nil {
+				return err
+			}
+			if !msg.Routing.GetMore() {
+				o.connOnce.Do(func() { close(o.connected) })
+			}
+		case *wdsv1.ServerMessage_Redirect:
+			return fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
+		}
+	}
+}

@@ -1,0 +1,122 @@
+package celltest
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+)
+
+// errCut is what dials return while a NetFault is cut.
+var errCut = errors.New("celltest: network cut")
+
+// NetFault sits between a client and the network: Cut drops every
+// connection and refuses new ones (a crashed host, a pulled cable); Freeze
+// stalls every read and write while sockets stay open (a hung process or
+// a black-holed path); Heal undoes both. Connections are real TCP.
+type NetFault struct {
+	mu     sync.Mutex
+	cut    bool
+	frozen chan struct{} // non-nil while frozen; closed on heal
+	conns  map[*faultConn]struct{}
+}
+
+// Dial is a grpc.WithContextDialer dialer.
+func (f *NetFault) Dial(ctx context.Context, addr string) (net.Conn, error) {
+	f.mu.Lock()
+	cut, frozen := f.cut, f.frozen
+	f.mu.Unlock()
+	if cut {
+		return nil, errCut
+	}
+	if frozen != nil {
+		select {
+		case <-frozen:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	var d net.Dialer
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	fc := &faultConn{Conn: c, f: f}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.cut {
+		c.Close()
+		return nil, errCut
+	}
+	if f.conns == nil {
+		f.conns = map[*faultConn]struct{}{}
+	}
+	f.conns[fc] = struct{}{}
+	return fc, nil
+}
+
+// Cut closes every connection and refuses new ones until Heal.
+func (f *NetFault) Cut() {
+	f.mu.Lock()
+	f.cut = true
+	conns := f.conns
+	f.conns = nil
+	f.mu.Unlock()
+	for c := range conns {
+		c.Conn.Close()
+	}
+}
+
+// Freeze stalls all traffic, keeping sockets open, until Heal.
+func (f *NetFault) Freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozen == nil {
+		f.frozen = make(chan struct{})
+	}
+}
+
+// Heal ends a cut or a freeze.
+func (f *NetFault) Heal() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.cut = false
+	if f.frozen != nil {
+		close(f.frozen)
+		f.frozen = nil
+	}
+}
+
+func (f *NetFault) gate() {
+	f.mu.Lock()
+	fr := f.frozen
+	f.mu.Unlock()
+	if fr != nil {
+		<-fr
+	}
+}
+
+type faultConn struct {
+	net.Conn
+	f *NetFault
+}
+
+func (c *faultConn) Read(p []byte) (int, error) {
+	c.f.gate()
+	n, err := c.Conn.Read(p)
+	// Data that arrived just before a freeze is held back too.
+	c.f.gate()
+	return n, err
+}
+
+func (c *faultConn) Write(p []byte) (int, error) {
+	c.f.gate()
+	return c.Conn.Write(p)
+}
+
+func (c *faultConn) Close() error {
+	c.f.mu.Lock()
+	delete(c.f.conns, c)
+	c.f.mu.Unlock()
+	return c.Conn.Close()
+}
