@@ -64,10 +64,11 @@ func (v Violation) String() string {
 //     (a resumed grant). A violation pairs the interval with the earlier holder of that token.
 //   - Malformed: an interval that cannot be judged (see Malformed).
 //
-// Each violating pair is reported once per kind. Intervals are compared only with intervals whose
-// ranges intersect theirs, through a sweep over time per domain, so Check takes O(n log n) time
-// for a history without violations. Times are compared with Time.Sub: on the monotonic clock for
-// times taken by time.Now in one process, on the wall clock otherwise.
+// Each violating pair is reported once per kind: malformed intervals first, then domain by domain
+// in name order, by the Start of B. Intervals are compared only with intervals whose ranges
+// intersect theirs, in one sweep over time per domain, so Check takes O(n log n) time for a
+// history without violations. Times are compared with Time.Sub: on the monotonic clock for times
+// taken by time.Now in one process, on the wall clock otherwise.
 func Check(intervals []Interval) []Violation {
 	var out []Violation
 	c := &checker{

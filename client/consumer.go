@@ -402,11 +402,14 @@ func (c *Consumer) dial(endpoint string) (*grpc.ClientConn, error) {
 }
 
 // run keeps a session open: connect, serve until the stream ends, follow a
-// redirect or move on to the next endpoint, back off, repeat.
+// redirect or move on to the next endpoint, back off, repeat. The first
+// redirect after a working session is followed at once; redirects that
+// lead nowhere (an election in progress) back off like failures.
 func (c *Consumer) run() {
 	next := 0
 	redirect := ""
 	backoff := 50 * time.Millisecond
+	hops := 0
 	for {
 		if c.ctx.Err() != nil {
 			return
@@ -432,25 +435,33 @@ func (c *Consumer) run() {
 			c.emitLocked(Event{Kind: EventDisconnected, Time: time.Now(), Endpoint: ep, Err: err})
 			c.mu.Unlock()
 		}
-		if r != "" {
-			redirect = r
-			backoff = 10 * time.Millisecond
-		} else if welcomed {
+		if welcomed {
 			backoff = 50 * time.Millisecond
+			hops = 0
 		}
-		// Jittered backoff: a cell restart must not be met by every client
-		// at once.
-		d := backoff/2 + rand.N(backoff/2+1)
+		redirect = r
+		var d time.Duration
+		switch {
+		case r != "" && hops == 0:
+			d = 0 // follow the first redirect at once
+		default:
+			// Jittered backoff: a cell restart must not be met by every
+			// client at once.
+			d = backoff/2 + rand.N(backoff/2+1)
+			backoff = min(backoff*2, 2*time.Second)
+		}
+		if r != "" {
+			hops++
+		}
 		if errors.Is(err, ErrDuplicateConsumer) {
 			d = max(d, 500*time.Millisecond)
 		}
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-time.After(d):
-		}
-		if r == "" {
-			backoff = min(backoff*2, 2*time.Second)
+		if d > 0 {
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(d):
+			}
 		}
 	}
 }
