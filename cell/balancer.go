@@ -169,9 +169,11 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, maxMoves int) []*cellv1.Op {
 	var ops []*cellv1.Op
 	n, k := len(d.shards), len(eligible)
+	// Moves in flight: every revoked grant not yet released or expired,
+	// with or without a successor.
 	inflight := 0
 	for i := range d.shards {
-		if d.shards[i].holder.state == stateRevoked && d.shards[i].next.consumer != nil {
+		if d.shards[i].holder.state == stateRevoked {
 			inflight++
 		}
 	}
@@ -266,8 +268,7 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 			if sh.holder.consumer == r {
 				continue
 			}
-			ops = append(ops, assignOp(d, i, r))
-			inflight++
+			ops = append(ops, assignOp(d, i, r)) // already counted in flight
 		default: // ACTIVE holder that is not eligible: draining or leaving
 			if inflight >= maxMoves {
 				continue

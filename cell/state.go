@@ -504,12 +504,16 @@ func (s *State) endHolder(index uint64, d *domain, i int, res *applyResult) {
 	sh.holder = grant{}
 	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: i})
 	if next := sh.next.consumer; next != nil {
-		sh.next = grant{}
-		if err := s.activate(index, d, i, next, res); err != nil {
-			// Same-entry reactivation: leave the successor allocated; the
-			// balancer assigns it again in a later entry.
-			sh.next = grant{consumer: next, state: stateAllocated}
+		if sh.activatedAt == index {
+			// The shard was activated earlier in this very entry: a second
+			// activation would reuse its token. Cancel the allocation
+			// instead; the balancer grants the shard in a later entry.
+			s.dropNext(d, i, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE, res)
+			return
 		}
+		sh.next = grant{}
+		// Cannot fail: the shard is unheld and not activated at index.
+		_ = s.activate(index, d, i, next, res)
 	}
 }
 

@@ -160,6 +160,7 @@ type Consumer struct {
 	done      chan struct{}
 	leaseWake chan struct{}
 	eventWake chan struct{}
+	eventsOut chan struct{} // closed once every event was delivered
 	closeOnce sync.Once
 	drainOnce sync.Once
 	connOnce  sync.Once
@@ -214,6 +215,7 @@ func NewConsumer(cfg Config) (*Consumer, error) {
 		done:      make(chan struct{}),
 		leaseWake: make(chan struct{}, 1),
 		eventWake: make(chan struct{}, 1),
+		eventsOut: make(chan struct{}),
 	}
 	go c.run()
 	go c.leaseLoop()
@@ -283,8 +285,8 @@ func (c *Consumer) Drain(ctx context.Context) error {
 }
 
 // Close drains (bounded by ctx), then ends the session and waits for the
-// handlers to return. Shards still held when ctx ends are cancelled and
-// released.
+// handlers to return and for OnEvent to have received every event. Shards
+// still held when ctx ends are cancelled and released.
 func (c *Consumer) Close(ctx context.Context) error {
 	var err error
 	c.mu.Lock()
@@ -297,10 +299,8 @@ func (c *Consumer) Close(ctx context.Context) error {
 		}
 	}
 	c.stop(nil)
-	wait := make(chan struct{})
-	go func() { c.handlers.Wait(); close(wait) }()
 	select {
-	case <-wait:
+	case <-c.eventsOut: // after every handler returned and its release was reported
 	case <-ctx.Done():
 		if err == nil {
 			err = ctx.Err()
@@ -348,6 +348,7 @@ func (c *Consumer) emitLocked(e Event) {
 }
 
 func (c *Consumer) eventLoop() {
+	defer close(c.eventsOut)
 	for {
 		c.mu.Lock()
 		evs := c.events

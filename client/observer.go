@@ -2,10 +2,12 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -14,6 +16,9 @@ import (
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
+
+// observerHeartbeat is how often an observer checks its stream is alive.
+const observerHeartbeat = 5 * time.Second
 
 // ObserverConfig configures an observer: a session that owns nothing and
 // only follows routing (a gateway, a dashboard).
@@ -146,16 +151,32 @@ func (o *Observer) dial(ep string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
+// notFoundGrace is how long an observer keeps retrying NotFound: a node
+// that has not yet applied a domain's creation answers NotFound for a few
+// milliseconds after `wds domain create` returned.
+const notFoundGrace = 2 * time.Second
+
 func (o *Observer) run() {
 	defer close(o.done)
 	next := 0
 	backoff := 50 * time.Millisecond
+	var notFoundSince time.Time
 	for o.ctx.Err() == nil {
 		ep := o.cfg.Endpoints[next%len(o.cfg.Endpoints)]
 		next++
 		err := o.session(ep)
 		if o.ctx.Err() != nil {
 			return
+		}
+		if errors.Is(err, ErrNotFound) {
+			if notFoundSince.IsZero() {
+				notFoundSince = time.Now()
+			}
+			if time.Since(notFoundSince) < notFoundGrace {
+				err = nil // retry below
+			}
+		} else {
+			notFoundSince = time.Time{}
 		}
 		if err != nil && permanent(err) {
 			o.log.Error("observer rejected", "endpoint", ep, "err", err)
@@ -189,11 +210,38 @@ func (o *Observer) session(ep string) error {
 	if err != nil {
 		return fromStatus(err)
 	}
+	// Liveness: heartbeat and give up on a node that stops answering
+	// without closing the connection.
+	var lastRecv atomic.Int64
+	lastRecv.Store(time.Now().UnixNano())
+	go func() {
+		t := time.NewTicker(observerHeartbeat)
+		defer t.Stop()
+		var seq uint64
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, lastRecv.Load())) > 3*observerHeartbeat {
+				o.log.Warn("observer stream silent; reconnecting", "endpoint", ep)
+				cancel()
+				return
+			}
+			seq++
+			if stream.Send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}) != nil {
+				cancel()
+				return
+			}
+		}
+	}()
 	for {
 		m, err := stream.Recv()
 		if err != nil {
 			return fromStatus(err)
 		}
+		lastRecv.Store(time.Now().UnixNano())
 		switch msg := m.GetMsg().(type) {
 		case *wdsv1.ServerMessage_Routing:
 			if err := o.routing.apply(msg.Routing); err != nil {

@@ -9,6 +9,8 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/wdsio/wds/client"
 )
 
 // usageError is a wrong command line: main prints it with the command's
@@ -39,10 +41,30 @@ func asUsageError(err error) (*usageError, bool) {
 // message names the offending field.
 func formatError(err error) string {
 	if st, ok := status.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
-		return "wds: " + st.Code().String() + ": " + st.Message()
+		msg := st.Message()
+		if st.Code() == codes.AlreadyExists && !strings.Contains(msg, "exist") {
+			msg += " already exists"
+		}
+		return "wds: " + st.Code().String() + ": " + msg
 	}
 	msg := err.Error()
-	if strings.HasPrefix(msg, "unknown command") {
+	// The client library's sentinel errors carry the cell's status code
+	// as a phrase; print them like the admin commands' errors.
+	for _, s := range []struct {
+		err  error
+		code codes.Code
+	}{
+		{client.ErrInvalid, codes.InvalidArgument},
+		{client.ErrNotFound, codes.NotFound},
+		{client.ErrDuplicateConsumer, codes.FailedPrecondition},
+		{client.ErrFailedPrecondition, codes.FailedPrecondition},
+		{client.ErrUnavailable, codes.Unavailable},
+	} {
+		if rest, ok := strings.CutPrefix(msg, s.err.Error()+": "); ok && errors.Is(err, s.err) {
+			return "wds: " + s.code.String() + ": " + rest
+		}
+	}
+	if _, usage := asUsageError(err); !usage && strings.HasPrefix(msg, "unknown command") {
 		// cobra's own message (with suggestions) for `wds <typo>`.
 		return "wds: " + strings.TrimRight(msg, "\n") + "\nRun 'wds --help' for usage."
 	}

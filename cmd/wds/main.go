@@ -1,6 +1,3 @@
-// Command wds is the command-line tool of WDS, the Work Distribution
-// Service: it runs cell nodes (wds server, wds dev), manages domains, shows
-// shard maps and routing, joins as a consumer and drains consumers.
 package main
 
 import (

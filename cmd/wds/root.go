@@ -51,15 +51,18 @@ func (g *globals) endpoints() []string {
 func (g *globals) json() bool { return g.output == outputJSON }
 
 // logger builds the logger on stderr from --log-level (defaultLevel when
-// not given) and --log-format.
+// not given; "off" discards) and --log-format.
 func (g *globals) logger(cmd *cobra.Command, defaultLevel string) (*slog.Logger, error) {
 	lv := g.logLevel
 	if lv == "" {
 		lv = defaultLevel
 	}
+	if lv == "off" {
+		return logging.Discard(), nil
+	}
 	level, err := logging.ParseLevel(lv)
 	if err != nil {
-		return nil, usageErrorf(cmd, "invalid value %q for --log-level: want trace, debug, info, warn or error", lv)
+		return nil, usageErrorf(cmd, "invalid value %q for --log-level: want trace, debug, info, warn, error or off", lv)
 	}
 	l, err := logging.New(cmd.ErrOrStderr(), level, g.logFormat)
 	if err != nil {
@@ -113,6 +116,14 @@ func NewRootCommand() *cobra.Command {
 			if g.timeout <= 0 {
 				return usageErrorf(cmd, "invalid value %s for --timeout: must be positive", g.timeout)
 			}
+			if g.logLevel != "" && g.logLevel != "off" {
+				if _, err := logging.ParseLevel(g.logLevel); err != nil {
+					return usageErrorf(cmd, "invalid value %q for --log-level: want trace, debug, info, warn, error or off", g.logLevel)
+				}
+			}
+			if g.logFormat != logging.FormatText && g.logFormat != logging.FormatJSON {
+				return usageErrorf(cmd, "invalid value %q for --log-format: want text or json", g.logFormat)
+			}
 			return nil
 		},
 	}
@@ -125,7 +136,7 @@ func NewRootCommand() *cobra.Command {
 		"cell endpoints, host:port, comma-separated (any node; env "+EnvEndpoint+")")
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format: table or json")
 	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for an answer from the cell")
-	pf.StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error (default info for server and dev, warn otherwise)")
+	pf.StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error or off (default: info for server, error for dev, off for client commands)")
 	pf.StringVar(&g.logFormat, "log-format", logging.FormatText, "log format on stderr: text or json")
 
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {

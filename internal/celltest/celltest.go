@@ -190,6 +190,22 @@ func (c *Cluster) AnyAdmin() wdsv1.AdminClient {
 	return nil
 }
 
+// OnAny runs f against each running node's Admin service in turn until one
+// succeeds, as a CLI or client with every endpoint would; it returns the
+// last error.
+func (c *Cluster) OnAny(f func(wdsv1.AdminClient) error) error {
+	var err error
+	for i, n := range c.Nodes {
+		if n == nil {
+			continue
+		}
+		if err = f(c.Admin(i)); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
 // CreateDomain creates a domain through any node (retrying while the cell
 // has no leader).
 func (c *Cluster) CreateDomain(name string, kind topology.Kind, shards int, ttl time.Duration) {
@@ -198,16 +214,24 @@ func (c *Cluster) CreateDomain(name string, kind topology.Kind, shards int, ttl 
 	Eventually(c.t, 10*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		_, err := c.AnyAdmin().CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(d)})
-		return err
+		return c.OnAny(func(a wdsv1.AdminClient) error {
+			_, err := a.CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(d)})
+			return err
+		})
 	})
 }
 
 // ShardMap returns a domain's shard map from the leader.
 func (c *Cluster) ShardMap(domain string) (*wdsv1.ShardMapResponse, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	return c.AnyAdmin().ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: domain})
+	var out *wdsv1.ShardMapResponse
+	err := c.OnAny(func(a wdsv1.AdminClient) error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		var err error
+		out, err = a.ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: domain})
+		return err
+	})
+	return out, err
 }
 
 // OwnerCounts counts ACTIVE shards per owner in a domain.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	wal "github.com/hashicorp/raft-wal"
+	"github.com/hashicorp/raft-wal/metadb"
 
 	"github.com/wdsio/wds/internal/logging"
 )
@@ -153,6 +154,7 @@ type Node struct {
 	Raft      *raft.Raft
 	log       *slog.Logger
 	wal       *wal.WAL
+	meta      *metadb.BoltMetaDB
 	transport *raft.NetworkTransport
 	notifyCh  chan bool
 	done      chan struct{}
@@ -181,18 +183,25 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: data dir: %w", err)
 	}
 	hl := logging.HCLog(cfg.Logger, "raft")
-	w, err := wal.Open(filepath.Join(cfg.Dir, "wal"), wal.WithLogger(hl.Named("wal")))
+	// raft-wal v0.4.0's Close leaves its meta DB (bolt, with a file lock)
+	// open, so a node restarted in the same process would block on the
+	// lock: own the meta store and close it ourselves.
+	meta := &metadb.BoltMetaDB{}
+	w, err := wal.Open(filepath.Join(cfg.Dir, "wal"), wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta))
 	if err != nil {
+		meta.Close()
 		return nil, fmt.Errorf("raftnode: open wal: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, max(cfg.SnapshotRetain, 1), hl.Named("snapshots"))
 	if err != nil {
 		w.Close()
+		meta.Close()
 		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
 	}
 	layer, err := newStreamLayer(cfg.Bind, cfg.Advertise, cfg.Faults)
 	if err != nil {
 		w.Close()
+		meta.Close()
 		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
 	}
 	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
@@ -206,6 +215,7 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 		cfg:       cfg,
 		log:       cfg.Logger,
 		wal:       w,
+		meta:      meta,
 		transport: trans,
 		notifyCh:  make(chan bool, 64),
 		done:      make(chan struct{}),
@@ -231,12 +241,14 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 	if err != nil {
 		trans.Close()
 		w.Close()
+		meta.Close()
 		return nil, err
 	}
 	r, err := raft.NewRaft(rc, fsm, w, w, snaps, trans)
 	if err != nil {
 		trans.Close()
 		w.Close()
+		meta.Close()
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	n.Raft = r
@@ -289,6 +301,9 @@ func (n *Node) Shutdown() error {
 	}
 	n.mu.Unlock()
 	if cerr := n.wal.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := n.meta.Close(); err == nil {
 		err = cerr
 	}
 	return err

@@ -1,0 +1,241 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/topology"
+)
+
+// eventJSON is one line of `wds consume`. The shard fields (domain, from,
+// to, to_end, token) are present only for events about a shard.
+type eventJSON struct {
+	Event    string `json:"event"`
+	Consumer string `json:"consumer"`
+	Domain   string `json:"domain,omitempty"`
+	From     string `json:"from,omitempty"`
+	To       string `json:"to,omitempty"`
+	ToEnd    *bool  `json:"to_end,omitempty"`
+	Token    string `json:"token,omitempty"`
+	Time     string `json:"time"`
+	Reason   string `json:"reason,omitempty"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+func eventToJSON(consumer string, e client.Event) eventJSON {
+	v := eventJSON{
+		Event:    string(e.Kind),
+		Consumer: consumer,
+		Time:     e.Time.UTC().Format(time.RFC3339Nano),
+		Reason:   e.Reason,
+		Endpoint: e.Endpoint,
+	}
+	if e.Err != nil {
+		v.Error = e.Err.Error()
+	}
+	if s := e.Shard; s.Domain != "" {
+		v.Domain = s.Domain
+		v.From, _ = boundJSON(s.Range.From)
+		var end bool
+		v.To, end = boundJSON(s.Range.To)
+		v.ToEnd = &end
+		v.Token = tokenString(s.Token)
+	}
+	return v
+}
+
+// eventPrinter writes one JSON line per event, each with a single Write so
+// a reader sees whole lines as soon as they happen (stdout is unbuffered).
+type eventPrinter struct {
+	consumer string
+	mu       sync.Mutex
+	w        io.Writer
+	last     time.Time
+	err      error
+}
+
+func (p *eventPrinter) print(e client.Event) {
+	line, err := json.Marshal(eventToJSON(p.consumer, e))
+	if err != nil {
+		return
+	}
+	line = append(line, '\n')
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := p.w.Write(line); err != nil && p.err == nil {
+		p.err = err
+	}
+	p.last = time.Now()
+}
+
+// settle waits until no event has been printed for quiet (the consumer's
+// last events are delivered from its own goroutine just after Close
+// returns), at most max.
+func (p *eventPrinter) settle(quiet, max time.Duration) {
+	deadline := time.Now().Add(max)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		idle := time.Since(p.last)
+		p.mu.Unlock()
+		if idle >= quiet {
+			return
+		}
+		time.Sleep(quiet - idle)
+	}
+}
+
+// NewConsumeCommand returns `wds consume`.
+func NewConsumeCommand(g *globals) *cobra.Command {
+	var (
+		domains      []string
+		id           string
+		region       string
+		advertise    string
+		drainTimeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "consume --domain D --id ID",
+		Short: "Join as a consumer and print every ownership event as a JSON line",
+		Long: `Join the cell as a consumer, the way an instance of your service does with
+the Go client library, and hold every shard granted until the cell revokes
+it. Each event is printed at once as one JSON line on stdout:
+
+  {"event":"grant","consumer":"worker-1","domain":"orders",
+   "from":"40000000-0000-0000-0000-000000000000",
+   "to":"50000000-0000-0000-0000-000000000000","to_end":false,
+   "token":"1.42","time":"2025-01-02T15:04:05.123456789Z"}
+
+event is one of welcome, grant, prepare, revoke, release, lost, drained,
+disconnected. Shard events carry domain, from, to (UUIDs; to_end is true
+when the range ends at 2^128, printed as ffffffff-...-ffffffffffff) and token
+(fencing token "generation.index"). time is RFC 3339 in UTC with
+nanoseconds: when ownership began (grant) or ended (revoke; for lost, the
+lease deadline itself, even if noticed later). revoke and lost carry a
+reason; disconnected carries the endpoint and error.
+
+On SIGTERM or SIGINT it drains: the cell moves its shards to other
+consumers, then it exits 0 (a second signal, or --drain-timeout, stops
+without waiting). An error that retrying cannot fix (unknown domain, invalid
+id, wrong region) is printed on stderr and exits 1; a cell that cannot be
+reached is retried.`,
+		Example: `  wds consume --domain orders --id worker-1
+  wds consume --domain orders,tenants --id worker-2 --endpoint-advertise 10.0.0.5:8080
+  wds consume --domain orders --id worker-3 | jq -c 'select(.event=="grant")'`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := topology.ValidateConsumerID("id", id); err != nil {
+				return err
+			}
+			if len(domains) == 0 {
+				return topology.Invalid("domain", "", "required: at least one --domain to serve")
+			}
+			for i, d := range domains {
+				if err := topology.ValidateName(fmt.Sprintf("domain[%d]", i), d); err != nil {
+					return err
+				}
+			}
+			if err := topology.ValidateName("region", region); err != nil {
+				return err
+			}
+			if drainTimeout <= 0 {
+				return topology.Invalid("drain-timeout", drainTimeout.String(), "must be positive")
+			}
+			eps := g.endpoints()
+			if len(eps) == 0 {
+				return fmt.Errorf("--endpoint: no endpoint given (host:port, comma-separated)")
+			}
+			log, err := g.logger(cmd, "off")
+			if err != nil {
+				return err
+			}
+			return runConsume(cmd, consumeOptions{
+				endpoints: eps, id: id, region: region, advertise: advertise,
+				domains: domains, drainTimeout: drainTimeout,
+			}, log)
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&domains, "domain", nil, "domain to serve (repeat, or comma-separated)")
+	f.StringVar(&id, "id", "", "consumer id, unique among live consumers: 1-128 chars of [A-Za-z0-9._:-] (required)")
+	f.StringVar(&region, "region", "local", "the consumer's region: must be the cell's")
+	f.StringVar(&advertise, "endpoint-advertise", "", "this consumer's own address, published in routing for keys it owns")
+	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for the drain on SIGTERM")
+	return cmd
+}
+
+type consumeOptions struct {
+	endpoints    []string
+	id, region   string
+	advertise    string
+	domains      []string
+	drainTimeout time.Duration
+}
+
+func runConsume(cmd *cobra.Command, o consumeOptions, log *slog.Logger) error {
+	stderr := cmd.ErrOrStderr()
+	p := &eventPrinter{consumer: o.id, w: cmd.OutOrStdout()}
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	cons, err := client.NewConsumer(client.Config{
+		Endpoints: o.endpoints,
+		ID:        o.id,
+		Region:    o.region,
+		Endpoint:  o.advertise,
+		Domains:   o.domains,
+		Handler:   func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
+		OnEvent:   p.print,
+		Logger:    log,
+	})
+	if err != nil {
+		return err
+	}
+	select {
+	case <-cons.Done():
+		// Stopped on its own: a permanent error.
+		p.settle(100*time.Millisecond, 2*time.Second)
+		closeCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_ = cons.Close(closeCtx)
+		cancel()
+		if err := cons.Err(); err != nil {
+			return err
+		}
+		return errors.New("the consumer stopped")
+	case s := <-sig:
+		fmt.Fprintf(stderr, "wds: %s: draining consumer %s (up to %s; signal again to stop at once)\n", s, o.id, o.drainTimeout)
+	case <-cmd.Context().Done():
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), o.drainTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-sig:
+			fmt.Fprintln(stderr, "wds: second signal: stopping without waiting for the drain")
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	err = cons.Close(ctx)
+	p.settle(100*time.Millisecond, 2*time.Second)
+	if err != nil {
+		// The process exits either way; the shards it still held were
+		// cancelled and will be re-granted when the cell sees them go.
+		fmt.Fprintf(stderr, "wds: drain incomplete: %v\n", err)
+	}
+	return p.err
+}

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wdsio/wds/client"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// The demo domain and its rhythm.
+const (
+	demoDomain    = "demo"
+	demoShards    = 16
+	demoTTL       = 5 * time.Second
+	demoStep      = 5 * time.Second // a consumer joins or drains
+	demoCountsDue = 2 * time.Second // shard counts after a step
+)
+
+// demo runs consumers of the demo domain in this process and changes their
+// number now and then, printing what moves.
+type demo struct {
+	out    io.Writer
+	eps    []string
+	region string
+	log    *slog.Logger
+
+	mu        sync.Mutex // guards the fields below and writes to out
+	stopping  bool       // events are no longer printed
+	consumers []*client.Consumer
+	next      int
+	wg        sync.WaitGroup
+	cancel    context.CancelFunc
+}
+
+func startDemo(ctx context.Context, out io.Writer, eps []string, region string, log *slog.Logger) (*demo, error) {
+	if err := createDemoDomain(ctx, eps); err != nil {
+		return nil, fmt.Errorf("demo: create domain %q: %w", demoDomain, err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	d := &demo{out: out, eps: eps, region: region, log: log, cancel: cancel}
+	d.printf("\ndemo: domain %q (global, %d shards, ttl %s); consumers join and drain every %s\n", demoDomain, demoShards, demoTTL, demoStep)
+	for i := 0; i < 3; i++ {
+		if err := d.add(); err != nil {
+			cancel()
+			d.stop()
+			return nil, err
+		}
+	}
+	d.wg.Add(1)
+	go d.loop(ctx)
+	return d, nil
+}
+
+func createDemoDomain(ctx context.Context, eps []string) error {
+	a := &adminClient{endpoints: eps, timeout: 10 * time.Second}
+	for _, ep := range eps {
+		cc, err := dial(ep)
+		if err != nil {
+			return err
+		}
+		a.conns = append(a.conns, cc)
+	}
+	defer a.close()
+	spec := topology.Domain{Name: demoDomain, Kind: topology.KindGlobal, Shards: demoShards, TTL: demoTTL}
+	err := a.call(ctx, func(ctx context.Context, c wdsv1.AdminClient) error {
+		_, err := c.CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(spec)})
+		return err
+	})
+	if status.Code(err) == codes.AlreadyExists {
+		return nil // a kept --data-dir from an earlier demo
+	}
+	return err
+}
+
+func (d *demo) printf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.stopping {
+		fmt.Fprintf(d.out, format, args...)
+	}
+}
+
+// add starts one more consumer.
+func (d *demo) add() error {
+	d.mu.Lock()
+	d.next++
+	id := fmt.Sprintf("demo-%d", d.next)
+	d.mu.Unlock()
+	c, err := client.NewConsumer(client.Config{
+		Endpoints: d.eps,
+		ID:        id,
+		Region:    d.region,
+		Endpoint:  id + ".demo.local:8080",
+		Domains:   []string{demoDomain},
+		Handler:   func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
+		OnEvent:   func(e client.Event) { d.event(id, e) },
+		Logger:    d.log,
+	})
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.consumers = append(d.consumers, c)
+	d.mu.Unlock()
+	d.printf("%s + %s joins\n", clock(time.Now()), id)
+	return nil
+}
+
+// drainOldest drains and stops the longest-running consumer, in the
+// background.
+func (d *demo) drainOldest() {
+	d.mu.Lock()
+	if len(d.consumers) == 0 {
+		d.mu.Unlock()
+		return
+	}
+	c := d.consumers[0]
+	d.consumers = d.consumers[1:]
+	d.mu.Unlock()
+	d.printf("%s - %s drains\n", clock(time.Now()), c.ID())
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := c.Close(ctx); err != nil {
+			d.printf("%s   %s: drain: %v\n", clock(time.Now()), c.ID(), err)
+			return
+		}
+		d.printf("%s   %s drained and left\n", clock(time.Now()), c.ID())
+	}()
+}
+
+func (d *demo) event(id string, e client.Event) {
+	switch e.Kind {
+	case client.EventGrant, client.EventRevoke, client.EventLost:
+		line := fmt.Sprintf("%s   %-8s %-7s %s", clock(e.Time), id, e.Kind, shortRange(e.Shard.Range))
+		if !e.Shard.Token.IsZero() {
+			line += " token " + e.Shard.Token.String()
+		}
+		if e.Reason != "" && e.Kind != client.EventGrant {
+			line += " (" + e.Reason + ")"
+		}
+		d.printf("%s\n", line)
+	case client.EventDrained:
+		d.printf("%s   %-8s holds nothing: may exit\n", clock(e.Time), id)
+	}
+}
+
+// counts prints each running consumer's number of shards.
+func (d *demo) counts() {
+	d.mu.Lock()
+	cs := append([]*client.Consumer(nil), d.consumers...)
+	d.mu.Unlock()
+	var parts []string
+	total := 0
+	for _, c := range cs {
+		n := len(c.Held())
+		total += n
+		parts = append(parts, fmt.Sprintf("%s=%d", c.ID(), n))
+	}
+	sort.Strings(parts)
+	d.printf("%s shards: %s (held %d of %d)\n", clock(time.Now()), strings.Join(parts, " "), total, demoShards)
+}
+
+// loop alternates: a consumer joins, the oldest drains, and so on; shard
+// counts are printed between steps.
+func (d *demo) loop(ctx context.Context) {
+	defer d.wg.Done()
+	step := time.NewTicker(demoStep)
+	defer step.Stop()
+	counts := time.NewTimer(demoCountsDue)
+	defer counts.Stop()
+	join := true
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-counts.C:
+			d.counts()
+		case <-step.C:
+			if join {
+				if err := d.add(); err != nil {
+					d.printf("demo: %v\n", err)
+				}
+			} else {
+				d.drainOldest()
+			}
+			join = !join
+			counts.Reset(demoCountsDue)
+		}
+	}
+}
+
+// stop ends the demo. The consumers stop without a drain (the cell stops
+// right after them, so there is nowhere to move shards to), quietly.
+func (d *demo) stop() {
+	d.cancel()
+	d.mu.Lock()
+	d.stopping = true
+	cs := d.consumers
+	d.consumers = nil
+	d.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // no drain
+	for _, c := range cs {
+		_ = c.Close(ctx)
+	}
+	d.wg.Wait()
+}
+
+func clock(t time.Time) string { return t.Format("15:04:05.000") }
+
+// shortRange shows a range by the first 8 hex digits of its bounds, e.g.
+// [40000000, 50000000) — enough for evenly split domains.
+func shortRange(r topology.Range) string {
+	short := func(b topology.Bound) string {
+		if b.IsEnd() {
+			return "end"
+		}
+		return b.String()[:8]
+	}
+	return "[" + short(r.From) + ", " + short(r.To) + ")"
+}
