@@ -4,6 +4,9 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -50,6 +53,8 @@ func (l *leader) balanceLoop() {
 type leaseView struct {
 	anchor    time.Time
 	connected bool
+	conn      *sessionConn
+	ttls      map[string]time.Duration
 }
 
 // plan returns the ops of one balancing round.
@@ -60,7 +65,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	incs := make(map[string]string, len(l.leases))
 	for id, cl := range l.leases {
 		cl.mu.Lock()
-		views[id] = leaseView{anchor: cl.anchor, connected: cl.conn != nil}
+		views[id] = leaseView{anchor: cl.anchor, connected: cl.conn != nil, conn: cl.conn, ttls: cl.ttls}
 		cl.mu.Unlock()
 		incs[id] = cl.incarnation
 	}
@@ -152,6 +157,15 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 				continue
 			}
 			if now.After(l.params(d.spec.TTL).LeaderDeadline(v.anchor)) {
+				continue
+			}
+			if v.connected && v.ttls[name] != d.spec.TTL {
+				// The domain was re-created with another TTL since this
+				// session's Welcome: the client would compute its deadline
+				// from the old one. Make it reconnect and learn the new one.
+				if _, announced := v.ttls[name]; announced {
+					go v.conn.close(status.Errorf(codes.Unavailable, "domain %q changed (ttl %v); reconnect", name, d.spec.TTL), nil)
+				}
 				continue
 			}
 			eligible = append(eligible, c)

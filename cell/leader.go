@@ -40,6 +40,9 @@ type consumerLease struct {
 	anchor      time.Time
 	conn        *sessionConn
 	drainedSent bool
+	// ttls are the TTLs the attached session's Welcome announced; the
+	// client computes its deadlines from them.
+	ttls map[string]time.Duration
 }
 
 func (cl *consumerLease) deadline(p lease.Params) time.Time {
@@ -391,6 +394,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	cl.mu.Lock()
 	old := cl.conn
 	cl.conn = conn
+	cl.ttls = ttls
 	cl.drainedSent = false
 	cl.mu.Unlock()
 	l.mu.Unlock()

@@ -92,9 +92,17 @@ type Config struct {
 	Logger *slog.Logger
 	// DialOptions are added to the gRPC dial (default: plaintext).
 	DialOptions []grpc.DialOption
+	// Conn, if set, is used for every session instead of dialing: many
+	// consumers may share one connection (load tests, multi-tenant
+	// processes). Redirects to other nodes are then not followed, so point
+	// it at the leader. The consumer does not close it.
+	Conn *grpc.ClientConn
 }
 
 func (c *Config) normalize() error {
+	if c.Conn != nil {
+		c.Endpoints = []string{c.Conn.Target()}
+	}
 	if len(c.Endpoints) == 0 {
 		c.Endpoints = []string{DefaultEndpoint}
 	}
@@ -385,6 +393,9 @@ func (c *Consumer) eventLoop() {
 }
 
 func (c *Consumer) dial(endpoint string) (*grpc.ClientConn, error) {
+	if c.cfg.Conn != nil {
+		return c.cfg.Conn, nil
+	}
 	c.dialMu.Lock()
 	defer c.dialMu.Unlock()
 	if cc, ok := c.conns[endpoint]; ok {
