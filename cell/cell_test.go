@@ -3,10 +3,14 @@ package cell_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/chaos"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -433,4 +437,42 @@ func TestDomainDeleteAndRecreate(t *testing.T) {
 		return nil
 	})
 	c.CheckHistory(t)
+}
+
+// TestObservability: the HTTP admin port serves /healthz, /readyz and
+// /metrics with the cell's instruments.
+func TestObservability(t *testing.T) {
+	c := celltest.New(t, 1, func(cfg *cell.Config) { cfg.HTTPBind = "127.0.0.1:0" })
+	c.CreateDomain("jobs", topology.KindGlobal, 4, 3*time.Second)
+	tc := c.NewConsumer("a", []string{"jobs"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		if len(tc.Held()) != 4 {
+			return fmt.Errorf("held %d", len(tc.Held()))
+		}
+		return nil
+	})
+	base := "http://" + c.Nodes[0].HTTPAddr()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if code, body := get(p); code != 200 {
+			t.Errorf("%s: %d %s", p, code, body)
+		}
+	}
+	celltest.Eventually(t, 5*time.Second, func() error {
+		_, body := get("/metrics")
+		for _, want := range []string{"wds_cell_grants_total", "wds_cell_renewals_total", "wds_cell_sessions", "wds_cell_leader", "wds_cell_routing_version", "rpc_server_call_duration"} {
+			if !strings.Contains(body, want) {
+				return fmt.Errorf("/metrics lacks %s", want)
+			}
+		}
+		return nil
+	})
 }

@@ -1,0 +1,368 @@
+package cell_test
+
+// Benchmarks of a 3-node cell (real Raft on disk, gRPC on loopback, all in
+// one machine) for the figures DESIGN.md's "Scale and cost" asks about:
+// grants/s, heartbeats/s, routing delivery latency to 1,000 watchers, and
+// bytes per session and per shard. They report figures (b.ReportMetric);
+// they assert no timing. Run each alone, e.g.
+//
+//	go test ./cell -run '^$' -bench BenchmarkGrants -benchtime 1x -count 3 -timeout 20m
+//
+// Methods, in short (details at each benchmark):
+//   - Grants: 50 consumers are connected, serving a domain that is then
+//     created with 20,000 shards; the balancer grants them all; timed from
+//     the CreateDomain call until every consumer handler started.
+//   - Heartbeats10k: 10,000 consumers (in a child process) with one shard
+//     each at TTL 3 s, held for 15 s: renewals/s at the leader, spurious
+//     expiries, CPU of the cell process and of the clients.
+//   - RoutingDelivery1000: 1,000 observers on all three nodes; one shard
+//     changes owner at a time; latency from the owner's grant to each
+//     observer's Watch channel.
+//   - Memory: heap of the benchmark process (which holds only the cell: the
+//     consumers run in a child process) before and after 5,000 sessions and
+//     before and after 100,000 granted shards.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/celltest"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// Metric family names as exported at /metrics.
+const (
+	metricRenewals      = "wds_cell_renewals_total"
+	metricGrants        = "wds_cell_grants_total"
+	metricRevokes       = "wds_cell_revokes_total"
+	metricExpiries      = "wds_cell_expiries_total"
+	metricCommittedOps  = "wds_cell_committed_ops_total"
+	metricCommitLatency = "wds_cell_commit_latency_seconds" // histogram: count = entries
+	metricAccessions    = "wds_cell_leader_accessions_total"
+)
+
+// TestBenchLoadGen is the child process of the benchmarks' load generator
+// (celltest.StartLoadGen); run on its own it does nothing.
+func TestBenchLoadGen(t *testing.T) {
+	if os.Getenv(celltest.LoadGenEnv) == "" {
+		t.Skip("load generator for the benchmarks; runs only in their child process")
+	}
+	celltest.RunLoadGen(t)
+}
+
+// --- helpers ---
+
+func createDomain(ctx context.Context, adm wdsv1.AdminClient, name string, shards int, ttl time.Duration) error {
+	d := topology.Domain{Name: name, Kind: topology.KindGlobal, Shards: shards, TTL: ttl}
+	_, err := adm.CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(d)})
+	return err
+}
+
+// cellGrants is the number of grants (holders and successors) in the
+// leader's state.
+func cellGrants(b *testing.B, adm wdsv1.AdminClient) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := adm.Status(ctx, &wdsv1.StatusRequest{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return int(st.GetGrants())
+}
+
+// deleteDomain deletes a domain and waits until every grant of it ended
+// (the purge follows within a balance round: see createAfterPurge).
+func deleteDomain(b *testing.B, c *celltest.Cluster, adm wdsv1.AdminClient, name string) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := adm.DeleteDomain(ctx, &wdsv1.DeleteDomainRequest{Name: name}); err != nil && status.Code(err) != codes.NotFound {
+		b.Fatal(err)
+	}
+	celltest.Eventually(b, 60*time.Second, func() error {
+		if n := cellGrants(b, adm); n != 0 {
+			return fmt.Errorf("%d grants left after deleting %s", n, name)
+		}
+		return nil
+	})
+	// The purge op is proposed by the next balance round (100 ms).
+	time.Sleep(300 * time.Millisecond)
+}
+
+// createAfterPurge creates a domain, retrying while the deletion of its
+// predecessor is still being purged; it returns when the create was
+// accepted and how many attempts it took.
+func createAfterPurge(b *testing.B, adm wdsv1.AdminClient, name string, shards int, ttl time.Duration) (time.Time, int) {
+	b.Helper()
+	for try := 1; ; try++ {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := createDomain(ctx, adm, name, shards, ttl)
+		cancel()
+		if err == nil {
+			return start, try
+		}
+		if status.Code(err) != codes.FailedPrecondition || try > 100 {
+			b.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitFor polls cond every millisecond until it holds, or fails the
+// benchmark after timeout.
+func waitFor(b *testing.B, timeout time.Duration, what string, cond func() bool) time.Time {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			b.Fatalf("not after %v: %s", timeout, what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return time.Now()
+}
+
+// closeConsumers closes consumers concurrently, bounded by timeout.
+func closeConsumers(cons []*client.Consumer, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for _, c := range cons {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Close(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// indexSampler records the leader's applied index every millisecond.
+type indexSampler struct {
+	n    *cell.Node
+	stop chan struct{}
+	done chan struct{}
+	ts   []time.Time
+	idx  []uint64
+}
+
+func startIndexSampler(n *cell.Node) *indexSampler {
+	s := &indexSampler{n: n, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		for {
+			s.ts = append(s.ts, time.Now())
+			s.idx = append(s.idx, n.AppliedIndex())
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *indexSampler) finish() {
+	close(s.stop)
+	<-s.done
+}
+
+// reached is the first sample time at which the applied index was >= idx.
+func (s *indexSampler) reached(idx uint64) (time.Time, bool) {
+	for i, v := range s.idx {
+		if v >= idx {
+			return s.ts[i], true
+		}
+	}
+	return time.Time{}, false
+}
+
+type stat struct{ vals []float64 }
+
+func (s *stat) add(v float64) { s.vals = append(s.vals, v) }
+func (s *stat) median() float64 {
+	if len(s.vals) == 0 {
+		return 0
+	}
+	v := append([]float64(nil), s.vals...)
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// --- 1. grants/s ---
+
+// grantRecorder counts consumer grant events and, per activating log index
+// (a token's Index), how many grants that entry carried.
+type grantRecorder struct {
+	mu      sync.Mutex
+	n       int
+	byIndex map[uint64]int
+	first   time.Time
+	last    time.Time
+}
+
+func (r *grantRecorder) onEvent(e client.Event) {
+	if e.Kind != client.EventGrant {
+		return
+	}
+	r.mu.Lock()
+	r.n++
+	r.byIndex[e.Shard.Token.Index]++
+	if r.first.IsZero() || e.Time.Before(r.first) {
+		r.first = e.Time
+	}
+	if e.Time.After(r.last) {
+		r.last = e.Time
+	}
+	r.mu.Unlock()
+}
+
+func (r *grantRecorder) reset() {
+	r.mu.Lock()
+	r.n, r.byIndex, r.first, r.last = 0, map[uint64]int{}, time.Time{}, time.Time{}
+	r.mu.Unlock()
+}
+
+func (r *grantRecorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.n
+}
+
+// BenchmarkGrants measures grants/s committed by a 3-node cell and
+// delivered to consumers.
+//
+// Method: 50 consumers share 5 gRPC connections to the leader and serve
+// domain "grants". The domain must exist when they say Hello, so it is
+// first created with 1 shard, then deleted (the consumers stay registered:
+// a consumer's domains are names); once its grant ended and it was purged,
+// each iteration re-creates it with 20,000 shards. The balancer then
+// assigns every shard in one planning round; the batcher commits the round
+// as log entries; each applied Assign becomes a Grant on the owner's stream,
+// and the client starts a handler (EventGrant). Timed: from the
+// CreateDomain call to the 20,000th EventGrant.
+//
+// Reported: grants/s (to handlers started), grants/s-applied (to the
+// moment the leader applied the last entry carrying a grant: its applied
+// index sampled every ms), grant-entries (distinct token indexes: log
+// entries that carried the grants) and ops/entry (committed_ops over
+// committed entries during the iteration, as the batcher counted them).
+func BenchmarkGrants(b *testing.B) {
+	const (
+		shards    = 20000
+		consumers = 50
+		nconns    = 5
+		dom       = "grants"
+		ttl       = 10 * time.Second
+	)
+	c := celltest.New(b, 3)
+	li := c.Leader()
+	leader := c.Nodes[li]
+	adm := c.Admin(li)
+	conns := celltest.DialConns(b, leader.Endpoint(), nconns)
+	c.CreateDomain(dom, topology.KindGlobal, 1, ttl)
+
+	rec := &grantRecorder{byIndex: map[uint64]int{}}
+	var cons []*client.Consumer
+	for i := 0; i < consumers; i++ {
+		id := fmt.Sprintf("g%02d", i)
+		cn, err := client.NewConsumer(client.Config{
+			Conn: conns[i%nconns], ID: id, Region: celltest.Region, Endpoint: id + ".bench:8080",
+			Domains: []string{dom},
+			Handler: func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
+			OnEvent: rec.onEvent,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cons = append(cons, cn)
+	}
+	defer func() {
+		// Clean shutdown: delete the domain (every grant revoked and
+		// released at once), then close the consumers with nothing held.
+		deleteDomain(b, c, adm, dom)
+		closeConsumers(cons, 5*time.Second)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	for _, cn := range cons {
+		if err := cn.WaitConnected(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cancel()
+	waitFor(b, 10*time.Second, "the 1-shard domain granted", func() bool { return rec.count() >= 1 })
+
+	var rate, rateApplied, entries, opsPerEntry, createRTT, firstGrant stat
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		deleteDomain(b, c, adm, dom)
+		rec.reset()
+		ops0, ent0 := celltest.Metric(leader, metricCommittedOps), celltest.Metric(leader, metricCommitLatency)
+		sampler := startIndexSampler(leader)
+		b.StartTimer()
+
+		t0, tries := createAfterPurge(b, adm, dom, shards, ttl)
+		tCreated := time.Now()
+		t1 := waitFor(b, 60*time.Second, "every shard granted", func() bool { return rec.count() >= shards })
+
+		b.StopTimer()
+		sampler.finish()
+		if tries > 1 {
+			b.Logf("create retried %d times while the old domain was purged (timed from the accepted attempt)", tries)
+		}
+		ops1, ent1 := celltest.Metric(leader, metricCommittedOps), celltest.Metric(leader, metricCommitLatency)
+		rec.mu.Lock()
+		var maxIdx uint64
+		for idx := range rec.byIndex {
+			maxIdx = max(maxIdx, idx)
+		}
+		nEntries := len(rec.byIndex)
+		first := rec.first
+		rec.mu.Unlock()
+		rate.add(shards / t1.Sub(t0).Seconds())
+		if ta, ok := sampler.reached(maxIdx); ok {
+			rateApplied.add(shards / ta.Sub(t0).Seconds())
+		}
+		entries.add(float64(nEntries))
+		if ent1 > ent0 {
+			opsPerEntry.add((ops1 - ops0) / (ent1 - ent0))
+		}
+		createRTT.add(float64(tCreated.Sub(t0).Microseconds()) / 1000)
+		firstGrant.add(float64(first.Sub(t0).Microseconds()) / 1000)
+		b.Logf("iteration %d: %d grants in %v (create acked after %v, first grant after %v, leader applied the last grant entry after %v); %d entries carried grants; batcher: %.0f ops in %.0f entries",
+			i, shards, t1.Sub(t0).Round(time.Millisecond), tCreated.Sub(t0).Round(time.Millisecond), first.Sub(t0).Round(time.Millisecond),
+			func() time.Duration { ta, _ := sampler.reached(maxIdx); return ta.Sub(t0).Round(time.Millisecond) }(),
+			nEntries, ops1-ops0, ent1-ent0)
+	}
+	b.ReportMetric(rate.median(), "grants/s")
+	b.ReportMetric(rateApplied.median(), "grants/s-applied")
+	b.ReportMetric(entries.median(), "grant-entries")
+	b.ReportMetric(opsPerEntry.median(), "ops/entry")
+	b.ReportMetric(createRTT.median(), "create-ms")
+	b.ReportMetric(firstGrant.median(), "first-grant-ms")
+}
+
+var (
+	_ = errors.New
+	_ = atomic.Int64{}
+	_ grpc.ClientConn
+)

@@ -1,0 +1,233 @@
+package client
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// leaseHarness drives a Consumer's lease logic with synthetic server
+// messages on synctest's fake clock: no network, exact instants.
+type leaseHarness struct {
+	c      *Consumer
+	mu     sync.Mutex
+	events []Event
+	ctxs   map[string]context.Context
+}
+
+func newLeaseHarness(t *testing.T) *leaseHarness {
+	h := &leaseHarness{ctxs: map[string]context.Context{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Consumer{
+		cfg: Config{ID: "t", Domains: []string{"d"}, OnEvent: func(e Event) {
+			h.mu.Lock()
+			h.events = append(h.events, e)
+			h.mu.Unlock()
+		}, Handler: func(ctx context.Context, s Shard) {
+			h.mu.Lock()
+			h.ctxs[s.Range.From.String()] = ctx
+			h.mu.Unlock()
+			<-ctx.Done()
+		}},
+		log: slog.New(slog.DiscardHandler), routing: newRouting(), ctx: ctx, cancel: cancel,
+		ttls: map[string]time.Duration{}, valid: map[string]time.Time{}, shards: map[shardKey]*held{},
+		ended: map[shardKey]topology.Token{}, sent: map[uint64]time.Time{},
+		connected: make(chan struct{}), drained: make(chan struct{}), done: make(chan struct{}),
+		leaseWake: make(chan struct{}, 1), eventWake: make(chan struct{}, 1), eventsOut: make(chan struct{}),
+	}
+	go c.leaseLoop()
+	go c.eventLoop()
+	h.c = c
+	t.Cleanup(func() {})
+	return h
+}
+
+func (h *leaseHarness) stop() {
+	h.c.stop(nil)
+	<-h.c.eventsOut
+}
+
+// heartbeat records a heartbeat sent now and returns its seq.
+func (h *leaseHarness) heartbeat() uint64 {
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	h.c.seq++
+	h.c.sent[h.c.seq] = time.Now()
+	return h.c.seq
+}
+
+func (h *leaseHarness) kinds() []EventKind {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []EventKind
+	for _, e := range h.events {
+		out = append(out, e.Kind)
+	}
+	return out
+}
+
+func (h *leaseHarness) last(kind EventKind) (Event, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := len(h.events) - 1; i >= 0; i-- {
+		if h.events[i].Kind == kind {
+			return h.events[i], true
+		}
+	}
+	return Event{}, false
+}
+
+var (
+	testRanges, _ = topology.SplitEven(2)
+	shard0        = &wdsv1.ShardGrant{Domain: "d", Range: topology.RangeToProto(testRanges[0]), Token: &wdsv1.Token{Generation: 1, Index: 7}}
+)
+
+func welcomeMsg(grants ...*wdsv1.ShardGrant) *wdsv1.Welcome {
+	return &wdsv1.Welcome{Drift: 0.01, HeartbeatIntervalMillis: 1000, Acked: true,
+		Leases: []*wdsv1.DomainLease{{Domain: "d", TtlMillis: 3000}}, Grants: grants}
+}
+
+// TestLeaseLapsesAtClientDeadline: contract (1). With no further ack, the
+// shard's context is cancelled exactly at s + T·(1−ε) after the send time s
+// of the last acknowledged heartbeat, and the lost event carries that
+// instant.
+func TestLeaseLapsesAtClientDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		s := time.Now()
+		seq := h.heartbeat() // the Hello
+		time.Sleep(40 * time.Millisecond) // the Welcome's round trip
+		h.c.welcome(welcomeMsg(shard0), seq, "ep", nil)
+		synctest.Wait()
+		if len(h.c.Held()) != 1 {
+			t.Fatalf("held %v, want the granted shard running", h.c.Held())
+		}
+		deadline := s.Add(2970 * time.Millisecond)
+		time.Sleep(time.Until(deadline) - time.Nanosecond)
+		synctest.Wait()
+		if len(h.c.Held()) != 1 {
+			t.Fatal("shard cancelled before the deadline")
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("shard still running at the deadline")
+		}
+		e, ok := h.last(EventLost)
+		if !ok || !e.Time.Equal(deadline) {
+			t.Fatalf("lost event %+v, want time %v", e, deadline)
+		}
+	})
+}
+
+// TestAckExtendsFromSendTime: an ack extends the lease to its heartbeat's
+// send time + T(1−ε), however late the ack arrives; an ack of an older
+// heartbeat never shortens it.
+func TestAckExtendsFromSendTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		seq := h.heartbeat()
+		h.c.welcome(welcomeMsg(shard0), seq, "ep", nil)
+		time.Sleep(time.Second)
+		s2 := time.Now()
+		hb2 := h.heartbeat()
+		time.Sleep(time.Second)
+		hb3 := h.heartbeat()
+		time.Sleep(1500 * time.Millisecond) // acks arrive very late
+		h.c.ack(hb3)
+		h.c.ack(hb2) // older: must not shorten
+		until := h.c.valid["d"]
+		if want := s2.Add(time.Second).Add(2970 * time.Millisecond); !until.Equal(want) {
+			t.Fatalf("valid until %v, want %v", until, want)
+		}
+		time.Sleep(time.Until(until))
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("shard outlived its lease")
+		}
+	})
+}
+
+// TestRevokeBeforeAckIsFinal: contract (3) on the client side. A revoke
+// cancels at once, and a later ack does not bring the shard back.
+func TestRevokeBeforeAckIsFinal(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", nil)
+		synctest.Wait()
+		hb := h.heartbeat()
+		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{{Domain: "d", Range: shard0.Range, Token: shard0.Token}}})
+		synctest.Wait()
+		h.c.ack(hb)
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("revoked shard running after a later ack")
+		}
+		// The cell re-sends the old grant (our release has not reached it):
+		// it must be refused, not restarted.
+		h.c.grant([]*wdsv1.ShardGrant{shard0}, nil)
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("a grant with a token we gave up was restarted")
+		}
+		// A newer token is a new grant.
+		newer := &wdsv1.ShardGrant{Domain: "d", Range: shard0.Range, Token: &wdsv1.Token{Generation: 1, Index: 9}}
+		h.c.ack(h.heartbeat())
+		h.c.grant([]*wdsv1.ShardGrant{newer}, nil)
+		synctest.Wait()
+		if held := h.c.Held(); len(held) != 1 || held[0].Token.Index != 9 {
+			t.Fatalf("held %v, want the token-9 grant", held)
+		}
+	})
+}
+
+// TestGrantWaitsForValidLease: a grant that arrives before any ack (the
+// Welcome could not acknowledge the Hello) starts only once an ack makes
+// the lease valid.
+func TestGrantWaitsForValidLease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		w := welcomeMsg()
+		w.Acked = false
+		h.c.welcome(w, h.heartbeat(), "ep", nil)
+		h.c.grant([]*wdsv1.ShardGrant{shard0}, nil)
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("shard started without a valid lease")
+		}
+		h.c.ack(h.heartbeat())
+		synctest.Wait()
+		if len(h.c.Held()) != 1 {
+			t.Fatal("shard not started after the ack")
+		}
+	})
+}
+
+// TestWelcomeReconciles: after a reconnect the Welcome is authoritative:
+// a held shard it does not list is cancelled.
+func TestWelcomeReconciles(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", nil)
+		synctest.Wait()
+		h.c.welcome(welcomeMsg(), h.heartbeat(), "ep2", nil)
+		synctest.Wait()
+		if len(h.c.Held()) != 0 {
+			t.Fatal("shard the cell no longer lists is still running")
+		}
+		if _, ok := h.last(EventRevoke); !ok {
+			t.Fatalf("no revoke event: %v", h.kinds())
+		}
+	})
+}

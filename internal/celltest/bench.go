@@ -1,0 +1,418 @@
+package celltest
+
+// Helpers for the cell's benchmarks (cell/bench_test.go): reading a node's
+// metrics, shared client connections, CPU and heap accounting, percentiles,
+// and a load generator that runs consumers in a child process so that the
+// benchmark process holds only the cell.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/client"
+)
+
+// Metric returns the value of a Prometheus metric family of node n, summed
+// over its series: counters, gauges and untyped values, and the sample count
+// of histograms and summaries. name is the exported name, e.g.
+// "wds_cell_renewals_total". A missing family is 0.
+func Metric(n *cell.Node, name string) float64 {
+	if n == nil {
+		return 0
+	}
+	mfs, err := n.Metrics().Registry.Gather()
+	if err != nil && len(mfs) == 0 {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				sum += m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				sum += m.GetGauge().GetValue()
+			case m.Untyped != nil:
+				sum += m.GetUntyped().GetValue()
+			case m.Histogram != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			case m.Summary != nil:
+				sum += float64(m.GetSummary().GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+// MetricNames lists node n's metric family names (to find a name).
+func MetricNames(n *cell.Node) []string {
+	mfs, _ := n.Metrics().Registry.Gather()
+	var out []string
+	for _, mf := range mfs {
+		out = append(out, mf.GetName())
+	}
+	sort.Strings(out)
+	return out
+}
+
+// DialConns opens n plaintext gRPC client connections to endpoint, with the
+// receive limit the client library uses, for many consumers or observers
+// to share (client.Config.Conn, client.ObserverConfig.Conn). They are
+// closed at the end of the test.
+func DialConns(t testing.TB, endpoint string, n int) []*grpc.ClientConn {
+	t.Helper()
+	out := make([]*grpc.ClientConn, 0, n)
+	for i := 0; i < n; i++ {
+		cc, err := dialShared(endpoint)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc.Connect()
+		out = append(out, cc)
+	}
+	t.Cleanup(func() {
+		for _, cc := range out {
+			cc.Close()
+		}
+	})
+	return out
+}
+
+func dialShared(endpoint string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(endpoint,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20)))
+}
+
+// CPUTime is the user and system CPU time this process has used.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// Mem is a heap measurement taken after garbage collection.
+type Mem struct {
+	HeapInuse  uint64 // bytes in in-use spans
+	StackInuse uint64 // bytes of goroutine stacks
+	HeapAlloc  uint64 // bytes of live heap objects
+	Goroutines int
+}
+
+// InUse is HeapInuse + StackInuse.
+func (m Mem) InUse() uint64 { return m.HeapInuse + m.StackInuse }
+
+// MeasureMem collects garbage (twice, so finalizers' objects go too) and
+// reads the runtime's memory statistics.
+func MeasureMem() Mem {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return Mem{HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, HeapAlloc: ms.HeapAlloc, Goroutines: runtime.NumGoroutine()}
+}
+
+// Percentile returns the p-th percentile (0..100, nearest rank) of sorted
+// durations.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(float64(len(sorted))*p/100+0.5) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i]
+}
+
+// SortDurations sorts ds in place and returns it.
+func SortDurations(ds []time.Duration) []time.Duration {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	return ds
+}
+
+// --- load generator in a child process ---
+
+// LoadGenEnv carries a LoadSpec (JSON) to the child process.
+const LoadGenEnv = "WDS_BENCH_LOADGEN"
+
+const loadGenPrefix = "WDSBENCH "
+
+// LoadSpec is what a load generator runs: consumers of the cell, each
+// holding every shard it is granted until it is told to quit.
+type LoadSpec struct {
+	// Endpoint is the node the consumers connect to (the leader).
+	Endpoint string
+	// Consumers is the number of consumer sessions.
+	Consumers int
+	// IDPrefix prefixes the consumer ids (IDPrefix + index).
+	IDPrefix string
+	// Domains the consumers serve.
+	Domains []string
+	// Conns is the number of gRPC connections the sessions share; 0 gives
+	// every consumer a connection of its own (as separate processes have).
+	Conns int
+	// Wave is how many consumers connect at once (default 500).
+	Wave int
+}
+
+// LoadStats is the load generator's report.
+type LoadStats struct {
+	Connected   int    // consumers welcomed at least once
+	Welcomes    int64  // Welcome events (above Connected: reconnects)
+	Grants      int64  // shard handlers started
+	Revokes     int64  // shards revoked by the cell
+	Losts       int64  // shards cancelled at the client's lease deadline
+	Disconnects int64  // sessions that ended with an error
+	Held        int64  // shard handlers running
+	CPU         int64  // process CPU time, ns
+	HeapInuse   uint64 // after GC
+	StackInuse  uint64
+	Goroutines  int
+	Err         string `json:",omitempty"`
+}
+
+// LoadGen is the parent's handle on a load generator child process.
+type LoadGen struct {
+	t     testing.TB
+	cmd   *exec.Cmd
+	stdin io.WriteCloser
+	lines chan string
+	done  chan struct{}
+	once  sync.Once
+}
+
+// StartLoadGen re-executes the test binary, running only the test named
+// testName, which must call RunLoadGen when LoadGenEnv is set. Wait for it
+// with WaitReady; Stop ends it (also at the end of the test).
+func StartLoadGen(t testing.TB, testName string, spec LoadSpec) *LoadGen {
+	t.Helper()
+	js, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+testName+"$", "-test.count=1", "-test.timeout=0")
+	cmd.Env = append(os.Environ(), LoadGenEnv+"="+string(js))
+	cmd.Stderr = os.Stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g := &LoadGen{t: t, cmd: cmd, stdin: stdin, lines: make(chan string, 16), done: make(chan struct{})}
+	go func() {
+		defer close(g.done)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			if l, ok := strings.CutPrefix(sc.Text(), loadGenPrefix); ok {
+				g.lines <- l
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	t.Cleanup(g.Stop)
+	return g
+}
+
+func (g *LoadGen) read(timeout time.Duration) (LoadStats, error) {
+	var st LoadStats
+	select {
+	case l := <-g.lines:
+		if err := json.Unmarshal([]byte(l), &st); err != nil {
+			return st, err
+		}
+		if st.Err != "" {
+			return st, fmt.Errorf("load generator: %s", st.Err)
+		}
+		return st, nil
+	case <-g.done:
+		return st, fmt.Errorf("load generator exited")
+	case <-time.After(timeout):
+		return st, fmt.Errorf("load generator: no answer within %v", timeout)
+	}
+}
+
+// WaitReady waits until every consumer of the child was welcomed.
+func (g *LoadGen) WaitReady(timeout time.Duration) LoadStats {
+	g.t.Helper()
+	st, err := g.read(timeout)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return st
+}
+
+// Stats asks the child for its counters.
+func (g *LoadGen) Stats() LoadStats {
+	g.t.Helper()
+	if _, err := io.WriteString(g.stdin, "stats\n"); err != nil {
+		g.t.Fatal(err)
+	}
+	st, err := g.read(30 * time.Second)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	return st
+}
+
+// Stop tells the child to close its consumers and exit, and waits for it
+// (killing it after 20 s).
+func (g *LoadGen) Stop() {
+	g.once.Do(func() {
+		_, _ = io.WriteString(g.stdin, "quit\n")
+		_ = g.stdin.Close()
+		select {
+		case <-g.done:
+		case <-time.After(20 * time.Second):
+			_ = g.cmd.Process.Kill()
+			<-g.done
+		}
+	})
+}
+
+// RunLoadGen is the child side: it runs the LoadSpec from the environment,
+// reports once every consumer was welcomed, then answers "stats" on stdin
+// and closes everything on "quit" (or end of input).
+func RunLoadGen(t *testing.T) {
+	var spec LoadSpec
+	if err := json.Unmarshal([]byte(os.Getenv(LoadGenEnv)), &spec); err != nil {
+		t.Fatal(err)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	report := func(st LoadStats) {
+		js, _ := json.Marshal(st)
+		fmt.Fprintf(out, "%s%s\n", loadGenPrefix, js)
+		out.Flush()
+	}
+	var welcomes, grants, revokes, losts, disconnects atomic.Int64
+	onEvent := func(e client.Event) {
+		switch e.Kind {
+		case client.EventWelcome:
+			welcomes.Add(1)
+		case client.EventGrant:
+			grants.Add(1)
+		case client.EventRevoke:
+			revokes.Add(1)
+		case client.EventLost:
+			losts.Add(1)
+		case client.EventDisconnected:
+			disconnects.Add(1)
+		}
+	}
+	var conns []*grpc.ClientConn
+	for i := 0; i < spec.Conns; i++ {
+		cc, err := dialShared(spec.Endpoint)
+		if err != nil {
+			report(LoadStats{Err: err.Error()})
+			return
+		}
+		conns = append(conns, cc)
+	}
+	wave := spec.Wave
+	if wave <= 0 {
+		wave = 500
+	}
+	cons := make([]*client.Consumer, 0, spec.Consumers)
+	var connected int
+	var startErr error
+	for start := 0; start < spec.Consumers && startErr == nil; start += wave {
+		end := min(start+wave, spec.Consumers)
+		batch := make([]*client.Consumer, 0, end-start)
+		for i := start; i < end; i++ {
+			id := fmt.Sprintf("%s%d", spec.IDPrefix, i)
+			cfg := client.Config{
+				Endpoints: []string{spec.Endpoint},
+				ID:        id,
+				Region:    Region,
+				Endpoint:  id + ".bench:8080",
+				Domains:   spec.Domains,
+				Handler:   func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
+				OnEvent:   onEvent,
+			}
+			if len(conns) > 0 {
+				cfg.Conn = conns[i%len(conns)]
+			}
+			c, err := client.NewConsumer(cfg)
+			if err != nil {
+				startErr = err
+				break
+			}
+			batch = append(batch, c)
+		}
+		cons = append(cons, batch...)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		for _, c := range batch {
+			if err := c.WaitConnected(ctx); err != nil {
+				startErr = fmt.Errorf("consumer %s: %w", c.ID(), err)
+				break
+			}
+			connected++
+		}
+		cancel()
+	}
+	stats := func() LoadStats {
+		var ms runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		g, r, l := grants.Load(), revokes.Load(), losts.Load()
+		return LoadStats{
+			Connected: connected, Welcomes: welcomes.Load(), Grants: g, Revokes: r, Losts: l,
+			Disconnects: disconnects.Load(), Held: g - r - l, CPU: int64(CPUTime()),
+			HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine(),
+		}
+	}
+	st := stats()
+	if startErr != nil {
+		st.Err = startErr.Error()
+	}
+	report(st)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		if in.Text() == "quit" {
+			break
+		}
+		report(stats())
+	}
+	// Close without waiting for drains: the benchmark is over.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var wg sync.WaitGroup
+	for _, c := range cons {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = c.Close(ctx)
+		}()
+	}
+	wg.Wait()
+	for _, cc := range conns {
+		cc.Close()
+	}
+}
