@@ -65,7 +65,7 @@ type leader struct {
 	leases map[string]*consumerLease
 	// frozen holds, per revoked grant whose Revoke was sent (or which a
 	// Welcome left out), the deadline it was frozen at.
-	frozen map[grantKey]time.Time
+	frozen  map[grantKey]time.Time
 	stopped bool
 
 	kick chan struct{}

@@ -241,7 +241,7 @@ func releaseOps(consumerID string, r *wdsv1.Release) ([]*cellv1.Op, error) {
 type observerOwner struct{ hub *routingHub }
 
 func (o observerOwner) beforeAck(*sessionConn, time.Time) (bool, []outItem) { return true, nil }
-func (o observerOwner) beforeRevoke(*sessionConn, []grantKey)              {}
+func (o observerOwner) beforeRevoke(*sessionConn, []grantKey)               {}
 func (o observerOwner) resync(c *sessionConn) {
 	if c.sub != nil {
 		o.hub.resync(c.sub)

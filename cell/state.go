@@ -7,9 +7,9 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/wdsio/wds/topology"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
 )
 
 // grantState is the lifecycle of a grant (DESIGN.md, "Grant states").

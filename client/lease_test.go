@@ -102,7 +102,7 @@ func TestLeaseLapsesAtClientDeadline(t *testing.T) {
 		h := newLeaseHarness(t)
 		defer h.stop()
 		s := time.Now()
-		seq := h.heartbeat() // the Hello
+		seq := h.heartbeat()              // the Hello
 		time.Sleep(40 * time.Millisecond) // the Welcome's round trip
 		h.c.welcome(welcomeMsg(shard0), seq, "ep", nil)
 		synctest.Wait()
