@@ -92,40 +92,49 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 		return l.params(ttl).LeaderDeadline(v.anchor)
 	}
 	all := sortedConsumers(s)
+	names := make([]string, 0, len(s.domains))
+	for n := range s.domains {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	leaving := map[*consumer]bool{}
 	for _, c := range all {
+		// Grants are only ever in domains the consumer serves, so its
+		// longest-lived grant has the largest TTL among them.
 		maxTTL := time.Duration(0)
 		for _, name := range c.domains {
 			if d, ok := s.domains[name]; ok && d.spec.TTL > maxTTL {
 				maxTTL = d.spec.TTL
 			}
 		}
-		for ref := range c.grants {
-			if ref.d.spec.TTL > maxTTL {
-				maxTTL = ref.d.spec.TTL
-			}
-		}
 		if maxTTL == 0 {
 			maxTTL = topology.DefaultTTL
 		}
 		if now.After(deadline(c, maxTTL)) {
+			leaving[c] = true
 			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Leave{Leave: &cellv1.Leave{
 				ConsumerId: c.id, Incarnation: []byte(c.incarnation), Reason: cellv1.LeaveReason_LEAVE_REASON_EXPIRED,
 			}}})
-			continue
 		}
-		for _, ref := range sortedRefs(c) {
-			h := ref.d.shards[ref.idx].holder
-			if h.consumer != c {
+	}
+	// Grants of shorter-TTL domains, and revoked grants (frozen deadlines),
+	// lapse before their consumer does: one pass over the shards, in a
+	// deterministic order.
+	for _, name := range names {
+		d := s.domains[name]
+		for i := range d.shards {
+			h := d.shards[i].holder
+			if h.consumer == nil || leaving[h.consumer] {
 				continue
 			}
-			dl := deadline(c, ref.d.spec.TTL)
+			dl := deadline(h.consumer, d.spec.TTL)
 			if h.state == stateRevoked {
-				if f, ok := frozen[grantKey{domain: ref.d.spec.Name, from: ref.d.ranges[ref.idx].From}]; ok && f.Before(dl) {
+				if f, ok := frozen[grantKey{domain: name, from: d.ranges[i].From}]; ok && f.Before(dl) {
 					dl = f
 				}
 			}
 			if now.After(dl) {
-				ops = append(ops, releaseOp(ref.d, int(ref.idx), c.id, h.token, true))
+				ops = append(ops, releaseOp(d, i, h.consumer.id, h.token, true))
 			}
 		}
 	}
@@ -134,11 +143,6 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	}
 
 	// Phase 2: per domain, assignments and moves.
-	names := make([]string, 0, len(s.domains))
-	for n := range s.domains {
-		names = append(names, n)
-	}
-	sort.Strings(names)
 	for _, name := range names {
 		d := s.domains[name]
 		if d.deleting {
@@ -353,19 +357,5 @@ func sortedConsumers(s *State) []*consumer {
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
-	return out
-}
-
-func sortedRefs(c *consumer) []shardRef {
-	out := make([]shardRef, 0, len(c.grants))
-	for r := range c.grants {
-		out = append(out, r)
-	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].d != out[j].d {
-			return out[i].d.spec.Name < out[j].d.spec.Name
-		}
-		return out[i].idx < out[j].idx
-	})
 	return out
 }

@@ -247,118 +247,208 @@ func (r *grantRecorder) count() int {
 	return r.n
 }
 
-// BenchmarkGrants measures grants/s committed by a 3-node cell and
-// delivered to consumers.
-//
-// Method: 50 consumers share 5 gRPC connections to the leader and serve
-// domain "grants". The domain must exist when they say Hello, so it is
-// first created with 1 shard, then deleted (the consumers stay registered:
-// a consumer's domains are names); once its grant ended and it was purged,
-// each iteration re-creates it with 20,000 shards. The balancer then
-// assigns every shard in one planning round; the batcher commits the round
-// as log entries; each applied Assign becomes a Grant on the owner's stream,
-// and the client starts a handler (EventGrant). Timed: from the
-// CreateDomain call to the 20,000th EventGrant.
-//
-// Reported: grants/s (to handlers started), grants/s-applied (to the
-// moment the leader applied the last entry carrying a grant: its applied
-// index sampled every ms), grant-entries (distinct token indexes: log
-// entries that carried the grants) and ops/entry (committed_ops over
-// committed entries during the iteration, as the batcher counted them).
-func BenchmarkGrants(b *testing.B) {
-	const (
-		shards    = 20000
-		consumers = 50
-		nconns    = 5
-		dom       = "grants"
-		ttl       = 10 * time.Second
-	)
+// grantSetup is a cell with consumers connected to the leader, serving
+// domain dom.
+type grantSetup struct {
+	c      *celltest.Cluster
+	leader *cell.Node
+	adm    wdsv1.AdminClient
+	rec    *grantRecorder
+	cons   []*client.Consumer
+}
+
+// newGrantSetup starts a 3-node cell and n consumers sharing nconns
+// connections to the leader, serving dom (created with 1 shard, which one
+// of them is granted).
+func newGrantSetup(b *testing.B, dom string, ttl time.Duration, n, nconns int, handler client.Handler) *grantSetup {
+	b.Helper()
 	c := celltest.New(b, 3)
 	li := c.Leader()
-	leader := c.Nodes[li]
-	adm := c.Admin(li)
-	conns := celltest.DialConns(b, leader.Endpoint(), nconns)
+	s := &grantSetup{c: c, leader: c.Nodes[li], adm: c.Admin(li), rec: &grantRecorder{byIndex: map[uint64]int{}}}
+	conns := celltest.DialConns(b, s.leader.Endpoint(), nconns)
 	c.CreateDomain(dom, topology.KindGlobal, 1, ttl)
-
-	rec := &grantRecorder{byIndex: map[uint64]int{}}
-	var cons []*client.Consumer
-	for i := 0; i < consumers; i++ {
+	for i := 0; i < n; i++ {
 		id := fmt.Sprintf("g%02d", i)
 		cn, err := client.NewConsumer(client.Config{
 			Conn: conns[i%nconns], ID: id, Region: celltest.Region, Endpoint: id + ".bench:8080",
-			Domains: []string{dom},
-			Handler: func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
-			OnEvent: rec.onEvent,
+			Domains: []string{dom}, Handler: handler, OnEvent: s.rec.onEvent,
 		})
 		if err != nil {
 			b.Fatal(err)
 		}
-		cons = append(cons, cn)
+		s.cons = append(s.cons, cn)
 	}
-	defer func() {
+	b.Cleanup(func() {
 		// Clean shutdown: delete the domain (every grant revoked and
 		// released at once), then close the consumers with nothing held.
-		deleteDomain(b, c, adm, dom)
-		closeConsumers(cons, 5*time.Second)
-	}()
+		deleteDomain(b, c, s.adm, dom)
+		closeConsumers(s.cons, 5*time.Second)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	for _, cn := range cons {
+	defer cancel()
+	for _, cn := range s.cons {
 		if err := cn.WaitConnected(ctx); err != nil {
 			b.Fatal(err)
 		}
 	}
-	cancel()
-	waitFor(b, 10*time.Second, "the 1-shard domain granted", func() bool { return rec.count() >= 1 })
+	waitFor(b, 10*time.Second, "the 1-shard domain granted", func() bool { return s.rec.count() >= 1 })
+	return s
+}
 
-	var rate, rateApplied, entries, opsPerEntry, createRTT, firstGrant stat
+func holdShard(ctx context.Context, _ client.Shard) { <-ctx.Done() }
+
+// BenchmarkGrants measures grants/s committed by a 3-node cell and
+// delivered to consumers.
+//
+// create: consumers (50, and 5 for comparison) share 5 gRPC connections to
+// the leader and serve domain "grants". The domain must exist when they
+// say Hello, so it is first created with 1 shard, then deleted (the
+// consumers stay registered: a consumer's domains are names); once its
+// grant ended and it was purged, each iteration re-creates it with 20,000
+// shards. The balancer then assigns every shard in one planning round,
+// committed as one log entry; each applied Assign becomes a Grant on the
+// owner's stream and the client starts a handler (EventGrant). Timed: from
+// the CreateDomain call to the 20,000th EventGrant.
+//
+// churn: 50 consumers, 2,000 shards, and handlers that return at once: each
+// grant is followed by a Release (one per shard, proposed concurrently and
+// packed by the batcher) and a new grant from the next balancing round.
+// Timed: a 10 s window; grants/s counts EventGrant.
+//
+// Reported: grants/s (to handlers started); for create also
+// grants/s-applied (to the moment the leader applied the last entry
+// carrying a grant: its applied index sampled every ms), grant-entries
+// (distinct token indexes, i.e. log entries that carried grants),
+// first-grant-ms; ops/entry (committed_ops over committed entries, as the
+// batcher counted them) and cpu-ms/kgrant (CPU of the whole process —
+// cell and in-process clients — per 1,000 grants).
+func BenchmarkGrants(b *testing.B) {
+	for _, n := range []int{50, 5} {
+		b.Run(fmt.Sprintf("create/consumers=%d", n), func(b *testing.B) { benchGrantsCreate(b, n, 20000) })
+	}
+	b.Run("churn/consumers=50", func(b *testing.B) { benchGrantsChurn(b, 50, 2000, 10*time.Second) })
+}
+
+func benchGrantsCreate(b *testing.B, consumers, shards int) {
+	const dom, ttl = "grants", 10 * time.Second
+	s := newGrantSetup(b, dom, ttl, consumers, 5, holdShard)
+	var rate, rateApplied, entries, opsPerEntry, firstGrant, cpu stat
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		deleteDomain(b, c, adm, dom)
-		rec.reset()
-		ops0, ent0 := celltest.Metric(leader, metricCommittedOps), celltest.Metric(leader, metricCommitLatency)
-		sampler := startIndexSampler(leader)
+		deleteDomain(b, s.c, s.adm, dom)
+		s.rec.reset()
+		ops0, ent0 := celltest.Metric(s.leader, metricCommittedOps), celltest.Metric(s.leader, metricCommitLatency)
+		sampler := startIndexSampler(s.leader)
+		cpu0 := celltest.CPUTime()
 		b.StartTimer()
 
-		t0, tries := createAfterPurge(b, adm, dom, shards, ttl)
-		tCreated := time.Now()
-		t1 := waitFor(b, 60*time.Second, "every shard granted", func() bool { return rec.count() >= shards })
+		t0, tries := createAfterPurge(b, s.adm, dom, shards, ttl)
+		t1 := waitFor(b, 60*time.Second, "every shard granted", func() bool { return s.rec.count() >= shards })
 
 		b.StopTimer()
+		cpu1 := celltest.CPUTime()
 		sampler.finish()
 		if tries > 1 {
 			b.Logf("create retried %d times while the old domain was purged (timed from the accepted attempt)", tries)
 		}
-		ops1, ent1 := celltest.Metric(leader, metricCommittedOps), celltest.Metric(leader, metricCommitLatency)
-		rec.mu.Lock()
+		ops1, ent1 := celltest.Metric(s.leader, metricCommittedOps), celltest.Metric(s.leader, metricCommitLatency)
+		s.rec.mu.Lock()
 		var maxIdx uint64
-		for idx := range rec.byIndex {
+		for idx := range s.rec.byIndex {
 			maxIdx = max(maxIdx, idx)
 		}
-		nEntries := len(rec.byIndex)
-		first := rec.first
-		rec.mu.Unlock()
-		rate.add(shards / t1.Sub(t0).Seconds())
-		if ta, ok := sampler.reached(maxIdx); ok {
-			rateApplied.add(shards / ta.Sub(t0).Seconds())
-		}
+		nEntries, first := len(s.rec.byIndex), s.rec.first
+		s.rec.mu.Unlock()
+		ta, _ := sampler.reached(maxIdx)
+		rate.add(float64(shards) / t1.Sub(t0).Seconds())
+		rateApplied.add(float64(shards) / ta.Sub(t0).Seconds())
 		entries.add(float64(nEntries))
 		if ent1 > ent0 {
 			opsPerEntry.add((ops1 - ops0) / (ent1 - ent0))
 		}
-		createRTT.add(float64(tCreated.Sub(t0).Microseconds()) / 1000)
 		firstGrant.add(float64(first.Sub(t0).Microseconds()) / 1000)
-		b.Logf("iteration %d: %d grants in %v (create acked after %v, first grant after %v, leader applied the last grant entry after %v); %d entries carried grants; batcher: %.0f ops in %.0f entries",
-			i, shards, t1.Sub(t0).Round(time.Millisecond), tCreated.Sub(t0).Round(time.Millisecond), first.Sub(t0).Round(time.Millisecond),
-			func() time.Duration { ta, _ := sampler.reached(maxIdx); return ta.Sub(t0).Round(time.Millisecond) }(),
-			nEntries, ops1-ops0, ent1-ent0)
+		cpu.add(float64((cpu1 - cpu0).Milliseconds()) / (float64(shards) / 1000))
+		b.Logf("%d grants to %d consumers in %v: leader applied the last grant entry after %v, first handler after %v; %d entries carried grants; batcher: %.0f ops in %.0f entries; process CPU %v",
+			shards, consumers, t1.Sub(t0).Round(time.Millisecond), ta.Sub(t0).Round(time.Millisecond), first.Sub(t0).Round(time.Millisecond),
+			nEntries, ops1-ops0, ent1-ent0, (cpu1 - cpu0).Round(time.Millisecond))
 	}
 	b.ReportMetric(rate.median(), "grants/s")
 	b.ReportMetric(rateApplied.median(), "grants/s-applied")
 	b.ReportMetric(entries.median(), "grant-entries")
 	b.ReportMetric(opsPerEntry.median(), "ops/entry")
-	b.ReportMetric(createRTT.median(), "create-ms")
 	b.ReportMetric(firstGrant.median(), "first-grant-ms")
+	b.ReportMetric(cpu.median(), "cpu-ms/kgrant")
+}
+
+func benchGrantsChurn(b *testing.B, consumers, shards int, window time.Duration) {
+	const dom, ttl = "churn", 10 * time.Second
+	// While holding, a handler waits for its context or for the gate to
+	// open; once the gate is open, handlers return at once.
+	var gateMu sync.Mutex
+	gate := make(chan struct{})
+	hold := func() {
+		gateMu.Lock()
+		select {
+		case <-gate:
+			gate = make(chan struct{})
+		default:
+		}
+		gateMu.Unlock()
+	}
+	churn := func() {
+		gateMu.Lock()
+		select {
+		case <-gate:
+		default:
+			close(gate)
+		}
+		gateMu.Unlock()
+	}
+	handler := func(ctx context.Context, _ client.Shard) {
+		gateMu.Lock()
+		g := gate
+		gateMu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-g:
+		}
+	}
+	s := newGrantSetup(b, dom, ttl, consumers, 5, handler)
+	b.Cleanup(hold)
+	var rate, opsPerEntry, cpu stat
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		hold()
+		deleteDomain(b, s.c, s.adm, dom)
+		createAfterPurge(b, s.adm, dom, shards, ttl)
+		waitFor(b, 60*time.Second, "every shard granted", func() bool { return s.rec.count() >= shards })
+		s.rec.reset()
+		ops0, ent0 := celltest.Metric(s.leader, metricCommittedOps), celltest.Metric(s.leader, metricCommitLatency)
+		cpu0 := celltest.CPUTime()
+		b.StartTimer()
+		t0 := time.Now()
+		churn() // every handler returns at once from now on
+		time.Sleep(window)
+		n := s.rec.count()
+		t1 := time.Now()
+		b.StopTimer()
+		hold()
+		cpu1 := celltest.CPUTime()
+		ops1, ent1 := celltest.Metric(s.leader, metricCommittedOps), celltest.Metric(s.leader, metricCommitLatency)
+		rate.add(float64(n) / t1.Sub(t0).Seconds())
+		if ent1 > ent0 {
+			opsPerEntry.add((ops1 - ops0) / (ent1 - ent0))
+		}
+		if n > 0 {
+			cpu.add(float64((cpu1 - cpu0).Milliseconds()) / (float64(n) / 1000))
+		}
+		b.Logf("churn: %d grants in %v; batcher: %.0f ops in %.0f entries; process CPU %v", n, t1.Sub(t0).Round(time.Millisecond), ops1-ops0, ent1-ent0, (cpu1 - cpu0).Round(time.Millisecond))
+	}
+	b.ReportMetric(rate.median(), "grants/s")
+	b.ReportMetric(opsPerEntry.median(), "ops/entry")
+	b.ReportMetric(cpu.median(), "cpu-ms/kgrant")
 }
 
 var (
