@@ -451,6 +451,109 @@ func benchGrantsChurn(b *testing.B, consumers, shards int, window time.Duration)
 	b.ReportMetric(cpu.median(), "cpu-ms/kgrant")
 }
 
+// --- 2. heartbeats/s ---
+
+// BenchmarkHeartbeats10k holds 10,000 consumer sessions at TTL 3 s
+// (heartbeat every 1 s), each with one shard, for 15 s.
+//
+// Method: the consumers run in a child process (the test binary re-executed
+// as a load generator, celltest.StartLoadGen) sharing 100 gRPC connections
+// to the leader, so this process holds only the 3-node cell and its CPU
+// time and profiles are the cell's. The domain is created with 1 shard,
+// the consumers connect in waves of 500, then it is deleted and re-created
+// with 10,000 shards (one per consumer, granted in one round, without
+// moves). After a settling period of 2 TTLs the window starts.
+//
+// Reported over the window: heartbeats/s received by the leader
+// (wds.cell.renewals); spurious expiries = shards the clients lost at their
+// lease deadline (EventLost) or had revoked (EventRevoke), which must be 0;
+// expired-server (wds.cell.expiries, grants the leader dropped), the
+// session disconnects and leader changes; cell-cpu-% (this process) and
+// client-cpu-% (the child), in % of one core (the machine has 2).
+func BenchmarkHeartbeats10k(b *testing.B) {
+	const (
+		sessions = 10000
+		nconns   = 100
+		dom      = "hb"
+		ttl      = 3 * time.Second
+		window   = 15 * time.Second
+	)
+	c := celltest.New(b, 3)
+	li := c.Leader()
+	leader, adm := c.Nodes[li], c.Admin(li)
+	c.CreateDomain(dom, topology.KindGlobal, 1, ttl)
+	t0 := time.Now()
+	g := celltest.StartLoadGen(b, "TestBenchLoadGen", celltest.LoadSpec{
+		Endpoint: leader.Endpoint(), Consumers: sessions, IDPrefix: "h", Domains: []string{dom}, Conns: nconns,
+	})
+	g.WaitReady(120 * time.Second)
+	connected := time.Since(t0)
+	deleteDomain(b, c, adm, dom)
+	t1, _ := createAfterPurge(b, adm, dom, sessions, ttl)
+	var st celltest.LoadStats
+	for st = g.Stats(); st.Held < sessions; st = g.Stats() {
+		if time.Since(t1) > 60*time.Second {
+			b.Fatalf("%d of %d shards held after 60 s", st.Held, sessions)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	b.Logf("%d sessions connected in %v; %d shards granted in %v", sessions, connected.Round(time.Millisecond), sessions, time.Since(t1).Round(time.Millisecond))
+	time.Sleep(2 * ttl)
+
+	var hbRate, spurious, lost, revoked, expired, disc, accessions, cellCPU, clientCPU stat
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		type snap struct {
+			renewals, expiries, accessions float64
+			cpu                            time.Duration
+			child                          celltest.LoadStats
+			at                             time.Time
+		}
+		take := func() snap {
+			var s snap
+			for _, n := range c.Nodes {
+				s.accessions += celltest.Metric(n, metricAccessions)
+			}
+			s.renewals = celltest.Metric(leader, metricRenewals)
+			s.expiries = celltest.Metric(leader, metricExpiries)
+			s.cpu = celltest.CPUTime()
+			s.child = g.Stats()
+			s.at = time.Now()
+			return s
+		}
+		s0 := take()
+		b.StartTimer()
+		time.Sleep(window)
+		b.StopTimer()
+		s1 := take()
+		wall := s1.at.Sub(s0.at).Seconds()
+		l, r := s1.child.Losts-s0.child.Losts, s1.child.Revokes-s0.child.Revokes
+		hbRate.add((s1.renewals - s0.renewals) / wall)
+		lost.add(float64(l))
+		revoked.add(float64(r))
+		spurious.add(float64(l + r))
+		expired.add(s1.expiries - s0.expiries)
+		disc.add(float64(s1.child.Disconnects - s0.child.Disconnects))
+		accessions.add(s1.accessions - s0.accessions)
+		cellCPU.add(100 * (s1.cpu - s0.cpu).Seconds() / wall)
+		clientCPU.add(100 * time.Duration(s1.child.CPU-s0.child.CPU).Seconds() / wall)
+		b.Logf("window %v: %.0f heartbeats/s at the leader; clients: %d held, %d lost, %d revoked, %d disconnects; leader: %.0f expiries; %.0f leader changes; CPU: cell %.0f%%, clients %.0f%% (of one core)",
+			time.Duration(wall*float64(time.Second)).Round(time.Millisecond), (s1.renewals-s0.renewals)/wall, s1.child.Held, l, r,
+			s1.child.Disconnects-s0.child.Disconnects, s1.expiries-s0.expiries, s1.accessions-s0.accessions,
+			100*(s1.cpu-s0.cpu).Seconds()/wall, 100*time.Duration(s1.child.CPU-s0.child.CPU).Seconds()/wall)
+	}
+	b.ReportMetric(hbRate.median(), "heartbeats/s")
+	b.ReportMetric(spurious.median(), "spurious-expiries")
+	b.ReportMetric(lost.median(), "lost")
+	b.ReportMetric(revoked.median(), "revoked")
+	b.ReportMetric(expired.median(), "expired-server")
+	b.ReportMetric(disc.median(), "disconnects")
+	b.ReportMetric(accessions.median(), "leader-changes")
+	b.ReportMetric(cellCPU.median(), "cell-cpu-%")
+	b.ReportMetric(clientCPU.median(), "client-cpu-%")
+}
+
 var (
 	_ = errors.New
 	_ = atomic.Int64{}

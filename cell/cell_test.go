@@ -12,6 +12,7 @@ import (
 
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -475,4 +476,35 @@ func TestObservability(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestPartitionedLeaderStopsAcking tries to break contract (4): a consumer
+// that can only reach the old leader keeps heartbeating it after the
+// leader is cut off from its followers. The old leader must stop
+// acknowledging within its confirmation window, so the consumer's own
+// library gives the shards up before the new leader — which holds
+// inherited grants until accession + T·(1+ε) + L — hands them to others.
+func TestPartitionedLeaderStopsAcking(t *testing.T) {
+	c := celltest.New(t, 3)
+	const ttl = 3 * time.Second
+	c.CreateDomain("jobs", topology.KindGlobal, 16, ttl)
+	leader := c.Leader()
+	stuck := c.NewConsumer("stuck", []string{"jobs"}, func(cfg *client.Config) {
+		cfg.Endpoints = []string{c.Endpoints()[leader]}
+	})
+	free := c.NewConsumer("free", []string{"jobs"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("jobs")
+		if err != nil {
+			return err
+		}
+		return balanced(counts, []string{"stuck", "free"}, 8, 8)
+	})
+	c.Faults[leader].Isolate()
+	waitOwner(t, c, "jobs", "free", 16, 20*time.Second)
+	if _, _, lost := stuck.Counts(); lost != 8 {
+		t.Errorf("the consumer stuck on the old leader lost %d leases, want 8", lost)
+	}
+	c.CheckHistory(t)
+	_ = free
 }

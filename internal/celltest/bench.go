@@ -269,10 +269,16 @@ func (g *LoadGen) WaitReady(timeout time.Duration) LoadStats {
 	return st
 }
 
-// Stats asks the child for its counters.
-func (g *LoadGen) Stats() LoadStats {
+// Stats asks the child for its counters (its memory figures without a
+// collection first).
+func (g *LoadGen) Stats() LoadStats { return g.ask("stats") }
+
+// Mem asks the child for its counters after a garbage collection.
+func (g *LoadGen) Mem() LoadStats { return g.ask("mem") }
+
+func (g *LoadGen) ask(cmd string) LoadStats {
 	g.t.Helper()
-	if _, err := io.WriteString(g.stdin, "stats\n"); err != nil {
+	if _, err := io.WriteString(g.stdin, cmd+"\n"); err != nil {
 		g.t.Fatal(err)
 	}
 	st, err := g.read(30 * time.Second)
@@ -298,8 +304,8 @@ func (g *LoadGen) Stop() {
 }
 
 // RunLoadGen is the child side: it runs the LoadSpec from the environment,
-// reports once every consumer was welcomed, then answers "stats" on stdin
-// and closes everything on "quit" (or end of input).
+// reports once every consumer was welcomed, then answers "stats" and "mem"
+// on stdin and closes everything on "quit" (or end of input).
 func RunLoadGen(t *testing.T) {
 	var spec LoadSpec
 	if err := json.Unmarshal([]byte(os.Getenv(LoadGenEnv)), &spec); err != nil {
@@ -377,9 +383,11 @@ func RunLoadGen(t *testing.T) {
 		}
 		cancel()
 	}
-	stats := func() LoadStats {
+	stats := func(gc bool) LoadStats {
 		var ms runtime.MemStats
-		runtime.GC()
+		if gc {
+			runtime.GC()
+		}
 		runtime.ReadMemStats(&ms)
 		g, r, l := grants.Load(), revokes.Load(), losts.Load()
 		return LoadStats{
@@ -388,7 +396,7 @@ func RunLoadGen(t *testing.T) {
 			HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine(),
 		}
 	}
-	st := stats()
+	st := stats(false)
 	if startErr != nil {
 		st.Err = startErr.Error()
 	}
@@ -398,7 +406,7 @@ func RunLoadGen(t *testing.T) {
 		if in.Text() == "quit" {
 			break
 		}
-		report(stats())
+		report(stats(in.Text() == "mem"))
 	}
 	// Close without waiting for drains: the benchmark is over.
 	ctx, cancel := context.WithCancel(context.Background())
