@@ -45,6 +45,7 @@ lint: vet proto-check
 fuzz:
 	$(GO) test ./topology -run '^$$' -fuzz FuzzParse -fuzztime 30s
 	$(GO) test ./topology -run '^$$' -fuzz FuzzKeyspace -fuzztime 30s
+	$(GO) test ./chaos -run '^$$' -fuzz FuzzParseEvents -fuzztime 30s
 
 clean:
 	rm -rf $(BIN)

@@ -272,7 +272,11 @@ func (a *adminService) Drain(ctx context.Context, req *wdsv1.DrainRequest) (*wds
 	var shards uint32
 	if ok {
 		inc = c.incarnation
-		shards = uint32(len(c.grants))
+		for ref := range c.grants {
+			if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+				shards++
+			}
+		}
 	}
 	a.n.state.mu.RUnlock()
 	if !ok {

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wdsio/wds/internal/lease"
+
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -85,9 +87,9 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	deadline := func(c *consumer, ttl time.Duration) time.Time {
 		v, ok := views[c.id]
 		if !ok || incs[c.id] != c.incarnation {
-			// No lease (cannot happen for a consumer registered before
-			// this leader): hold for a full accession period.
-			v.anchor = l.accession.Add(l.params(ttl).LeaderHold())
+			// No lease record (cannot happen: every registered consumer
+			// gets one at accession or join): hold as contract (4) does.
+			v.anchor = l.accession.Add(lease.AccessionSlack(l.n.cfg.Raft.ConfirmWindow, l.n.cfg.Drift))
 		}
 		return l.params(ttl).LeaderDeadline(v.anchor)
 	}
@@ -129,7 +131,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			}
 			dl := deadline(h.consumer, d.spec.TTL)
 			if h.state == stateRevoked {
-				if f, ok := frozen[grantKey{domain: name, from: d.ranges[i].From}]; ok && f.Before(dl) {
+				if f, ok := frozen[grantKey{domain: name, from: d.ranges[i].From, token: h.token}]; ok && f.Before(dl) {
 					dl = f
 				}
 			}

@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/internal/raftnode"
 	"github.com/wdsio/wds/internal/telemetry"
@@ -96,6 +98,9 @@ type Config struct {
 	// Metrics, if set, receives the node's metrics; otherwise the node
 	// creates its own registry.
 	Metrics *telemetry.Metrics
+	// TracerProvider traces the node's gRPC servers (otelgrpc); nil means
+	// no tracing. See telemetry.NewTracing (OTEL_EXPORTER_OTLP_ENDPOINT).
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultConfig returns a configuration with every tunable at its default;

@@ -112,7 +112,9 @@ func (c *sessionConn) enqueue(it outItem) {
 		return
 	}
 	if c.critical >= c.maxCritical {
-		c.closeLocked(status.Error(codes.ResourceExhausted, "session stream too slow: outbound queue full"), nil)
+		// Unavailable, not ResourceExhausted: the client should reconnect
+		// and resume, not give up.
+		c.closeLocked(status.Error(codes.Unavailable, "session stream too slow: outbound queue full; reconnect"), nil)
 		return
 	}
 	c.queue = append(c.queue, it)
@@ -268,7 +270,7 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 			for ; i < len(batch) && batch[i].kind == itemRevoke && batch[i].reason == it.reason; i++ {
 				if b := batch[i]; b.index == 0 || b.index > watermark {
 					r.Shards = append(r.Shards, &wdsv1.ShardRef{Domain: b.domain, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
-					keys = append(keys, grantKey{domain: b.domain, from: b.rng.From})
+					keys = append(keys, grantKey{domain: b.domain, from: b.rng.From, token: b.token})
 				}
 			}
 			// Freeze before sending: acks sent from here on do not extend

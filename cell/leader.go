@@ -18,10 +18,13 @@ import (
 	"github.com/wdsio/wds/topology"
 )
 
-// grantKey names a shard by domain and range start.
+// grantKey names one grant: a shard (domain, range start) and the grant's
+// token. Frozen deadlines are per grant, not per shard: a revocation sent
+// to the shard's ALLOCATED successor must never touch the holder's.
 type grantKey struct {
 	domain string
 	from   topology.Bound
+	token  topology.Token
 }
 
 // consumerLease is the leader's lease bookkeeping for one consumer
@@ -161,7 +164,7 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 		if cl == nil || cl.incarnation != e.Incarnation {
 			continue
 		}
-		key := grantKey{domain: e.Domain, from: e.Range.From}
+		key := grantKey{domain: e.Domain, from: e.Range.From, token: e.Token}
 		item := outItem{index: index, domain: e.Domain, rng: e.Range, token: e.Token, reason: e.Reason}
 		switch e.Kind {
 		case EffectGranted:
@@ -270,6 +273,9 @@ func (o *consumerOwner) beforeRevoke(_ *sessionConn, keys []grantKey) {
 	o.l.mu.Lock()
 	defer o.l.mu.Unlock()
 	for _, k := range keys {
+		if k.token.IsZero() {
+			continue // a successor's allocation: no lease to freeze
+		}
 		ttl, ok := o.ttls[k.domain]
 		if !ok {
 			ttl = topology.MaxTTL
@@ -431,7 +437,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 			case stateActive:
 				w.Grants = append(w.Grants, &wdsv1.ShardGrant{Domain: ref.d.spec.Name, Range: topology.RangeToProto(r), Token: topology.TokenToProto(h.token)})
 			case stateRevoked:
-				frozen = append(frozen, grantKey{domain: ref.d.spec.Name, from: r.From})
+				frozen = append(frozen, grantKey{domain: ref.d.spec.Name, from: r.From, token: h.token})
 			}
 		}
 	}

@@ -123,7 +123,11 @@ func Start(cfg Config) (*Node, error) {
 		},
 	}, encodeEntry)
 
-	opts := append(telemetry.ServerOptions(n.tm, noop.NewTracerProvider()),
+	tp := cfg.TracerProvider
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	opts := append(telemetry.ServerOptions(n.tm, tp),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
 		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),

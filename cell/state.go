@@ -490,7 +490,10 @@ func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) erro
 		res.effects = append(res.effects, s.effect(kind, sh.holder, d, i, wdsv1.RevokeReason_REVOKE_REASON_LOST))
 		s.endHolder(index, d, i, res)
 		return nil
-	case sh.next.consumer != nil && sh.next.consumer.id == op.GetConsumerId():
+	case sh.next.consumer != nil && sh.next.consumer.id == op.GetConsumerId() && topology.TokenFromProto(op.GetToken()).IsZero():
+		// Cancelling an allocation names no token (it has none); a Release
+		// with a token is about a grant, and a late duplicate of an older
+		// one must not cancel the consumer's current allocation.
 		s.dropNext(d, i, wdsv1.RevokeReason_REVOKE_REASON_LOST, res)
 		return nil
 	}

@@ -12,10 +12,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/internal/telemetry"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -185,6 +187,18 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 	fmt.Fprintln(cmd.ErrOrStderr(), plaintextWarning)
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Traces go out over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+	tp, shutdownTracing, err := telemetry.NewTracing(ctx, telemetry.ServiceName,
+		attribute.String("node", cfg.NodeID), attribute.String("region", cfg.Region))
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = shutdownTracing(sctx)
+	}()
+	cfg.TracerProvider = tp
 	node, err := cell.Start(cfg)
 	if err != nil {
 		return listenHint(err)

@@ -1,6 +1,8 @@
 // Package lease is the clock arithmetic of the WDS lease contract
-// (DESIGN.md, "The lease contract"), in one place so that the client library,
-// the cell and (later) the global group agree on it exactly.
+// (DESIGN.md, "The lease contract") for the servers: the cell and (later)
+// the global group. The client library may import only proto and topology,
+// so it repeats the one client-side formula, ClientDeadline, in
+// client.Consumer.ack; the tests of both pin the same numbers.
 //
 // All times are local monotonic readings (time.Now() carries a monotonic
 // clock reading; never compare times taken on different machines). T is a
