@@ -493,7 +493,10 @@ func BenchmarkHeartbeats10k(b *testing.B) {
 	var st celltest.LoadStats
 	for st = g.Stats(); st.Held < sessions; st = g.Stats() {
 		if time.Since(t1) > 60*time.Second {
-			b.Fatalf("%d of %d shards held after 60 s", st.Held, sessions)
+			b.Fatalf("%d of %d shards held after 60 s (clients: %+v; cell: %d grants)", st.Held, sessions, st, cellGrants(b, adm))
+		}
+		if os.Getenv("WDS_BENCH_DEBUG") != "" {
+			b.Logf("%v: clients %+v; cell grants %d", time.Since(t1).Round(time.Millisecond), st, cellGrants(b, adm))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -189,7 +189,9 @@ type LoadStats struct {
 	HeapInuse   uint64 // after GC
 	StackInuse  uint64
 	Goroutines  int
-	Err         string `json:",omitempty"`
+	// DisconnectErrors counts the disconnects' errors (first 100 bytes).
+	DisconnectErrors map[string]int64 `json:",omitempty"`
+	Err              string           `json:",omitempty"`
 }
 
 // LoadGen is the parent's handle on a load generator child process.
@@ -318,6 +320,8 @@ func RunLoadGen(t *testing.T) {
 		out.Flush()
 	}
 	var welcomes, grants, revokes, losts, disconnects atomic.Int64
+	var errMu sync.Mutex
+	errs := map[string]int64{}
 	onEvent := func(e client.Event) {
 		switch e.Kind {
 		case client.EventWelcome:
@@ -330,6 +334,13 @@ func RunLoadGen(t *testing.T) {
 			losts.Add(1)
 		case client.EventDisconnected:
 			disconnects.Add(1)
+			msg := fmt.Sprint(e.Err)
+			if len(msg) > 100 {
+				msg = msg[:100]
+			}
+			errMu.Lock()
+			errs[msg]++
+			errMu.Unlock()
 		}
 	}
 	var conns []*grpc.ClientConn
@@ -390,7 +401,13 @@ func RunLoadGen(t *testing.T) {
 		}
 		runtime.ReadMemStats(&ms)
 		g, r, l := grants.Load(), revokes.Load(), losts.Load()
-		return LoadStats{
+		errMu.Lock()
+		em := make(map[string]int64, len(errs))
+		for k, v := range errs {
+			em[k] = v
+		}
+		errMu.Unlock()
+		return LoadStats{DisconnectErrors: em,
 			Connected: connected, Welcomes: welcomes.Load(), Grants: g, Revokes: r, Losts: l,
 			Disconnects: disconnects.Load(), Held: g - r - l, CPU: int64(CPUTime()),
 			HeapInuse: ms.HeapInuse, StackInuse: ms.StackInuse, Goroutines: runtime.NumGoroutine(),
