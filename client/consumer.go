@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -143,8 +142,7 @@ type Consumer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
-	dialMu sync.Mutex
-	conns  map[string]*grpc.ClientConn
+	pool *connPool
 
 	mu        sync.Mutex
 	token     []byte
@@ -212,7 +210,7 @@ func NewConsumer(cfg Config) (*Consumer, error) {
 		routing:   newRouting(),
 		ctx:       ctx,
 		cancel:    cancel,
-		conns:     map[string]*grpc.ClientConn{},
+		pool:      newConnPool(cfg.Conn, cfg.DialOptions),
 		ttls:      map[string]time.Duration{},
 		valid:     map[string]time.Time{},
 		shards:    map[shardKey]*held{},
@@ -314,11 +312,7 @@ func (c *Consumer) Close(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
-	c.dialMu.Lock()
-	for _, cc := range c.conns {
-		cc.Close()
-	}
-	c.dialMu.Unlock()
+	c.pool.close()
 	return err
 }
 
@@ -392,27 +386,6 @@ func (c *Consumer) eventLoop() {
 	}
 }
 
-func (c *Consumer) dial(endpoint string) (*grpc.ClientConn, error) {
-	if c.cfg.Conn != nil {
-		return c.cfg.Conn, nil
-	}
-	c.dialMu.Lock()
-	defer c.dialMu.Unlock()
-	if cc, ok := c.conns[endpoint]; ok {
-		return cc, nil
-	}
-	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
-	}, c.cfg.DialOptions...)
-	cc, err := grpc.NewClient(endpoint, opts...)
-	if err != nil {
-		return nil, err
-	}
-	c.conns[endpoint] = cc
-	return cc, nil
-}
-
 // run keeps a session open: connect, serve until the stream ends, follow a
 // redirect or move on to the next endpoint, back off, repeat. The first
 // redirect after a working session is followed at once; redirects that
@@ -481,7 +454,7 @@ func (c *Consumer) run() {
 // session runs one stream to endpoint. It returns a redirect target, whether
 // a Welcome was received, and the error that ended it.
 func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err error) {
-	cc, err := c.dial(endpoint)
+	cc, err := c.pool.get(endpoint)
 	if err != nil {
 		return "", false, err
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -46,7 +45,7 @@ type Observer struct {
 	cancel  context.CancelFunc
 
 	mu        sync.Mutex
-	conns     map[string]*grpc.ClientConn
+	pool      *connPool
 	permErr   error
 	connected chan struct{}
 	connOnce  sync.Once
@@ -75,7 +74,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &Observer{
 		cfg: cfg, log: cfg.Logger.With("component", "wds-observer"), routing: newRouting(),
-		ctx: ctx, cancel: cancel, conns: map[string]*grpc.ClientConn{},
+		ctx: ctx, cancel: cancel, pool: newConnPool(cfg.Conn, cfg.DialOptions),
 		connected: make(chan struct{}), done: make(chan struct{}),
 	}
 	go o.run()
@@ -112,12 +111,7 @@ func (o *Observer) Err() error {
 func (o *Observer) Close() {
 	o.stop(nil)
 	<-o.done
-	o.mu.Lock()
-	for _, cc := range o.conns {
-		cc.Close()
-	}
-	o.conns = map[string]*grpc.ClientConn{}
-	o.mu.Unlock()
+	o.pool.close()
 }
 
 func (o *Observer) stop(err error) {
@@ -128,27 +122,6 @@ func (o *Observer) stop(err error) {
 	o.mu.Unlock()
 	o.connOnce.Do(func() { close(o.connected) })
 	o.cancel()
-}
-
-func (o *Observer) dial(ep string) (*grpc.ClientConn, error) {
-	if o.cfg.Conn != nil {
-		return o.cfg.Conn, nil
-	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if cc, ok := o.conns[ep]; ok {
-		return cc, nil
-	}
-	opts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
-	}, o.cfg.DialOptions...)
-	cc, err := grpc.NewClient(ep, opts...)
-	if err != nil {
-		return nil, err
-	}
-	o.conns[ep] = cc
-	return cc, nil
 }
 
 // notFoundGrace is how long an observer keeps retrying NotFound: a node
@@ -194,7 +167,7 @@ func (o *Observer) run() {
 }
 
 func (o *Observer) session(ep string) error {
-	cc, err := o.dial(ep)
+	cc, err := o.pool.get(ep)
 	if err != nil {
 		return err
 	}
