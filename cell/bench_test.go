@@ -9,12 +9,14 @@ package cell_test
 //	go test ./cell -run '^$' -bench BenchmarkGrants -benchtime 1x -count 3 -timeout 20m
 //
 // Methods, in short (details at each benchmark):
-//   - Grants: 50 consumers are connected, serving a domain that is then
-//     created with 20,000 shards; the balancer grants them all; timed from
-//     the CreateDomain call until every consumer handler started.
+//   - Grants: 50 (and 5) consumers are connected, serving a domain that is
+//     then created with 20,000 shards; the balancer grants them all; timed
+//     from the CreateDomain call until every consumer handler started. And
+//     churn: handlers that return at once, so grant, release and re-grant
+//     run continuously for 10 s.
 //   - Heartbeats10k: 10,000 consumers (in a child process) with one shard
-//     each at TTL 3 s, held for 15 s: renewals/s at the leader, spurious
-//     expiries, CPU of the cell process and of the clients.
+//     each at TTL 3 s, in 100 domains, held for 15 s: renewals/s at the
+//     leader, spurious expiries, CPU of the cell process and of the clients.
 //   - RoutingDelivery1000: 1,000 observers on all three nodes; one shard
 //     changes owner at a time; latency from the owner's grant to each
 //     observer's Watch channel.
@@ -24,12 +26,11 @@ package cell_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -47,8 +48,6 @@ import (
 // Metric family names as exported at /metrics.
 const (
 	metricRenewals      = "wds_cell_renewals_total"
-	metricGrants        = "wds_cell_grants_total"
-	metricRevokes       = "wds_cell_revokes_total"
 	metricExpiries      = "wds_cell_expiries_total"
 	metricCommittedOps  = "wds_cell_committed_ops_total"
 	metricCommitLatency = "wds_cell_commit_latency_seconds" // histogram: count = entries
@@ -84,18 +83,22 @@ func cellGrants(b *testing.B, adm wdsv1.AdminClient) int {
 	return int(st.GetGrants())
 }
 
-// deleteDomain deletes a domain and waits until every grant of it ended
-// (the purge follows within a balance round: see createAfterPurge).
-func deleteDomain(b *testing.B, c *celltest.Cluster, adm wdsv1.AdminClient, name string) {
+// deleteDomains deletes domains (one after the other) and waits until the
+// cell holds no grant at all (the purge follows within a balance round:
+// see createAfterPurge).
+func deleteDomains(b *testing.B, adm wdsv1.AdminClient, names ...string) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := adm.DeleteDomain(ctx, &wdsv1.DeleteDomainRequest{Name: name}); err != nil && status.Code(err) != codes.NotFound {
-		b.Fatal(err)
+	for _, name := range names {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_, err := adm.DeleteDomain(ctx, &wdsv1.DeleteDomainRequest{Name: name})
+		cancel()
+		if err != nil && status.Code(err) != codes.NotFound {
+			b.Fatal(err)
+		}
 	}
 	celltest.Eventually(b, 60*time.Second, func() error {
 		if n := cellGrants(b, adm); n != 0 {
-			return fmt.Errorf("%d grants left after deleting %s", n, name)
+			return fmt.Errorf("%d grants left after deleting %v", n, names)
 		}
 		return nil
 	})
@@ -120,6 +123,15 @@ func createAfterPurge(b *testing.B, adm wdsv1.AdminClient, name string, shards i
 			b.Fatal(err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// createDomains creates domains one after the other (see
+// createAfterPurge).
+func createDomains(b *testing.B, adm wdsv1.AdminClient, names []string, shards int, ttl time.Duration) {
+	b.Helper()
+	for _, name := range names {
+		createAfterPurge(b, adm, name, shards, ttl)
 	}
 }
 
@@ -193,6 +205,55 @@ func (s *indexSampler) reached(idx uint64) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// windowProfile writes a CPU profile of the measured window to
+// $WDS_BENCH_WINDOW_PROFILE.<name>.<n> when that variable is set (go test
+// -cpuprofile would also cover the set-up). It returns the stop function.
+func windowProfile(b *testing.B, name string) func() {
+	base := os.Getenv("WDS_BENCH_WINDOW_PROFILE")
+	if base == "" {
+		return func() {}
+	}
+	windowProfiles++
+	path := fmt.Sprintf("%s.%s.%d", base, name, windowProfiles)
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Logf("window profile not taken: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+		b.Logf("CPU profile of the window: %s", path)
+	}
+}
+
+var windowProfiles int
+
+// heapProfile writes a heap profile (after the collection MeasureMem did)
+// to $WDS_BENCH_HEAP_PROFILE.<name>.<n> when that variable is set: go test
+// -memprofile is written at the end, when the cell is gone.
+func heapProfile(b *testing.B, name string) {
+	base := os.Getenv("WDS_BENCH_HEAP_PROFILE")
+	if base == "" {
+		return
+	}
+	windowProfiles++
+	path := fmt.Sprintf("%s.%s.%d", base, name, windowProfiles)
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("heap profile: %s", path)
 }
 
 type stat struct{ vals []float64 }
@@ -281,7 +342,7 @@ func newGrantSetup(b *testing.B, dom string, ttl time.Duration, n, nconns int, h
 	b.Cleanup(func() {
 		// Clean shutdown: delete the domain (every grant revoked and
 		// released at once), then close the consumers with nothing held.
-		deleteDomain(b, c, s.adm, dom)
+		deleteDomains(b, s.adm, dom)
 		closeConsumers(s.cons, 5*time.Second)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -336,7 +397,7 @@ func benchGrantsCreate(b *testing.B, consumers, shards int) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
-		deleteDomain(b, s.c, s.adm, dom)
+		deleteDomains(b, s.adm, dom)
 		s.rec.reset()
 		ops0, ent0 := celltest.Metric(s.leader, metricCommittedOps), celltest.Metric(s.leader, metricCommitLatency)
 		sampler := startIndexSampler(s.leader)
@@ -421,7 +482,7 @@ func benchGrantsChurn(b *testing.B, consumers, shards int, window time.Duration)
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		hold()
-		deleteDomain(b, s.c, s.adm, dom)
+		deleteDomains(b, s.adm, dom)
 		createAfterPurge(b, s.adm, dom, shards, ttl)
 		waitFor(b, 60*time.Second, "every shard granted", func() bool { return s.rec.count() >= shards })
 		s.rec.reset()
@@ -459,10 +520,18 @@ func benchGrantsChurn(b *testing.B, consumers, shards int, window time.Duration)
 // Method: the consumers run in a child process (the test binary re-executed
 // as a load generator, celltest.StartLoadGen) sharing 100 gRPC connections
 // to the leader, so this process holds only the 3-node cell and its CPU
-// time and profiles are the cell's. The domain is created with 1 shard,
-// the consumers connect in waves of 500, then it is deleted and re-created
-// with 10,000 shards (one per consumer, granted in one round, without
-// moves). After a settling period of 2 TTLs the window starts.
+// time and profiles are the cell's. The shards are in 100 domains of 100
+// (consumer i serves domain i%100), so each session's routing table has
+// 100 entries. The domains are created with 1 shard, the consumers connect
+// in waves of 500, then the domains are deleted and re-created with 100
+// shards each (one per consumer, granted in one round, without moves).
+// After a settling period of 2 TTLs the window starts.
+//
+// domains=1 (run only with WDS_BENCH_ONE_DOMAIN=1) puts all 10,000 shards
+// in one domain, as the simplest reading of the aim: every session then
+// receives the whole 10,000-entry table, i.e. 10^8 route entries per full
+// table change (several GB), which this machine does not survive; see the
+// benchmark report.
 //
 // Reported over the window: heartbeats/s received by the leader
 // (wds.cell.renewals); spurious expiries = shards the clients lost at their
@@ -471,36 +540,55 @@ func benchGrantsChurn(b *testing.B, consumers, shards int, window time.Duration)
 // session disconnects and leader changes; cell-cpu-% (this process) and
 // client-cpu-% (the child), in % of one core (the machine has 2).
 func BenchmarkHeartbeats10k(b *testing.B) {
+	b.Run("domains=100", func(b *testing.B) { benchHeartbeats(b, 100) })
+	b.Run("domains=1", func(b *testing.B) {
+		if os.Getenv("WDS_BENCH_ONE_DOMAIN") == "" {
+			b.Skip("needs WDS_BENCH_ONE_DOMAIN=1: 10^8 route entries per table change (several GB)")
+		}
+		benchHeartbeats(b, 1)
+	})
+}
+
+func benchHeartbeats(b *testing.B, ndomains int) {
 	const (
 		sessions = 10000
 		nconns   = 100
-		dom      = "hb"
 		ttl      = 3 * time.Second
 		window   = 15 * time.Second
 	)
 	c := celltest.New(b, 3)
 	li := c.Leader()
 	leader, adm := c.Nodes[li], c.Admin(li)
-	c.CreateDomain(dom, topology.KindGlobal, 1, ttl)
+	var doms []string
+	for i := 0; i < ndomains; i++ {
+		doms = append(doms, fmt.Sprintf("hb%03d", i))
+		c.CreateDomain(doms[i], topology.KindGlobal, 1, ttl)
+	}
 	t0 := time.Now()
 	g := celltest.StartLoadGen(b, "TestBenchLoadGen", celltest.LoadSpec{
-		Endpoint: leader.Endpoint(), Consumers: sessions, IDPrefix: "h", Domains: []string{dom}, Conns: nconns,
+		Endpoint: leader.Endpoint(), Consumers: sessions, IDPrefix: "h", Domains: doms, Spread: true, Conns: nconns,
 	})
 	g.WaitReady(120 * time.Second)
 	connected := time.Since(t0)
-	deleteDomain(b, c, adm, dom)
-	t1, _ := createAfterPurge(b, adm, dom, sessions, ttl)
+	afterConnect := g.Stats().Disconnects
+	deleteDomains(b, adm, doms...)
+	afterDelete := g.Stats().Disconnects
+	t1 := time.Now()
+	createDomains(b, adm, doms, sessions/ndomains, ttl)
 	var st celltest.LoadStats
 	for st = g.Stats(); st.Held < sessions; st = g.Stats() {
 		if time.Since(t1) > 60*time.Second {
 			b.Fatalf("%d of %d shards held after 60 s (clients: %+v; cell: %d grants)", st.Held, sessions, st, cellGrants(b, adm))
 		}
-		if os.Getenv("WDS_BENCH_DEBUG") != "" {
-			b.Logf("%v: clients %+v; cell grants %d", time.Since(t1).Round(time.Millisecond), st, cellGrants(b, adm))
-		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	b.Logf("%d sessions connected in %v; %d shards granted in %v", sessions, connected.Round(time.Millisecond), sessions, time.Since(t1).Round(time.Millisecond))
+	var setupAccessions float64
+	for _, n := range c.Nodes {
+		setupAccessions += celltest.Metric(n, metricAccessions)
+	}
+	b.Logf("%d sessions connected in %v; %d shards in %d domains granted in %v; leader accessions so far: %.0f; set-up disconnects: %d after connecting, %d after deleting the domains, %d once re-granted (%v)",
+		sessions, connected.Round(time.Millisecond), sessions, ndomains, time.Since(t1).Round(time.Millisecond), setupAccessions,
+		afterConnect, afterDelete, st.Disconnects, st.DisconnectErrors)
 	time.Sleep(2 * ttl)
 
 	var hbRate, spurious, lost, revoked, expired, disc, accessions, cellCPU, clientCPU stat
@@ -526,9 +614,11 @@ func BenchmarkHeartbeats10k(b *testing.B) {
 			return s
 		}
 		s0 := take()
+		stopProfile := windowProfile(b, "heartbeats")
 		b.StartTimer()
 		time.Sleep(window)
 		b.StopTimer()
+		stopProfile()
 		s1 := take()
 		wall := s1.at.Sub(s0.at).Seconds()
 		l, r := s1.child.Losts-s0.child.Losts, s1.child.Revokes-s0.child.Revokes
@@ -545,6 +635,9 @@ func BenchmarkHeartbeats10k(b *testing.B) {
 			time.Duration(wall*float64(time.Second)).Round(time.Millisecond), (s1.renewals-s0.renewals)/wall, s1.child.Held, l, r,
 			s1.child.Disconnects-s0.child.Disconnects, s1.expiries-s0.expiries, s1.accessions-s0.accessions,
 			100*(s1.cpu-s0.cpu).Seconds()/wall, 100*time.Duration(s1.child.CPU-s0.child.CPU).Seconds()/wall)
+		if len(s1.child.DisconnectErrors) > 0 {
+			b.Logf("disconnect errors so far: %v", s1.child.DisconnectErrors)
+		}
 	}
 	b.ReportMetric(hbRate.median(), "heartbeats/s")
 	b.ReportMetric(spurious.median(), "spurious-expiries")
@@ -557,8 +650,381 @@ func BenchmarkHeartbeats10k(b *testing.B) {
 	b.ReportMetric(clientCPU.median(), "client-cpu-%")
 }
 
-var (
-	_ = errors.New
-	_ = atomic.Int64{}
-	_ grpc.ClientConn
-)
+// --- 3. routing delivery to 1,000 watchers ---
+
+// routeWatcher is one observer's record: when each grant (by token index)
+// first reached its Watch channel.
+type routeWatcher struct {
+	obs    *client.Observer
+	leader bool // attached to the leader (else a follower)
+	mu     sync.Mutex
+	seen   map[uint64]time.Time
+}
+
+// BenchmarkRoutingDelivery1000 measures how long a routing change takes to
+// reach 1,000 watchers.
+//
+// Method: one consumer ("owner", connected to the leader) holds the 64
+// shards of domain "route"; 1,000 observers share 12 gRPC connections, 4
+// to each node (a third attached to the leader, two thirds to followers:
+// every node serves routing from its own applied log), and each reads its
+// Routing().Watch(1024) channel in its own goroutine. One change at a
+// time: the owner's handler of one shard returns (a voluntary release);
+// the cell commits the Release, the balancer grants the shard again (to
+// the owner, the only consumer) under a new token, and every node
+// publishes the new owner and token in a coalesced delta (window 2 ms).
+// Delivery latency = the instant a watcher's channel yielded the route
+// with the new token minus the instant the owner's library received the
+// Grant (its EventGrant time, which the leader sends as it applies the
+// entry: the closest in-process stand-in for "committed"). Same process,
+// same monotonic clock. 30 changes per iteration, 20 ms apart, each
+// awaited at all 1,000 watchers (bounded by 10 s).
+//
+// Reported: p50, p99 and max over every (change, watcher) pair, and p99
+// separately for watchers on the leader and on followers; missed = pairs
+// that never arrived.
+func BenchmarkRoutingDelivery1000(b *testing.B) {
+	const (
+		watchers = 1000
+		perNode  = 4
+		shards   = 64
+		changes  = 30
+		dom      = "route"
+	)
+	var opts []celltest.Option
+	if d, err := time.ParseDuration(os.Getenv("WDS_BENCH_COMMIT_TIMEOUT")); err == nil {
+		opts = append(opts, func(cfg *cell.Config) { cfg.Raft.CommitTimeout = d }) // diagnostic
+	}
+	c := celltest.New(b, 3, opts...)
+	li := c.Leader()
+	c.CreateDomain(dom, topology.KindGlobal, shards, 10*time.Second)
+
+	type grantEv struct {
+		from topology.Bound
+		tok  topology.Token
+		at   time.Time
+	}
+	grants := make(chan grantEv, 4*shards)
+	var trigMu sync.Mutex
+	triggers := map[topology.Bound]chan struct{}{}
+	owner, err := client.NewConsumer(client.Config{
+		Endpoints: c.Endpoints(), ID: "owner", Region: celltest.Region, Endpoint: "owner.bench:8080",
+		Domains: []string{dom},
+		Handler: func(ctx context.Context, s client.Shard) {
+			ch := make(chan struct{})
+			trigMu.Lock()
+			triggers[s.Range.From] = ch
+			trigMu.Unlock()
+			select {
+			case <-ctx.Done():
+			case <-ch:
+			}
+		},
+		OnEvent: func(e client.Event) {
+			if e.Kind == client.EventGrant {
+				select {
+				case grants <- grantEv{from: e.Shard.Range.From, tok: e.Shard.Token, at: e.Time}:
+				default:
+				}
+			}
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer closeConsumers([]*client.Consumer{owner}, 5*time.Second)
+	waitFor(b, 20*time.Second, "the owner runs every shard", func() bool {
+		trigMu.Lock()
+		defer trigMu.Unlock()
+		return len(triggers) == shards
+	})
+	for len(grants) > 0 {
+		<-grants
+	}
+
+	var conns []*grpc.ClientConn
+	var connLeader []bool
+	for i, n := range c.Nodes {
+		for _, cc := range celltest.DialConns(b, n.Endpoint(), perNode) {
+			conns = append(conns, cc)
+			connLeader = append(connLeader, i == li)
+		}
+	}
+	var countMu sync.Mutex
+	counts := map[uint64]int{}
+	ws := make([]*routeWatcher, watchers)
+	var wg sync.WaitGroup
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+		wg.Wait()
+	}()
+	for i := range ws {
+		o, err := client.NewObserver(client.ObserverConfig{Conn: conns[i%len(conns)], Watch: []string{dom}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		w := &routeWatcher{obs: o, leader: connLeader[i%len(conns)], seen: map[uint64]time.Time{}}
+		ws[i] = w
+		ch, cancel := o.Routing().Watch(1024)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for chg := range ch {
+				now := time.Now()
+				for _, r := range chg.Routes {
+					if r.Owner == "" {
+						continue
+					}
+					w.mu.Lock()
+					_, dup := w.seen[r.Token.Index]
+					if !dup {
+						w.seen[r.Token.Index] = now
+					}
+					w.mu.Unlock()
+					if !dup {
+						countMu.Lock()
+						counts[r.Token.Index]++
+						countMu.Unlock()
+					}
+				}
+			}
+		}()
+		stops = append(stops, func() {
+			cancel()
+			o.Close()
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	for _, w := range ws {
+		if err := w.obs.WaitConnected(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	cancel()
+
+	var all, onLeader, onFollower []time.Duration
+	missed := 0
+	b.ResetTimer()
+	for it := 0; it < b.N; it++ {
+		type change struct {
+			idx uint64
+			at  time.Time
+		}
+		var done []change
+		trigMu.Lock()
+		var froms []topology.Bound
+		for f := range triggers {
+			froms = append(froms, f)
+		}
+		trigMu.Unlock()
+		sort.Slice(froms, func(i, j int) bool { return froms[i].Less(froms[j]) })
+		for k := 0; k < changes; k++ {
+			from := froms[k%len(froms)]
+			trigMu.Lock()
+			ch := triggers[from]
+			delete(triggers, from)
+			trigMu.Unlock()
+			if ch == nil {
+				b.Fatalf("shard %v not running", from)
+			}
+			close(ch) // the handler returns: release, then a new grant
+			var g grantEv
+			timeout := time.After(10 * time.Second)
+			for got := false; !got; got = g.from == from {
+				select {
+				case g = <-grants:
+				case <-timeout:
+					b.Fatalf("shard %v not granted again within 10 s", from)
+				}
+			}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				countMu.Lock()
+				n := counts[g.tok.Index]
+				countMu.Unlock()
+				if n >= watchers {
+					break
+				}
+				if time.Now().After(deadline) {
+					b.Logf("change %d (shard %v, token %v): %d of %d watchers saw it within 10 s", k, from, g.tok, n, watchers)
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+			done = append(done, change{idx: g.tok.Index, at: g.at})
+			time.Sleep(20 * time.Millisecond)
+		}
+		b.StopTimer()
+		for _, chg := range done {
+			for _, w := range ws {
+				w.mu.Lock()
+				t, ok := w.seen[chg.idx]
+				w.mu.Unlock()
+				if !ok {
+					missed++
+					continue
+				}
+				d := t.Sub(chg.at)
+				all = append(all, d)
+				if w.leader {
+					onLeader = append(onLeader, d)
+				} else {
+					onFollower = append(onFollower, d)
+				}
+			}
+		}
+		b.StartTimer()
+	}
+	b.StopTimer()
+	celltest.SortDurations(all)
+	celltest.SortDurations(onLeader)
+	celltest.SortDurations(onFollower)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	b.ReportMetric(ms(celltest.Percentile(all, 50)), "p50-ms")
+	b.ReportMetric(ms(celltest.Percentile(all, 99)), "p99-ms")
+	b.ReportMetric(ms(celltest.Percentile(all, 100)), "max-ms")
+	b.ReportMetric(ms(celltest.Percentile(onLeader, 99)), "p99-leader-ms")
+	b.ReportMetric(ms(celltest.Percentile(onFollower, 99)), "p99-follower-ms")
+	b.ReportMetric(float64(missed), "missed")
+	b.Logf("%d deliveries (%d changes x %d watchers): min %v p50 %v p90 %v p99 %v max %v; leader-attached p50 %v p99 %v; follower-attached p50 %v p99 %v; missed %d",
+		len(all), len(all)/max(1, watchers), watchers, celltest.Percentile(all, 0), celltest.Percentile(all, 50), celltest.Percentile(all, 90),
+		celltest.Percentile(all, 99), celltest.Percentile(all, 100), celltest.Percentile(onLeader, 50), celltest.Percentile(onLeader, 99),
+		celltest.Percentile(onFollower, 50), celltest.Percentile(onFollower, 99), missed)
+}
+
+// --- 4. memory per session and per shard ---
+
+// BenchmarkMemory measures the cell's memory per session and per shard.
+//
+// Method: this process runs only the 3-node cell; the consumers run in a
+// child process (the test binary re-executed as a load generator), so the
+// heap measured here is the servers' alone. A measurement is
+// runtime.GC() twice, then runtime.ReadMemStats: "in-use" is HeapInuse +
+// StackInuse (spans and stacks the cell occupies), "live" is HeapAlloc
+// (bytes of reachable objects). The figures are for the whole cell — three
+// nodes in one process: the leader holds the session (gRPC stream, lease,
+// outbound queue, routing subscription, goroutines), every node holds the
+// consumer's and the grant's records in its FSM — so they bound what one
+// node of a real deployment holds from above.
+//
+//   - session/shared-conns: 5,000 consumer sessions multiplexed on 50 gRPC
+//     connections (as one process hosting many instances would).
+//   - session/conn-each: 5,000 sessions with a connection each (as 5,000
+//     separate processes would: this adds the server's per-connection
+//     HTTP/2 transport).
+//     Both: a domain of 1 shard; measured before the child starts and once
+//     every session was welcomed and 2 s passed; delta / 5,000.
+//   - shard: 10 consumers serve a domain that is re-created with 100,000
+//     shards (see BenchmarkGrants for the delete/re-create); measured
+//     before the creation and once every shard was granted and 2 s passed;
+//     delta / 100,000. The client side's handler goroutine per shard is in
+//     the child, not here.
+//
+// client-B/session and client-B/shard are the child's own in-use delta over
+// the same steps, for scale (the client library's cost).
+func BenchmarkMemory(b *testing.B) {
+	b.Run("session/shared-conns", func(b *testing.B) { benchSessionMemory(b, 5000, 50) })
+	b.Run("session/conn-each", func(b *testing.B) { benchSessionMemory(b, 5000, 0) })
+	b.Run("shard", func(b *testing.B) { benchShardMemory(b, 100000, 10) })
+}
+
+func benchSessionMemory(b *testing.B, sessions, nconns int) {
+	const dom = "mem"
+	var inuse, live, gor, client stat
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		func() {
+			c := celltest.New(b, 3)
+			li := c.Leader()
+			c.CreateDomain(dom, topology.KindGlobal, 1, 10*time.Second)
+			time.Sleep(time.Second)
+			m0 := celltest.MeasureMem()
+			heapProfile(b, fmt.Sprintf("sessions-%d-before", nconns))
+			b.StartTimer()
+			g := celltest.StartLoadGen(b, "TestBenchLoadGen", celltest.LoadSpec{
+				Endpoint: c.Nodes[li].Endpoint(), Consumers: sessions, IDPrefix: "m", Domains: []string{dom}, Conns: nconns,
+			})
+			g.WaitReady(120 * time.Second)
+			b.StopTimer()
+			time.Sleep(2 * time.Second)
+			m1 := celltest.MeasureMem()
+			heapProfile(b, fmt.Sprintf("sessions-%d", nconns))
+			c1 := g.Mem()
+			if st, err := c.Admin(li).Status(context.Background(), &wdsv1.StatusRequest{}); err == nil && int(st.GetSessions()) != sessions {
+				b.Logf("leader reports %d sessions, want %d", st.GetSessions(), sessions)
+			}
+			g.Stop()
+			per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(sessions) }
+			inuse.add(per(m1.InUse(), m0.InUse()))
+			live.add(per(m1.HeapAlloc, m0.HeapAlloc))
+			gor.add(float64(m1.Goroutines-m0.Goroutines) / float64(sessions))
+			client.add(float64(c1.HeapInuse+c1.StackInuse) / float64(sessions))
+			b.Logf("%d sessions on %d connections: cell in-use %.1f MiB -> %.1f MiB (heap %.1f -> %.1f, stacks %.1f -> %.1f), live %.1f -> %.1f MiB, goroutines %d -> %d; client process in-use %.1f MiB",
+				sessions, max(nconns, sessions*btoi(nconns == 0)), mib(m0.InUse()), mib(m1.InUse()), mib(m0.HeapInuse), mib(m1.HeapInuse), mib(m0.StackInuse), mib(m1.StackInuse),
+				mib(m0.HeapAlloc), mib(m1.HeapAlloc), m0.Goroutines, m1.Goroutines, mib(c1.HeapInuse+c1.StackInuse))
+		}()
+	}
+	b.ReportMetric(inuse.median(), "B/session")
+	b.ReportMetric(live.median(), "live-B/session")
+	b.ReportMetric(gor.median(), "goroutines/session")
+	b.ReportMetric(client.median(), "client-B/session")
+}
+
+func benchShardMemory(b *testing.B, shards, consumers int) {
+	const dom, ttl = "mem", 10 * time.Second
+	var inuse, live, client stat
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		func() {
+			c := celltest.New(b, 3)
+			li := c.Leader()
+			adm := c.Admin(li)
+			c.CreateDomain(dom, topology.KindGlobal, 1, ttl)
+			g := celltest.StartLoadGen(b, "TestBenchLoadGen", celltest.LoadSpec{
+				Endpoint: c.Nodes[li].Endpoint(), Consumers: consumers, IDPrefix: "s", Domains: []string{dom}, Conns: consumers,
+			})
+			g.WaitReady(60 * time.Second)
+			deleteDomains(b, adm, dom)
+			time.Sleep(time.Second)
+			m0 := celltest.MeasureMem()
+			heapProfile(b, "shards-before")
+			c0 := g.Mem()
+			b.StartTimer()
+			t0, _ := createAfterPurge(b, adm, dom, shards, ttl)
+			for st := g.Stats(); st.Held < int64(shards); st = g.Stats() {
+				if time.Since(t0) > 60*time.Second {
+					b.Fatalf("%d of %d shards held after 60 s", st.Held, shards)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			b.StopTimer()
+			time.Sleep(2 * time.Second)
+			m1 := celltest.MeasureMem()
+			heapProfile(b, "shards")
+			c1 := g.Mem()
+			g.Stop()
+			per := func(a, b uint64) float64 { return (float64(a) - float64(b)) / float64(shards) }
+			inuse.add(per(m1.InUse(), m0.InUse()))
+			live.add(per(m1.HeapAlloc, m0.HeapAlloc))
+			client.add(per(c1.HeapInuse+c1.StackInuse, c0.HeapInuse+c0.StackInuse))
+			b.Logf("%d shards held by %d consumers: cell in-use %.1f MiB -> %.1f MiB (heap %.1f -> %.1f, stacks %.1f -> %.1f), live %.1f -> %.1f MiB; client process in-use %.1f -> %.1f MiB",
+				shards, consumers, mib(m0.InUse()), mib(m1.InUse()), mib(m0.HeapInuse), mib(m1.HeapInuse), mib(m0.StackInuse), mib(m1.StackInuse),
+				mib(m0.HeapAlloc), mib(m1.HeapAlloc), mib(c0.HeapInuse+c0.StackInuse), mib(c1.HeapInuse+c1.StackInuse))
+		}()
+	}
+	b.ReportMetric(inuse.median(), "B/shard")
+	b.ReportMetric(live.median(), "live-B/shard")
+	b.ReportMetric(client.median(), "client-B/shard")
+}
+
+func mib(v uint64) float64 { return float64(v) / (1 << 20) }
+
+func btoi(v bool) int {
+	if v {
+		return 1
+	}
+	return 0
+}
