@@ -23,6 +23,7 @@ func (l *leader) balanceLoop() {
 	defer l.wg.Done()
 	tick := time.NewTicker(l.n.cfg.BalanceInterval)
 	defer tick.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -30,7 +31,18 @@ func (l *leader) balanceLoop() {
 		case <-l.kick:
 		case <-tick.C:
 		}
-		now := time.Now()
+		// Every applied entry kicks the planner; under a stream of entries
+		// (joins, releases) one round per minRoundGap is plenty, and a
+		// round costs O(shards + consumers).
+		if wait := minRoundGap - time.Since(last); wait > 0 {
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		last = time.Now()
+		now := last
 		if !l.n.raft.Confirmed(now) {
 			continue
 		}
@@ -50,6 +62,9 @@ func (l *leader) balanceLoop() {
 		l.poke() // the round changed state: look again
 	}
 }
+
+// minRoundGap is the least time between two planning rounds.
+const minRoundGap = 10 * time.Millisecond
 
 // leaseView is a consumer's lease as the planner sees it at one instant.
 type leaseView struct {
@@ -144,7 +159,15 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 		return ops
 	}
 
-	// Phase 2: per domain, assignments and moves.
+	// Phase 2: per domain, assignments and moves. Index the consumers by
+	// the domains they serve once, so a round costs O(shards + Σ domains
+	// per consumer), not O(domains × consumers).
+	servers := make(map[string][]*consumer, len(names))
+	for _, c := range all {
+		for _, name := range c.domains {
+			servers[name] = append(servers[name], c)
+		}
+	}
 	for _, name := range names {
 		d := s.domains[name]
 		if d.deleting {
@@ -157,9 +180,9 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			continue // contract (5): grant nothing new outside a live delegation
 		}
 		var eligible []*consumer
-		for _, c := range all {
+		for _, c := range servers[name] {
 			v, ok := views[c.id]
-			if !ok || incs[c.id] != c.incarnation || c.draining || !c.serves(name) || c.region != s.region {
+			if !ok || incs[c.id] != c.incarnation || c.draining || c.region != s.region {
 				continue
 			}
 			if now.After(l.params(d.spec.TTL).LeaderDeadline(v.anchor)) {

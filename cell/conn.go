@@ -205,7 +205,7 @@ func (c *sessionConn) run() error {
 		watermark := c.watermark
 		c.mu.Unlock()
 		if len(batch) > 0 {
-			if err := c.sendBatch(batch, watermark); err != nil {
+			if err := c.sendBatch(leaseFirst(batch), watermark); err != nil {
 				c.close(err, nil)
 				continue
 			}
@@ -216,6 +216,36 @@ func (c *sessionConn) run() error {
 		case <-c.done:
 		}
 	}
+}
+
+// leaseFirst reorders a batch so lease-critical items (welcome, acks,
+// grants, revokes, prepares, drained) go before routing, each class in its
+// own order. Routing is informational and may be large (a 20,000-entry
+// table): a consumer's grants and acks must not wait behind it. The
+// order among lease-critical items — a revoke before any later ack — is
+// kept.
+func leaseFirst(batch []outItem) []outItem {
+	routing := 0
+	for _, it := range batch {
+		if it.kind == itemRouting || it.kind == itemResync {
+			routing++
+		}
+	}
+	if routing == 0 || routing == len(batch) {
+		return batch
+	}
+	out := make([]outItem, 0, len(batch))
+	for _, it := range batch {
+		if it.kind != itemRouting && it.kind != itemResync {
+			out = append(out, it)
+		}
+	}
+	for _, it := range batch {
+		if it.kind == itemRouting || it.kind == itemResync {
+			out = append(out, it)
+		}
+	}
+	return out
 }
 
 // sendBatch sends queued items in order, merging runs of grants, revokes

@@ -189,7 +189,7 @@ func (b *Batcher[O, R]) apply(batch []*proposal[O, R], n int) {
 	start := time.Now()
 	f := b.node.Raft.Apply(data, b.applyWait)
 	go func() {
-		err := f.Error()
+		err := b.node.await(f)
 		<-b.slots
 		var results []R
 		if err == nil {

@@ -309,6 +309,22 @@ func (n *Node) Shutdown() error {
 	return err
 }
 
+// await waits for a raft future, or for the node's shutdown. hashicorp/raft
+// never answers a future still queued in its apply channel when it shuts
+// down, so a plain Error() can block forever — and Shutdown waits for the
+// goroutines that call it. The abandoned waiter finishes if raft ever
+// answers, and is otherwise a small leak at shutdown only.
+func (n *Node) await(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.done:
+		return raft.ErrRaftShutdown
+	}
+}
+
 // Leader returns the current leader's id and Raft address as this node
 // knows them (empty when unknown).
 func (n *Node) Leader() (id, addr string) {
@@ -397,7 +413,7 @@ func (n *Node) takeOffice(epoch uint64) {
 	defer n.wg.Done()
 	for {
 		start := time.Now()
-		err := n.Raft.Barrier(n.cfg.ConfirmWindow * 4).Error()
+		err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow * 4))
 		if n.Epoch() != epoch {
 			return
 		}
@@ -446,7 +462,7 @@ func (n *Node) confirmLoop(epoch uint64, stop chan struct{}) {
 			continue
 		}
 		start := time.Now()
-		if err := n.Raft.Barrier(n.cfg.ConfirmWindow).Error(); err == nil {
+		if err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow)); err == nil {
 			n.NoteCommitted(epoch, start)
 		}
 	}
