@@ -46,7 +46,7 @@ type outItem struct {
 	welcome *wdsv1.Welcome
 	frozen  []grantKey // revoked grants the welcome leaves out
 
-	routing []*wdsv1.Routing
+	routing []rawFrame
 }
 
 // sessionConn is one session stream: an ordered outbound queue drained by
@@ -135,20 +135,19 @@ func (c *sessionConn) enqueueWelcome(it outItem, watermark uint64) {
 }
 
 // deliverRouting is the routing hub's callback (called under the hub lock).
-func (c *sessionConn) deliverRouting(msgs []*wdsv1.Routing) {
+func (c *sessionConn) deliverRouting(b routingBatch) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {
 		return
 	}
-	snapshot := len(msgs) > 0 && msgs[0].GetSnapshot()
-	if c.resyncing && !snapshot {
+	if c.resyncing && !b.snapshot {
 		return // a snapshot is coming; deltas before it are moot
 	}
-	if snapshot {
+	if b.snapshot {
 		c.resyncing = false
 	}
-	if !snapshot && c.routingMsgs+len(msgs) > c.maxRouting {
+	if !b.snapshot && c.routingMsgs+len(b.frames) > c.maxRouting {
 		// Slow stream: drop the queued deltas and send a snapshot once the
 		// stream catches up.
 		kept := c.queue[:0]
@@ -163,8 +162,8 @@ func (c *sessionConn) deliverRouting(msgs []*wdsv1.Routing) {
 		c.signal()
 		return
 	}
-	c.queue = append(c.queue, outItem{kind: itemRouting, routing: msgs})
-	c.routingMsgs += len(msgs)
+	c.queue = append(c.queue, outItem{kind: itemRouting, routing: b.frames})
+	c.routingMsgs += len(b.frames)
 	c.signal()
 }
 
@@ -326,8 +325,8 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 				return err
 			}
 		case itemRouting:
-			for _, m := range it.routing {
-				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Routing{Routing: m}}); err != nil {
+			for _, f := range it.routing {
+				if err := c.stream.SendMsg(f); err != nil {
 					return err
 				}
 			}

@@ -129,6 +129,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	opts := append(telemetry.ServerOptions(n.tm, tp),
 		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
+		grpc.ForceServerCodecV2(newWireCodec()),
 		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -304,6 +305,12 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 	}
 	if l := n.currentLeader(); l != nil {
 		l.dispatch(index, res.effects)
+		if len(res.routes) > 0 {
+			// Observers on followers see the change once the followers
+			// learn it committed: tell them now, not at the next idle
+			// heartbeat.
+			n.raft.Nudge()
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package cell
 
 import (
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,7 +46,7 @@ type routingHub struct {
 // under the hub lock, in version order; it must not block.
 type subscription struct {
 	domains map[string]bool
-	deliver func(msgs []*wdsv1.Routing)
+	deliver func(routingBatch)
 }
 
 func newRoutingHub(state *State, window time.Duration) *routingHub {
@@ -180,17 +181,34 @@ func (h *routingHub) flush() {
 	if len(changed) == 0 {
 		return
 	}
+	// Subscribers watching the same changed domains get the same bytes:
+	// encode each distinct delta once.
+	encoded := map[string]routingBatch{}
 	n := 0
+	var names []string
 	for s := range h.subs {
-		var doms []*wdsv1.DomainRouting
+		names = names[:0]
 		for name := range s.domains {
-			doms = append(doms, changed[name]...)
+			if changed[name] != nil {
+				names = append(names, name)
+			}
 		}
-		if len(doms) == 0 {
+		if len(names) == 0 {
 			continue
 		}
+		sort.Strings(names)
+		key := strings.Join(names, "\x00")
+		b, ok := encoded[key]
+		if !ok {
+			var doms []*wdsv1.DomainRouting
+			for _, name := range names {
+				doms = append(doms, changed[name]...)
+			}
+			b = encodeRouting(packRouting(version, false, doms))
+			encoded[key] = b
+		}
 		n++
-		s.deliver(packRouting(version, false, doms))
+		s.deliver(b)
 	}
 	if h.onFlush != nil {
 		h.onFlush(version, len(changed), n)
@@ -199,7 +217,7 @@ func (h *routingHub) flush() {
 
 // subscribe registers a subscriber and delivers its snapshot of domains.
 // Unknown domains are reported deleted in the snapshot.
-func (h *routingHub) subscribe(domains []string, deliver func([]*wdsv1.Routing)) *subscription {
+func (h *routingHub) subscribe(domains []string, deliver func(routingBatch)) *subscription {
 	s := &subscription{domains: map[string]bool{}, deliver: deliver}
 	for _, d := range domains {
 		s.domains[d] = true
@@ -239,7 +257,7 @@ func (h *routingHub) deliverSnapshotLocked(s *subscription) {
 		doms = append(doms, domainRoutingLocked(d, nil)...)
 	}
 	h.state.mu.RUnlock()
-	s.deliver(packRouting(version, true, doms))
+	s.deliver(encodeRouting(packRouting(version, true, doms)))
 }
 
 func (h *routingHub) unsubscribe(s *subscription) {

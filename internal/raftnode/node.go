@@ -166,6 +166,8 @@ type Node struct {
 	accession   time.Time
 	confirmedAt time.Time
 	stopConfirm chan struct{}
+	nudging     bool
+	nudgeAgain  bool
 
 	emitMu sync.Mutex
 }
@@ -323,6 +325,49 @@ func (n *Node) await(f raft.Future) error {
 	case <-n.done:
 		return raft.ErrRaftShutdown
 	}
+}
+
+// Nudge makes followers learn the commit index soon. A follower applies
+// entry N only once an AppendEntries tells it N committed; when the log
+// goes idle after N, hashicorp/raft says so only after CommitTimeout. A
+// barrier appended right away carries the new commit index in its own
+// AppendEntries, one round trip later. At most one nudge is in flight, so
+// under load (entries arriving anyway) it costs nothing extra; it also
+// renews the leadership confirmation. Call it on the leader after an entry
+// whose effects followers should show soon (routing).
+func (n *Node) Nudge() {
+	n.mu.Lock()
+	if !n.ready {
+		n.mu.Unlock()
+		return
+	}
+	if n.nudging {
+		// An entry committed after the barrier in flight was appended:
+		// nudge once more when it completes.
+		n.nudgeAgain = true
+		n.mu.Unlock()
+		return
+	}
+	n.nudging = true
+	epoch := n.epoch
+	n.mu.Unlock()
+	go func() {
+		for {
+			start := time.Now()
+			err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow))
+			if err == nil {
+				n.NoteCommitted(epoch, start)
+			}
+			n.mu.Lock()
+			again := n.nudgeAgain && err == nil && n.epoch == epoch
+			n.nudgeAgain = false
+			n.nudging = again
+			n.mu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
 }
 
 // Leader returns the current leader's id and Raft address as this node
