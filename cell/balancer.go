@@ -24,6 +24,7 @@ func (l *leader) balanceLoop() {
 	tick := time.NewTicker(l.n.cfg.BalanceInterval)
 	defer tick.Stop()
 	var last time.Time
+	gap := minRoundGap
 	for {
 		select {
 		case <-l.ctx.Done():
@@ -34,7 +35,7 @@ func (l *leader) balanceLoop() {
 		// Every applied entry kicks the planner; under a stream of entries
 		// (joins, releases) one round per minRoundGap is plenty, and a
 		// round costs O(shards + consumers).
-		if wait := minRoundGap - time.Since(last); wait > 0 {
+		if wait := gap - time.Since(last); wait > 0 {
 			select {
 			case <-l.ctx.Done():
 				return
@@ -47,6 +48,10 @@ func (l *leader) balanceLoop() {
 			continue
 		}
 		ops := l.plan(now)
+		// Keep the planner's duty cycle near a tenth of a core: with
+		// 10,000 consumers a round takes milliseconds, and planning
+		// back-to-back starves the rest (and the GC) on small machines.
+		gap = max(minRoundGap, 10*time.Since(last))
 		if len(ops) == 0 {
 			continue
 		}
@@ -68,25 +73,38 @@ const minRoundGap = 10 * time.Millisecond
 
 // leaseView is a consumer's lease as the planner sees it at one instant.
 type leaseView struct {
-	anchor    time.Time
-	connected bool
-	conn      *sessionConn
-	ttls      map[string]time.Duration
+	incarnation string
+	anchor      time.Time
+	connected   bool
+	conn        *sessionConn
+	ttls        map[string]time.Duration
+}
+
+// planScratch is the planner's reusable memory: rebuilding maps of 10,000
+// leases every round would be most of the garbage a busy leader makes.
+type planScratch struct {
+	views  map[string]leaseView
+	frozen map[grantKey]time.Time
+	all    []*consumer
 }
 
 // plan returns the ops of one balancing round.
 func (l *leader) plan(now time.Time) []*cellv1.Op {
 	// Lock order: leader before state.
+	sc := &l.scratch
+	if sc.views == nil {
+		sc.views = map[string]leaseView{}
+		sc.frozen = map[grantKey]time.Time{}
+	}
+	clear(sc.views)
+	clear(sc.frozen)
+	views, frozen := sc.views, sc.frozen
 	l.mu.Lock()
-	views := make(map[string]leaseView, len(l.leases))
-	incs := make(map[string]string, len(l.leases))
 	for id, cl := range l.leases {
 		cl.mu.Lock()
-		views[id] = leaseView{anchor: cl.anchor, connected: cl.conn != nil, conn: cl.conn, ttls: cl.ttls}
+		views[id] = leaseView{incarnation: cl.incarnation, anchor: cl.anchor, connected: cl.conn != nil, conn: cl.conn, ttls: cl.ttls}
 		cl.mu.Unlock()
-		incs[id] = cl.incarnation
 	}
-	frozen := make(map[grantKey]time.Time, len(l.frozen))
 	for k, v := range l.frozen {
 		frozen[k] = v
 	}
@@ -101,14 +119,15 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	var ops []*cellv1.Op
 	deadline := func(c *consumer, ttl time.Duration) time.Time {
 		v, ok := views[c.id]
-		if !ok || incs[c.id] != c.incarnation {
+		if !ok || v.incarnation != c.incarnation {
 			// No lease record (cannot happen: every registered consumer
 			// gets one at accession or join): hold as contract (4) does.
 			v.anchor = l.accession.Add(lease.AccessionSlack(l.n.cfg.Raft.ConfirmWindow, l.n.cfg.Drift))
 		}
 		return l.params(ttl).LeaderDeadline(v.anchor)
 	}
-	all := sortedConsumers(s)
+	sc.all = appendSortedConsumers(sc.all[:0], s)
+	all := sc.all
 	names := make([]string, 0, len(s.domains))
 	for n := range s.domains {
 		names = append(names, n)
@@ -182,7 +201,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 		var eligible []*consumer
 		for _, c := range servers[name] {
 			v, ok := views[c.id]
-			if !ok || incs[c.id] != c.incarnation || c.draining || c.region != s.region {
+			if !ok || v.incarnation != c.incarnation || c.draining || c.region != s.region {
 				continue
 			}
 			if now.After(l.params(d.spec.TTL).LeaderDeadline(v.anchor)) {
@@ -377,7 +396,10 @@ func domainEmpty(d *domain) bool {
 }
 
 func sortedConsumers(s *State) []*consumer {
-	out := make([]*consumer, 0, len(s.consumers))
+	return appendSortedConsumers(make([]*consumer, 0, len(s.consumers)), s)
+}
+
+func appendSortedConsumers(out []*consumer, s *State) []*consumer {
 	for _, c := range s.consumers {
 		out = append(out, c)
 	}

@@ -566,7 +566,7 @@ func benchHeartbeats(b *testing.B, ndomains int) {
 	}
 	t0 := time.Now()
 	g := celltest.StartLoadGen(b, "TestBenchLoadGen", celltest.LoadSpec{
-		Endpoint: leader.Endpoint(), Consumers: sessions, IDPrefix: "h", Domains: doms, Spread: true, Conns: nconns,
+		Endpoint: leader.Endpoint(), Endpoints: leaderFirst(c, li), Consumers: sessions, IDPrefix: "h", Domains: doms, Spread: true, Conns: nconns,
 	})
 	g.WaitReady(120 * time.Second)
 	connected := time.Since(t0)
@@ -1027,4 +1027,11 @@ func btoi(v bool) int {
 		return 1
 	}
 	return 0
+}
+
+// leaderFirst lists the cell's endpoints with the leader's first, so load
+// generators connect there directly but can follow it if it moves.
+func leaderFirst(c *celltest.Cluster, li int) []string {
+	eps := c.Endpoints()
+	return append([]string{eps[li]}, append(append([]string{}, eps[:li]...), eps[li+1:]...)...)
 }

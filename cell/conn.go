@@ -20,8 +20,6 @@ const (
 	itemGrant
 	itemRevoke
 	itemPrepare
-	itemRouting
-	itemResync
 	itemDrained
 )
 
@@ -46,22 +44,30 @@ type outItem struct {
 	welcome *wdsv1.Welcome
 	frozen  []grantKey // revoked grants the welcome leaves out
 
-	routing []rawFrame
 }
 
-// sessionConn is one session stream: an ordered outbound queue drained by
-// the stream's handler goroutine, and the receive loop in another.
+// sessionConn is one session stream: two outbound queues drained by the
+// stream's handler goroutine, and the receive loop in another.
+//
+// Lease-critical items (welcome, acks, grants, revokes, prepares, drained)
+// go in order on one queue and always go first; routing, informational and
+// possibly large (a 20,000-entry table), goes on the other and is written
+// one frame at a time, checking for critical items between frames. A
+// consumer whose client is slow to read routing thus still gets its acks
+// as soon as the stream moves at all, and its lease does not lapse behind
+// a table.
 type sessionConn struct {
 	stream wdsv1.Session_ConnectServer
 	owner  connOwner
 
 	mu          sync.Mutex
-	queue       []outItem
-	critical    int // queued non-routing items
+	queue       []outItem // lease-critical, in order
+	routingQ    []rawFrame
+	resyncDue   bool // send a fresh snapshot once routingQ drained
+	critical    int  // len(queue), for the slow-stream bound
 	routingMsgs int
 	resyncing   bool // routing dropped; a snapshot is due
 	watermark   uint64
-	started     bool
 	closed      bool
 	closeErr    error
 	redirect    *wdsv1.Redirect
@@ -150,19 +156,14 @@ func (c *sessionConn) deliverRouting(b routingBatch) {
 	if !b.snapshot && c.routingMsgs+len(b.frames) > c.maxRouting {
 		// Slow stream: drop the queued deltas and send a snapshot once the
 		// stream catches up.
-		kept := c.queue[:0]
-		for _, it := range c.queue {
-			if it.kind != itemRouting {
-				kept = append(kept, it)
-			}
-		}
-		c.queue = append(kept, outItem{kind: itemResync})
+		c.routingQ = nil
 		c.routingMsgs = 0
 		c.resyncing = true
+		c.resyncDue = true
 		c.signal()
 		return
 	}
-	c.queue = append(c.queue, outItem{kind: itemRouting, routing: b.frames})
+	c.routingQ = append(c.routingQ, b.frames...)
 	c.routingMsgs += len(b.frames)
 	c.signal()
 }
@@ -197,54 +198,42 @@ func (c *sessionConn) run() error {
 			}
 			return err
 		}
-		batch := c.queue
-		c.queue = nil
-		c.critical = 0
-		c.routingMsgs = 0
 		watermark := c.watermark
-		c.mu.Unlock()
-		if len(batch) > 0 {
-			if err := c.sendBatch(leaseFirst(batch), watermark); err != nil {
+		if batch := c.queue; len(batch) > 0 {
+			c.queue = nil
+			c.critical = 0
+			c.mu.Unlock()
+			if err := c.sendBatch(batch, watermark); err != nil {
 				c.close(err, nil)
-				continue
 			}
 			continue
 		}
+		if len(c.routingQ) > 0 {
+			f := c.routingQ[0]
+			c.routingQ[0] = nil
+			c.routingQ = c.routingQ[1:]
+			c.routingMsgs--
+			c.mu.Unlock()
+			// No node-wide bound on concurrent routing writes: a write
+			// blocked on a frozen client's flow control would hold a slot
+			// and stall routing for everyone.
+			if err := c.stream.SendMsg(f); err != nil {
+				c.close(err, nil)
+			}
+			continue
+		}
+		if c.resyncDue {
+			c.resyncDue = false
+			c.mu.Unlock()
+			c.owner.resync(c) // queues a snapshot
+			continue
+		}
+		c.mu.Unlock()
 		select {
 		case <-c.wake:
 		case <-c.done:
 		}
 	}
-}
-
-// leaseFirst reorders a batch so lease-critical items (welcome, acks,
-// grants, revokes, prepares, drained) go before routing, each class in its
-// own order. Routing is informational and may be large (a 20,000-entry
-// table): a consumer's grants and acks must not wait behind it. The
-// order among lease-critical items — a revoke before any later ack — is
-// kept.
-func leaseFirst(batch []outItem) []outItem {
-	routing := 0
-	for _, it := range batch {
-		if it.kind == itemRouting || it.kind == itemResync {
-			routing++
-		}
-	}
-	if routing == 0 || routing == len(batch) {
-		return batch
-	}
-	out := make([]outItem, 0, len(batch))
-	for _, it := range batch {
-		if it.kind != itemRouting && it.kind != itemResync {
-			out = append(out, it)
-		}
-	}
-	for _, it := range batch {
-		if it.kind == itemRouting || it.kind == itemResync {
-			out = append(out, it)
-		}
-	}
-	return out
 }
 
 // sendBatch sends queued items in order, merging runs of grants, revokes
@@ -324,16 +313,6 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Prepare{Prepare: p}}); err != nil {
 				return err
 			}
-		case itemRouting:
-			for _, f := range it.routing {
-				if err := c.stream.SendMsg(f); err != nil {
-					return err
-				}
-			}
-			i++
-		case itemResync:
-			c.owner.resync(c)
-			i++
 		case itemDrained:
 			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Drained{Drained: &wdsv1.Drained{}}}); err != nil {
 				return err

@@ -73,6 +73,8 @@ type leader struct {
 
 	kick chan struct{}
 	wg   sync.WaitGroup
+	// scratch is owned by the balancer goroutine.
+	scratch planScratch
 }
 
 func newLeader(n *Node, accession time.Time) *leader {
@@ -243,6 +245,7 @@ type consumerOwner struct {
 func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
 	now := time.Now()
 	if !o.l.n.raft.Confirmed(now) {
+		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
 		return false, nil
 	}
 	var revokes []outItem

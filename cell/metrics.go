@@ -20,6 +20,7 @@ type cellMetrics struct {
 	leaderChanges    metric.Int64Counter
 	commitOps        metric.Int64Counter
 	commitLatency    metric.Float64Histogram
+	acksWithheld     metric.Int64Counter
 	routingVersion   atomic.Int64
 	isLeader         atomic.Int64
 }
@@ -47,6 +48,8 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 	cm.releases, e = m.Int64Counter("wds.cell.releases", metric.WithDescription("Grants released by their holder (applied log)."))
 	must(e)
 	cm.expiries, e = m.Int64Counter("wds.cell.expiries", metric.WithDescription("Grants ended because their lease passed the leader's deadline (applied log)."))
+	must(e)
+	cm.acksWithheld, e = m.Int64Counter("wds.cell.acks_withheld", metric.WithDescription("Heartbeat acks not sent because the leader's leadership was not confirmed within the window."))
 	must(e)
 	cm.leaderChanges, e = m.Int64Counter("wds.cell.leader_accessions", metric.WithDescription("Times this node became the ready leader."))
 	must(e)

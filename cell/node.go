@@ -305,10 +305,11 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 	}
 	if l := n.currentLeader(); l != nil {
 		l.dispatch(index, res.effects)
-		if len(res.routes) > 0 {
+		if len(res.routes) > 0 && n.raft.Raft.LastIndex() <= index {
 			// Observers on followers see the change once the followers
-			// learn it committed: tell them now, not at the next idle
-			// heartbeat.
+			// learn it committed. A later entry in the log tells them on
+			// its way; if there is none, nudge now rather than wait for
+			// the idle heartbeat.
 			n.raft.Nudge()
 		}
 	}

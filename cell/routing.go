@@ -22,21 +22,30 @@ const maxEntriesPerMessage = 8192
 // a short coalescing window the hub reads the marked entries from State in
 // one consistent view at version v (the applied index) and sends each
 // subscriber one delta of the domains it watches. Many changes to one shard
-// within the window become one entry. Subscribing takes the hub lock, so a
-// subscriber's snapshot and its first delta never miss or reorder a change:
-// a change is either in the snapshot or marked dirty for a later flush.
+// within the window become one entry. Subscribing and flushing (which
+// reads State after taking subsMu) are serialized, so a subscriber's
+// snapshot and its first delta never miss or reorder a change: a change is
+// either in the snapshot or marked dirty for a later flush.
+//
+// Two locks: the FSM goroutine only ever takes markMu, for a moment; the
+// slow work — building and delivering snapshots and deltas to thousands of
+// sessions — happens under subsMu. A reconnect storm (thousands of
+// snapshots) must never stall the FSM, or commits slow down, the leader's
+// confirmation ages and heartbeats go unacknowledged.
 type routingHub struct {
 	state  *State
 	window time.Duration
 
-	mu       sync.Mutex
+	markMu   sync.Mutex
 	dirty    map[string]map[int]struct{}
 	replaced map[string]bool
 	deleted  map[string]bool
 	armed    bool
-	subs     map[*subscription]struct{}
-	version  uint64 // version of the last flush
 	closed   bool
+
+	subsMu  sync.Mutex
+	subs    map[*subscription]struct{}
+	version uint64 // version of the last flush
 
 	// onFlush observes each flush (for metrics): entries sent, subscribers.
 	onFlush func(version uint64, domains int, subscribers int)
@@ -65,8 +74,8 @@ func (h *routingHub) mark(changes []RouteChange) {
 	if len(changes) == 0 {
 		return
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.markMu.Lock()
+	defer h.markMu.Unlock()
 	for _, c := range changes {
 		switch {
 		case c.Deleted:
@@ -95,8 +104,10 @@ func (h *routingHub) mark(changes []RouteChange) {
 // markAll makes the next flush replace every domain (after a snapshot
 // restore, when individual changes are unknown).
 func (h *routingHub) markAll() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	h.markMu.Lock()
+	defer h.markMu.Unlock()
 	h.dirty = map[string]map[int]struct{}{}
 	h.state.mu.RLock()
 	for name, d := range h.state.domains {
@@ -127,22 +138,27 @@ func (h *routingHub) armLocked() {
 }
 
 func (h *routingHub) close() {
-	h.mu.Lock()
+	h.subsMu.Lock()
+	h.markMu.Lock()
 	h.closed = true
 	h.subs = map[*subscription]struct{}{}
-	h.mu.Unlock()
+	h.markMu.Unlock()
+	h.subsMu.Unlock()
 }
 
 // flush sends the pending changes to every subscriber.
 func (h *routingHub) flush() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
+	h.markMu.Lock()
 	h.armed = false
-	if h.closed {
-		return
-	}
+	closed := h.closed
 	dirty, replaced, deleted := h.dirty, h.replaced, h.deleted
 	h.dirty, h.replaced, h.deleted = map[string]map[int]struct{}{}, map[string]bool{}, map[string]bool{}
+	h.markMu.Unlock()
+	if closed {
+		return
+	}
 
 	h.state.mu.RLock()
 	version := h.state.index
@@ -222,8 +238,8 @@ func (h *routingHub) subscribe(domains []string, deliver func(routingBatch)) *su
 	for _, d := range domains {
 		s.domains[d] = true
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
 	h.subs[s] = struct{}{}
 	h.deliverSnapshotLocked(s)
 	return s
@@ -232,8 +248,8 @@ func (h *routingHub) subscribe(domains []string, deliver func(routingBatch)) *su
 // resync delivers a fresh snapshot to a subscriber whose deltas were
 // dropped (a slow stream).
 func (h *routingHub) resync(s *subscription) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+	h.subsMu.Lock()
+	defer h.subsMu.Unlock()
 	if _, ok := h.subs[s]; ok {
 		h.deliverSnapshotLocked(s)
 	}
@@ -261,9 +277,9 @@ func (h *routingHub) deliverSnapshotLocked(s *subscription) {
 }
 
 func (h *routingHub) unsubscribe(s *subscription) {
-	h.mu.Lock()
+	h.subsMu.Lock()
 	delete(h.subs, s)
-	h.mu.Unlock()
+	h.subsMu.Unlock()
 }
 
 // domainRoutingLocked builds routing entries of d: all of them (idx nil,

@@ -96,6 +96,10 @@ type Config struct {
 	// processes). Redirects to other nodes are then not followed, so point
 	// it at the leader. The consumer does not close it.
 	Conn *grpc.ClientConn
+	// Pool, if set, shares connections with other consumers and observers
+	// of the process; sessions still follow the leader. The consumer does
+	// not close it.
+	Pool *Pool
 }
 
 func (c *Config) normalize() error {
@@ -210,7 +214,7 @@ func NewConsumer(cfg Config) (*Consumer, error) {
 		routing:   newRouting(),
 		ctx:       ctx,
 		cancel:    cancel,
-		pool:      newConnPool(cfg.Conn, cfg.DialOptions),
+		pool:      newConnPool(cfg.Conn, cfg.Pool, cfg.DialOptions),
 		ttls:      map[string]time.Duration{},
 		valid:     map[string]time.Time{},
 		shards:    map[shardKey]*held{},

@@ -7,49 +7,97 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 )
 
-// connPool keeps one gRPC connection per endpoint for a consumer or an
-// observer, or hands out a caller-provided shared connection.
-type connPool struct {
-	shared *grpc.ClientConn // Config.Conn: never dialed or closed here
-	opts   []grpc.DialOption
+// Pool shares gRPC connections among the consumers and observers of one
+// process (a multi-tenant service, a load generator): PerEndpoint
+// connections to each endpoint, handed out round-robin as sessions open.
+// Unlike Config.Conn, sessions on a pool follow redirects to any node.
+// Close it after every consumer and observer using it.
+type Pool struct {
+	opts []grpc.DialOption
+	per  int
 
 	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns map[string][]*grpc.ClientConn
+	next  map[string]int
 }
 
-func newConnPool(shared *grpc.ClientConn, extra []grpc.DialOption) *connPool {
-	opts := append([]grpc.DialOption{
+// NewPool returns a pool of perEndpoint connections per endpoint (at least
+// 1). opts are added to the default dial options (plaintext).
+func NewPool(perEndpoint int, opts ...grpc.DialOption) *Pool {
+	return &Pool{
+		opts:  append(defaultDialOptions(), opts...),
+		per:   max(perEndpoint, 1),
+		conns: map[string][]*grpc.ClientConn{},
+		next:  map[string]int{},
+	}
+}
+
+func defaultDialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
-	}, extra...)
-	return &connPool{shared: shared, opts: opts, conns: map[string]*grpc.ClientConn{}}
+	}
 }
 
-// get returns the connection to endpoint, dialing it (lazily: grpc
-// connects on first use) the first time.
-func (p *connPool) get(endpoint string) (*grpc.ClientConn, error) {
-	if p.shared != nil {
-		return p.shared, nil
-	}
+// get returns the next connection to endpoint, dialing lazily (grpc
+// connects on first use).
+func (p *Pool) get(endpoint string) (*grpc.ClientConn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if cc, ok := p.conns[endpoint]; ok {
+	cs := p.conns[endpoint]
+	if len(cs) < p.per {
+		cc, err := grpc.NewClient(endpoint, p.opts...)
+		if err != nil {
+			return nil, err
+		}
+		p.conns[endpoint] = append(cs, cc)
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(endpoint, p.opts...)
-	if err != nil {
-		return nil, err
-	}
-	p.conns[endpoint] = cc
-	return cc, nil
+	i := p.next[endpoint] % len(cs)
+	p.next[endpoint] = i + 1
+	return cs[i], nil
 }
 
-// close closes the connections the pool dialed.
-func (p *connPool) close() {
+// Close closes every connection of the pool.
+func (p *Pool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, cc := range p.conns {
-		cc.Close()
+	for _, cs := range p.conns {
+		for _, cc := range cs {
+			cc.Close()
+		}
 	}
-	p.conns = map[string]*grpc.ClientConn{}
+	p.conns = map[string][]*grpc.ClientConn{}
+}
+
+// connPool is a consumer's or observer's source of connections: a shared
+// Config.Conn, a shared Pool, or connections of its own (one per endpoint).
+type connPool struct {
+	shared *grpc.ClientConn
+	pool   *Pool
+	own    *Pool
+}
+
+func newConnPool(shared *grpc.ClientConn, pool *Pool, extra []grpc.DialOption) *connPool {
+	if shared != nil || pool != nil {
+		return &connPool{shared: shared, pool: pool}
+	}
+	return &connPool{own: NewPool(1, extra...)}
+}
+
+func (p *connPool) get(endpoint string) (*grpc.ClientConn, error) {
+	switch {
+	case p.shared != nil:
+		return p.shared, nil
+	case p.pool != nil:
+		return p.pool.get(endpoint)
+	}
+	return p.own.get(endpoint)
+}
+
+// close closes the connections dialed for this consumer or observer only.
+func (p *connPool) close() {
+	if p.own != nil {
+		p.own.Close()
+	}
 }

@@ -33,6 +33,9 @@ type ObserverConfig struct {
 	// Conn, if set, is used instead of dialing (its target is the only
 	// endpoint). Many observers may share one connection.
 	Conn *grpc.ClientConn
+	// Pool, if set, shares connections with other consumers and observers
+	// of the process. The observer does not close it.
+	Pool *Pool
 }
 
 // Observer follows the routing of some domains. After a disconnect it
@@ -74,7 +77,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &Observer{
 		cfg: cfg, log: cfg.Logger.With("component", "wds-observer"), routing: newRouting(),
-		ctx: ctx, cancel: cancel, pool: newConnPool(cfg.Conn, cfg.DialOptions),
+		ctx: ctx, cancel: cancel, pool: newConnPool(cfg.Conn, cfg.Pool, cfg.DialOptions),
 		connected: make(chan struct{}), done: make(chan struct{}),
 	}
 	go o.run()

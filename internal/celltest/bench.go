@@ -166,6 +166,11 @@ var quoted = regexp.MustCompile(`"[^"]*"`)
 type LoadSpec struct {
 	// Endpoint is the node the consumers connect to (the leader).
 	Endpoint string
+	// Endpoints, if set, are every node of the cell (leader first): the
+	// consumers share Conns connections through a client.Pool and follow
+	// the leader if it moves. Otherwise they share Conns connections to
+	// Endpoint and cannot follow a redirect.
+	Endpoints []string
 	// Consumers is the number of consumer sessions.
 	Consumers int
 	// IDPrefix prefixes the consumer ids (IDPrefix + index).
@@ -351,7 +356,12 @@ func RunLoadGen(t *testing.T) {
 		}
 	}
 	var conns []*grpc.ClientConn
-	for i := 0; i < spec.Conns; i++ {
+	var pool *client.Pool
+	if len(spec.Endpoints) > 0 && spec.Conns > 0 {
+		pool = client.NewPool(spec.Conns)
+		defer pool.Close()
+	}
+	for i := 0; pool == nil && i < spec.Conns; i++ {
 		cc, err := dialShared(spec.Endpoint)
 		if err != nil {
 			report(LoadStats{Err: err.Error()})
@@ -383,7 +393,9 @@ func RunLoadGen(t *testing.T) {
 			if spec.Spread {
 				cfg.Domains = []string{spec.Domains[i%len(spec.Domains)]}
 			}
-			if len(conns) > 0 {
+			if pool != nil {
+				cfg.Endpoints, cfg.Pool = spec.Endpoints, pool
+			} else if len(conns) > 0 {
 				cfg.Conn = conns[i%len(conns)]
 			}
 			c, err := client.NewConsumer(cfg)
