@@ -251,7 +251,16 @@ func leaderChangeSetup(t *testing.T) (*celltest.Cluster, []*celltest.Consumer, i
 		if err != nil {
 			return err
 		}
-		return balanced(counts, ids, 8, 8)
+		if err := balanced(counts, ids, 8, 8); err != nil {
+			return err
+		}
+		// The consumers learn of their grants just after the shard map.
+		for _, tc := range cons {
+			if n := len(tc.Held()); n != 8 {
+				return fmt.Errorf("%s runs %d shards", tc.ID, n)
+			}
+		}
+		return nil
 	})
 	return c, cons, c.Leader()
 }

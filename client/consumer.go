@@ -187,6 +187,14 @@ func (a *activeStream) send(m *wdsv1.ClientMessage) error {
 	return a.stream.Send(m)
 }
 
+// closeSend half-closes the stream; like Send it must not run concurrently
+// with another Send.
+func (a *activeStream) closeSend() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stream.CloseSend()
+}
+
 // NewConsumer validates cfg and starts the consumer in the background. Use
 // WaitConnected to wait for the first session, Close to drain and stop.
 func NewConsumer(cfg Config) (*Consumer, error) {
@@ -505,7 +513,7 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 			c.stream = nil
 		}
 		c.mu.Unlock()
-		_ = stream.CloseSend()
+		_ = as.closeSend()
 	}()
 
 	hbDone := make(chan struct{})
