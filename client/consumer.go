@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -179,6 +180,20 @@ type Consumer struct {
 type activeStream struct {
 	mu     sync.Mutex
 	stream wdsv1.Session_ConnectClient
+	// lastRecv is when the session last read a message of any kind
+	// (monotonic nanoseconds since clockBase): proof the node is alive and
+	// sending, even when acks queue behind routing.
+	lastRecv atomic.Int64
+}
+
+// clockBase anchors activeStream.lastRecv on the monotonic clock.
+var clockBase = time.Now()
+
+func (a *activeStream) touch() { a.lastRecv.Store(int64(time.Since(clockBase))) }
+
+// quiet is how long the stream has received nothing.
+func (a *activeStream) quiet(now time.Time) time.Duration {
+	return now.Sub(clockBase) - time.Duration(a.lastRecv.Load())
 }
 
 func (a *activeStream) send(m *wdsv1.ClientMessage) error {
@@ -528,6 +543,7 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 		if err != nil {
 			return "", true, fromStatus(err)
 		}
+		as.touch()
 		switch msg := m.GetMsg().(type) {
 		case *wdsv1.ServerMessage_HeartbeatAck:
 			c.ack(msg.HeartbeatAck.GetSeq())
@@ -552,14 +568,26 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	}
 }
 
-// heartbeat sends a heartbeat every interval and abandons a stream whose
-// acks stopped (a deposed or partitioned leader): a new stream to another
-// node must be set up while the lease still runs.
+// heartbeat sends a heartbeat every interval and abandons a stream that
+// went silent (a frozen or black-holed node): a new stream to another node
+// must be set up while the lease still runs.
+//
+// Silence, not a missing ack, is the trigger. An ack can queue behind
+// routing frames on a busy stream (or behind the library's own backlog
+// under CPU load); leaving such a stream would stop the heartbeats the
+// leader does receive, let the session expire and add a reconnect — Hello,
+// resume, routing snapshot — to an already loaded cell: a feedback loop
+// from overload to expiries. A deposed leader ends its sessions with a
+// Redirect and a frozen one sends nothing, so neither needs the ack rule.
+// As a backstop a stream that delivers but acks nothing for a whole TTL is
+// left too: by then the lease has lapsed anyway.
 func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream) {
 	c.mu.Lock()
 	interval := c.interval
+	backstop := max(2*interval+interval/2, c.minTTLLocked())
 	c.lastAck = time.Now()
 	c.mu.Unlock()
+	as.touch()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -578,10 +606,10 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 				delete(c.sent, s)
 			}
 		}
-		stale := now.Sub(c.lastAck) > 2*interval+interval/2
+		unacked := now.Sub(c.lastAck)
 		c.mu.Unlock()
-		if stale {
-			c.log.Warn("heartbeats not acknowledged; switching endpoint")
+		if quiet := as.quiet(now); quiet > 2*interval+interval/2 || unacked > backstop {
+			c.log.Warn("session stream stalled; switching endpoint", "silent", quiet.Round(time.Millisecond), "unacked", unacked.Round(time.Millisecond))
 			cancel()
 			return
 		}
@@ -590,6 +618,17 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 			return
 		}
 	}
+}
+
+// minTTLLocked is the shortest lease TTL of the session's domains.
+func (c *Consumer) minTTLLocked() time.Duration {
+	var m time.Duration
+	for _, ttl := range c.ttls {
+		if m == 0 || ttl < m {
+			m = ttl
+		}
+	}
+	return m
 }
 
 // welcome reconciles the held shards with the cell's authoritative list.

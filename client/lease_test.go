@@ -231,3 +231,99 @@ func TestWelcomeReconciles(t *testing.T) {
 		}
 	})
 }
+
+// fakeStream is a session stream that records heartbeats and never
+// receives: the stall tests feed the consumer directly.
+type fakeStream struct {
+	wdsv1.Session_ConnectClient
+	mu    sync.Mutex
+	beats []uint64
+}
+
+func (f *fakeStream) Send(m *wdsv1.ClientMessage) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if hb := m.GetHeartbeat(); hb != nil {
+		f.beats = append(f.beats, hb.GetSeq())
+	}
+	return nil
+}
+
+func (f *fakeStream) CloseSend() error { return nil }
+
+// runHeartbeat welcomes the harness's consumer on a fake stream and runs
+// its heartbeat loop; the returned context is cancelled when the loop
+// abandons the stream.
+func runHeartbeat(t *testing.T, h *leaseHarness) (*activeStream, *fakeStream, context.Context) {
+	t.Helper()
+	fs := &fakeStream{}
+	as := &activeStream{stream: fs}
+	seq := h.heartbeat()
+	h.c.welcome(welcomeMsg(shard0), seq, "ep", as)
+	ctx, cancel := context.WithCancel(context.Background())
+	go h.c.heartbeat(ctx, cancel, as)
+	t.Cleanup(cancel)
+	return as, fs, ctx
+}
+
+// TestSilentStreamIsAbandoned: a stream that delivers nothing (a frozen
+// node with its socket open) is left at the first heartbeat tick more than
+// 2.5 intervals after the last message: at 3 s with a 1 s interval, while
+// the lease (2.97 s) is only just lapsing, so the session can resume
+// elsewhere before the leader's deadline T·(1+ε).
+func TestSilentStreamIsAbandoned(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		start := time.Now()
+		_, fs, ctx := runHeartbeat(t, h)
+		<-ctx.Done()
+		if got := time.Since(start); got != 3*time.Second {
+			t.Errorf("silent stream abandoned after %v, want 3s", got)
+		}
+		fs.mu.Lock()
+		defer fs.mu.Unlock()
+		if len(fs.beats) != 2 {
+			t.Errorf("sent %d heartbeats before giving up, want 2 (at 1 s and 2 s)", len(fs.beats))
+		}
+	})
+}
+
+// TestBusyStreamWithLateAcksIsKept tries to break the stall rule the other
+// way: a stream that keeps delivering (routing frames) while its acks are
+// late must not be abandoned — that would stop heartbeats the leader does
+// receive and turn late acks into expiries — until a whole TTL passed
+// without any ack (the backstop), and a late ack resets that.
+func TestBusyStreamWithLateAcksIsKept(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		start := time.Now()
+		as, fs, ctx := runHeartbeat(t, h)
+		busy := time.NewTicker(200 * time.Millisecond)
+		defer busy.Stop()
+		acked := false
+		for {
+			select {
+			case <-ctx.Done():
+				// No ack until 3.6 s (of the heartbeat sent at 3 s): past
+				// 2.5 intervals, but the stream is busy, so kept; then
+				// nothing acked for more than the 3 s TTL: left at the
+				// 7 s tick.
+				if got := time.Since(start); got != 7*time.Second {
+					t.Errorf("busy stream abandoned after %v, want 7s (backstop: TTL without an ack)", got)
+				}
+				return
+			case <-busy.C:
+				as.touch()
+				if !acked && time.Since(start) >= 3500*time.Millisecond {
+					acked = true
+					fs.mu.Lock()
+					seq := fs.beats[len(fs.beats)-1]
+					fs.mu.Unlock()
+					h.c.ack(seq)
+				}
+			}
+		}
+	})
+}
