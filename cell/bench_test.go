@@ -886,7 +886,23 @@ func BenchmarkRoutingDelivery1000(b *testing.B) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		b.StopTimer()
-		for _, chg := range done {
+		for ci, chg := range done {
+			if os.Getenv("WDS_BENCH_PER_CHANGE") != "" {
+				var lf, ff []time.Duration
+				for _, w := range ws {
+					w.mu.Lock()
+					t, ok := w.seen[chg.idx]
+					w.mu.Unlock()
+					if ok && w.leader {
+						lf = append(lf, t.Sub(chg.at))
+					} else if ok {
+						ff = append(ff, t.Sub(chg.at))
+					}
+				}
+				celltest.SortDurations(lf)
+				celltest.SortDurations(ff)
+				b.Logf("change %d: leader min/p50/max %v/%v/%v follower %v/%v/%v", ci, celltest.Percentile(lf, 0), celltest.Percentile(lf, 50), celltest.Percentile(lf, 100), celltest.Percentile(ff, 0), celltest.Percentile(ff, 50), celltest.Percentile(ff, 100))
+			}
 			for _, w := range ws {
 				w.mu.Lock()
 				t, ok := w.seen[chg.idx]

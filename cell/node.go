@@ -305,11 +305,16 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 	}
 	if l := n.currentLeader(); l != nil {
 		l.dispatch(index, res.effects)
-		if len(res.routes) > 0 && n.raft.Raft.LastIndex() <= index {
+		if len(res.routes) > 0 {
 			// Observers on followers see the change once the followers
-			// learn it committed. A later entry in the log tells them on
-			// its way; if there is none, nudge now rather than wait for
-			// the idle heartbeat.
+			// learn it committed, which only an AppendEntries sent after
+			// the commit tells them. An entry already in the log past
+			// this one does not help: pipelined, it went out before this
+			// one committed, carrying the older commit index; then the
+			// log goes idle and followers hear of the commit only at the
+			// replication timer (CommitTimeout..2·CommitTimeout later).
+			// Nudge: at most one barrier is in flight, so under load this
+			// costs one small entry per commit round trip.
 			n.raft.Nudge()
 		}
 	}

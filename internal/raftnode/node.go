@@ -331,9 +331,10 @@ func (n *Node) await(f raft.Future) error {
 // entry N only once an AppendEntries tells it N committed; when the log
 // goes idle after N, hashicorp/raft says so only after CommitTimeout. A
 // barrier appended right away carries the new commit index in its own
-// AppendEntries, one round trip later. At most one nudge is in flight, so
-// under load (entries arriving anyway) it costs nothing extra; it also
-// renews the leadership confirmation. Call it on the leader after an entry
+// AppendEntries, one round trip later. At most one nudge is in flight
+// (calls meanwhile ask for one more after it), so under load it costs at
+// most one barrier per commit round trip; it also renews the leadership
+// confirmation. Call it on the leader after an entry
 // whose effects followers should show soon (routing).
 func (n *Node) Nudge() {
 	n.mu.Lock()
