@@ -162,6 +162,12 @@ func (r *Routing) notify(changes []Change) {
 // apply applies one Routing message. Invalid entries are an error: the
 // session drops the stream and resyncs.
 func (r *Routing) apply(m *wdsv1.Routing) error {
+	// Changes are built only for watchers: a consumer that only looks
+	// routes up skips copying every entry (a watcher that registers during
+	// this call sees the result in Table, and changes after it).
+	r.wmu.Lock()
+	watched := len(r.watchers) > 0
+	r.wmu.Unlock()
 	var changes []Change
 	r.mu.Lock()
 	for _, dr := range m.GetDomains() {
@@ -177,6 +183,9 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 			t = &table{kind: topology.KindFromProto(dr.GetKind())}
 			r.tables[name] = t
 		}
+		if watched {
+			ch.Routes = make([]Route, 0, len(dr.GetEntries()))
+		}
 		for _, e := range dr.GetEntries() {
 			rt, err := routeFromProto(name, e)
 			if err != nil {
@@ -184,7 +193,9 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 				return err
 			}
 			t.upsert(rt)
-			ch.Routes = append(ch.Routes, rt)
+			if watched {
+				ch.Routes = append(ch.Routes, rt)
+			}
 		}
 		changes = append(changes, ch)
 	}
@@ -192,7 +203,9 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 		r.version = m.GetVersion()
 	}
 	r.mu.Unlock()
-	r.notify(changes)
+	if watched {
+		r.notify(changes)
+	}
 	return nil
 }
 

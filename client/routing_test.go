@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/google/uuid"
@@ -106,6 +107,36 @@ func TestWatchSlowWatcherMisses(t *testing.T) {
 	}
 }
 
+// TestRoutingUnwatched: without watchers apply skips building changes; the
+// table must still follow every delta, and a watcher added later gets the
+// changes after it.
+func TestRoutingUnwatched(t *testing.T) {
+	r := newRouting()
+	rs, _ := topology.SplitEven(4)
+	if err := r.apply(&wdsv1.Routing{Version: 1, Domains: []*wdsv1.DomainRouting{{Domain: "d", Replace: true, Entries: entries(rs, "a")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.apply(&wdsv1.Routing{Version: 2, Domains: []*wdsv1.DomainRouting{{Domain: "d", Entries: entries(rs[2:3], "b")}}}); err != nil {
+		t.Fatal(err)
+	}
+	key := func(i int) uuid.UUID { k, _ := rs[i].From.Key(); return k }
+	if owner, _, _, ok := r.Owner("d", key(2)); !ok || owner != "b" {
+		t.Fatalf("owner of shard 2 = %q (ok %v), want b", owner, ok)
+	}
+	if owner, _, _, _ := r.Owner("d", key(1)); owner != "a" {
+		t.Fatalf("owner of shard 1 = %q, want a", owner)
+	}
+	ch, cancel := r.Watch(4)
+	defer cancel()
+	if err := r.apply(&wdsv1.Routing{Version: 3, Domains: []*wdsv1.DomainRouting{{Domain: "d", Entries: entries(rs[1:2], "c")}}}); err != nil {
+		t.Fatal(err)
+	}
+	chg := <-ch
+	if chg.Version != 3 || len(chg.Routes) != 1 || chg.Routes[0].Owner != "c" || chg.Missed != 0 {
+		t.Fatalf("change after Watch = %+v, want version 3 with shard 1 owned by c", chg)
+	}
+}
+
 func BenchmarkLookup(b *testing.B) {
 	r := newRouting()
 	rs, _ := topology.SplitEven(1 << 16)
@@ -121,5 +152,35 @@ func BenchmarkLookup(b *testing.B) {
 		if _, ok := r.Lookup("d", keys[i%len(keys)]); !ok {
 			b.Fatal("no route")
 		}
+	}
+}
+
+// BenchmarkRoutingApply: the client's cost of one routing delta of 100
+// entries (a consumer's domain re-granted) once decoded, with and without a
+// watcher; a process hosting many sessions pays it per session.
+func BenchmarkRoutingApply(b *testing.B) {
+	rs, _ := topology.SplitEven(100)
+	for _, watched := range []bool{false, true} {
+		b.Run(fmt.Sprintf("watched=%v", watched), func(b *testing.B) {
+			r := newRouting()
+			if err := r.apply(&wdsv1.Routing{Version: 1, Domains: []*wdsv1.DomainRouting{{Domain: "d", Replace: true, Entries: entries(rs, "a")}}}); err != nil {
+				b.Fatal(err)
+			}
+			if watched {
+				ch, cancel := r.Watch(1)
+				defer cancel()
+				go func() {
+					for range ch {
+					}
+				}()
+			}
+			delta := &wdsv1.Routing{Version: 2, Domains: []*wdsv1.DomainRouting{{Domain: "d", Entries: entries(rs, "b")}}}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := r.apply(delta); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -314,13 +314,16 @@ func RangeFromProto(field string, p *wdsv1.KeyRange) (Range, error) {
 	if p == nil {
 		return Range{}, Invalid(field, "", "required")
 	}
-	from, err := KeyFromBytes(field+".from", p.GetFrom())
+	// Field paths are built only on error: clients decode every routing
+	// entry through here, and concatenating them eagerly was most of the
+	// cost of applying a delta.
+	from, err := KeyFromBytes("from", p.GetFrom())
 	if err != nil {
-		return Range{}, err
+		return Range{}, withPrefix(field, err)
 	}
-	to, err := BoundFromBytes(field+".to", p.GetTo())
+	to, err := BoundFromBytes("to", p.GetTo())
 	if err != nil {
-		return Range{}, err
+		return Range{}, withPrefix(field, err)
 	}
 	r := Range{From: from, To: to}
 	if err := r.Validate(); err != nil {

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"regexp"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -315,6 +316,10 @@ func (g *LoadGen) Stop() {
 	})
 }
 
+// ChildProfileEnv names a file for a CPU profile of the load generator
+// child (set it in the benchmark's environment; the child inherits it).
+const ChildProfileEnv = "WDS_BENCH_CHILD_PROFILE"
+
 // RunLoadGen is the child side: it runs the LoadSpec from the environment,
 // reports once every consumer was welcomed, then answers "stats" and "mem"
 // on stdin, and exits on "quit" (or end of input) without closing its
@@ -323,6 +328,18 @@ func RunLoadGen(t *testing.T) {
 	var spec LoadSpec
 	if err := json.Unmarshal([]byte(os.Getenv(LoadGenEnv)), &spec); err != nil {
 		t.Fatal(err)
+	}
+	if path := os.Getenv(ChildProfileEnv); path != "" {
+		// A CPU profile of the whole child, for finding the client
+		// library's costs under load; written on "quit".
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	out := bufio.NewWriter(os.Stdout)
 	report := func(st LoadStats) {
@@ -452,5 +469,6 @@ func RunLoadGen(t *testing.T) {
 	// benchmark does not measure; the parent closes the cell right after,
 	// before any lease could lapse.
 	out.Flush()
+	pprof.StopCPUProfile()
 	os.Exit(0)
 }
