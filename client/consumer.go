@@ -41,13 +41,15 @@ type Handler func(ctx context.Context, s Shard)
 type EventKind string
 
 const (
-	EventWelcome      EventKind = "welcome"
-	EventGrant        EventKind = "grant"
-	EventPrepare      EventKind = "prepare"
-	EventRevoke       EventKind = "revoke"
-	EventLost         EventKind = "lost"
-	EventRelease      EventKind = "release"
-	EventDrained      EventKind = "drained"
+	EventWelcome EventKind = "welcome"
+	EventGrant   EventKind = "grant"
+	EventPrepare EventKind = "prepare"
+	EventRevoke  EventKind = "revoke"
+	EventLost    EventKind = "lost"
+	EventRelease EventKind = "release"
+	EventDrained EventKind = "drained"
+	// EventDisconnected: a session ended, or an attempt to open one failed.
+	// Being sent on to the leader before a session began is not reported.
 	EventDisconnected EventKind = "disconnected"
 )
 
@@ -317,6 +319,12 @@ func (c *Consumer) Drain(ctx context.Context) error {
 	}
 }
 
+// Drained is closed when the cell reports that this consumer is drained:
+// it holds nothing and may exit. That follows Drain or Close, or an
+// operator's drain (`wds drain ID`), after which the cell grants this
+// consumer nothing more — a process that sees it should Close and exit.
+func (c *Consumer) Drained() <-chan struct{} { return c.drained }
+
 // Close drains (bounded by ctx), then ends the session and waits for the
 // handlers to return and for OnEvent to have received every event. Shards
 // still held when ctx ends are cancelled and released.
@@ -441,7 +449,13 @@ func (c *Consumer) run() {
 			c.stop(err)
 			return
 		}
-		if err != nil {
+		switch {
+		case err != nil && !welcomed && r != "":
+			// Sent on to the leader before a session began (an endpoint
+			// list that does not start at the leader): routine, not a
+			// disconnection.
+			c.log.Debug("redirected", "endpoint", ep, "leader", r)
+		case err != nil:
 			c.log.Debug("session ended", "endpoint", ep, "err", err)
 			c.mu.Lock()
 			c.emitLocked(Event{Kind: EventDisconnected, Time: time.Now(), Endpoint: ep, Err: err})

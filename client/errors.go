@@ -49,6 +49,8 @@ func fromStatus(err error) error {
 			return fmt.Errorf("%w: %s", ErrDuplicateConsumer, st.Message())
 		}
 		return fmt.Errorf("%w: %s", ErrFailedPrecondition, st.Message())
+	case codes.Unavailable:
+		return fmt.Errorf("%w: %s", ErrUnavailable, st.Message())
 	default:
 		return fmt.Errorf("%w: %s: %s", ErrUnavailable, st.Code(), st.Message())
 	}

@@ -144,7 +144,9 @@ func (d Domain) validate() *FieldError {
 	}
 	switch {
 	case d.Shards == 0:
-		return Invalid("shards", "", "required for %s domains: between 1 and %d", d.Kind, MaxShards)
+		// 0 is both "not given" (proto3, a file without the field) and
+		// "--shards 0": say both.
+		return Invalid("shards", "0", "required for %s domains: between 1 and %d", d.Kind, MaxShards)
 	case d.Shards < 1 || d.Shards > MaxShards:
 		return Invalid("shards", strconv.Itoa(d.Shards), "must be between 1 and %d", MaxShards)
 	case d.Kind == KindUnit && d.Shards != 1:

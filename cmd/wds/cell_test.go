@@ -210,7 +210,8 @@ func checkTiling(t *testing.T, shards []shardJSON, n int) {
 }
 
 // TestConsume: `wds consume` prints a JSON line per event as it happens;
-// on SIGTERM it drains and exits 0; errors retrying cannot fix exit 1.
+// on SIGTERM it drains and exits 0, and so it does when an operator drains
+// it; errors retrying cannot fix exit 1.
 func TestConsume(t *testing.T) {
 	t.Parallel()
 	c := celltest.New(t, 3)
@@ -258,6 +259,29 @@ func TestConsume(t *testing.T) {
 	}
 	if !drained || len(released) != 8 {
 		t.Errorf("after SIGTERM: drained %v, %d releases; lines:\n%s", drained, len(released), strings.Join(rest, "\n"))
+	}
+
+	// Drained by an operator, it exits 0 by itself. Its endpoint list
+	// starts at a follower: being sent on to the leader is no
+	// "disconnected" event; the first line is the welcome.
+	li := c.Leader()
+	eps := []string{c.Endpoints()[(li+1)%3], c.Endpoints()[li]}
+	p = start(t, "--endpoint="+strings.Join(eps, ","), "consume", "--domain", "work", "--id", "cli-4")
+	if e := parseEvent(t, p.next(15*time.Second)); e.Event != "welcome" {
+		t.Errorf("first event %+v, want the welcome", e)
+	}
+	for n := 0; n < 8; {
+		if e := parseEvent(t, p.next(15*time.Second)); e.Event == "grant" {
+			n++
+		}
+	}
+	mustWDS(t, ep, "drain", "cli-4")
+	rest, code = p.wait(30 * time.Second)
+	if code != 0 || !strings.Contains(p.stderr.String(), "was drained by the cell") {
+		t.Fatalf("after wds drain: exit %d; stderr:\n%s", code, p.stderr.String())
+	}
+	if last := parseEvent(t, rest[len(rest)-1]); last.Event != "drained" {
+		t.Errorf("after wds drain: last event %+v, want drained; lines:\n%s", last, strings.Join(rest, "\n"))
 	}
 
 	// Permanent errors name the field and exit 1.

@@ -24,9 +24,9 @@ type adminClient struct {
 }
 
 func (g *globals) admin() (*adminClient, error) {
-	eps := g.endpoints()
-	if len(eps) == 0 {
-		return nil, fmt.Errorf("--endpoint: no endpoint given (host:port, comma-separated)")
+	eps, err := g.endpoints()
+	if err != nil {
+		return nil, err
 	}
 	a := &adminClient{endpoints: eps, timeout: g.timeout}
 	for _, ep := range eps {

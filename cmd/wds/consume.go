@@ -128,7 +128,8 @@ reason; disconnected carries the endpoint and error.
 
 On SIGTERM or SIGINT it drains: the cell moves its shards to other
 consumers, then it exits 0 (a second signal, or --drain-timeout, stops
-without waiting). An error that retrying cannot fix (unknown domain, invalid
+without waiting). Drained by an operator (wds drain ID), it exits 0 once
+the cell reports it holds nothing. An error that retrying cannot fix (unknown domain, invalid
 id, wrong region) is printed on stderr and exits 1; a cell that cannot be
 reached is retried.`,
 		Example: `  wds consume --domain orders --id worker-1
@@ -153,9 +154,9 @@ reached is retried.`,
 			if drainTimeout <= 0 {
 				return topology.Invalid("drain-timeout", drainTimeout.String(), "must be positive")
 			}
-			eps := g.endpoints()
-			if len(eps) == 0 {
-				return fmt.Errorf("--endpoint: no endpoint given (host:port, comma-separated)")
+			eps, err := g.endpoints()
+			if err != nil {
+				return err
 			}
 			log, err := g.logger(cmd, "off")
 			if err != nil {
@@ -217,6 +218,10 @@ func runConsume(cmd *cobra.Command, o consumeOptions, log *slog.Logger) error {
 		return errors.New("the consumer stopped")
 	case s := <-sig:
 		fmt.Fprintf(stderr, "wds: %s: draining consumer %s (up to %s; signal again to stop at once)\n", s, o.id, o.drainTimeout)
+	case <-cons.Drained():
+		// An operator drained us (`wds drain`): the cell will grant us
+		// nothing more, so leave as a drained instance should.
+		fmt.Fprintf(stderr, "wds: consumer %s was drained by the cell: exiting\n", o.id)
 	case <-cmd.Context().Done():
 	}
 

@@ -60,8 +60,8 @@ error names the field that was wrong, and nothing is created.`,
 				return writeJSON(out, domainToJSON(res.GetDomain()))
 			}
 			rd := res.GetDomain()
-			_, err = fmt.Fprintf(out, "domain %s created: %s, %d shards, ttl %s\n",
-				rd.GetName(), topology.KindFromProto(rd.GetKind()), rd.GetShards(), ttlString(rd.GetTtlMillis()))
+			_, err = fmt.Fprintf(out, "domain %s created: %s, %s, ttl %s\n",
+				rd.GetName(), topology.KindFromProto(rd.GetKind()), countOf(int(rd.GetShards()), "shard"), ttlString(rd.GetTtlMillis()))
 			return err
 		},
 	}

@@ -42,7 +42,7 @@ nothing (the client library's Close does the same on SIGTERM).`,
 			if g.json() {
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"consumer": args[0], "shards": res.GetShards()})
 			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "draining consumer %s: %d shards to move\n", args[0], res.GetShards())
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "draining consumer %s: %s to move\n", args[0], countOf(int(res.GetShards()), "shard"))
 			return err
 		},
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -82,4 +83,12 @@ func grantState(s wdsv1.GrantState) string {
 		return "revoked"
 	}
 	return ""
+}
+
+// countOf is "1 shard" or "n shards".
+func countOf(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
 }

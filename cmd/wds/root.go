@@ -1,8 +1,12 @@
 package main
 
 import (
+	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,14 +42,41 @@ type globals struct {
 }
 
 // endpoints returns the --endpoint list, split at commas, blanks dropped.
-func (g *globals) endpoints() []string {
+// endpoints parses --endpoint: one or more host:port, comma-separated.
+func (g *globals) endpoints() ([]string, error) {
 	var out []string
 	for _, e := range strings.Split(g.endpoint, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
+		if e = strings.TrimSpace(e); e == "" {
+			continue
 		}
+		if err := checkEndpoint(e); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
 	}
-	return out
+	if len(out) == 0 {
+		return nil, errors.New("--endpoint: no endpoint given (host:port, comma-separated; or set WDS_ENDPOINT)")
+	}
+	return out, nil
+}
+
+// checkEndpoint rejects what gRPC would only fail on later with a cryptic
+// resolver error: a URL, a missing or non-numeric port.
+func checkEndpoint(e string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("--endpoint: %q: %s; want host:port, e.g. %s", e, why, client.DefaultEndpoint)
+	}
+	if strings.Contains(e, "://") {
+		return bad("no scheme")
+	}
+	_, port, err := net.SplitHostPort(e)
+	if err != nil {
+		return bad("not host:port")
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return bad("the port must be a number from 1 to 65535")
+	}
+	return nil
 }
 
 func (g *globals) json() bool { return g.output == outputJSON }

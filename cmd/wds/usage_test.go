@@ -32,7 +32,7 @@ func TestBadInput(t *testing.T) {
 		{"unknown command", []string{"bogus"}, []string{`unknown command "bogus"`}, false},
 		{"unknown subcommand", []string{"domain", "bogus"}, []string{`unknown command "bogus"`}, true},
 		{"missing arg", []string{"domain", "create"}, []string{"missing argument"}, true},
-		{"shards 0", []string{noCell, "domain", "create", "d", "--kind", "global", "--shards", "0"}, []string{"shards:", "required"}, false},
+		{"shards 0", []string{noCell, "domain", "create", "d", "--kind", "global", "--shards", "0"}, []string{"shards:", "required", "(got 0)"}, false},
 		{"shards missing", []string{noCell, "domain", "create", "d", "--kind", "regional"}, []string{"shards:"}, false},
 		{"shards too many", []string{noCell, "domain", "create", "d", "--kind", "global", "--shards", "1048577"}, []string{"shards:", "1048576", "1048577"}, false},
 		{"unit shards", []string{noCell, "domain", "create", "d", "--kind", "unit", "--shards", "2"}, []string{"shards:", "unit"}, false},
@@ -51,6 +51,9 @@ func TestBadInput(t *testing.T) {
 		{"topology file", []string{"server", "--topology", bad, "--node", "a1", "--data-dir", dir}, []string{bad + ":10:", "domains[0].shards"}, false},
 		{"topology missing", []string{"server", "--topology", bad + ".missing", "--node", "a1", "--data-dir", dir}, []string{"bad.yaml.missing"}, false},
 		{"unreachable", []string{noCell, "--timeout", "2s", "status"}, []string{"Unavailable", "127.0.0.1:1"}, false},
+		{"endpoint url", []string{"--endpoint", "http://127.0.0.1:7100", "status"}, []string{"--endpoint", "no scheme", "host:port"}, false},
+		{"endpoint no port", []string{"--endpoint", "nonsense", "watch", "d"}, []string{"--endpoint", `"nonsense"`, "host:port"}, false},
+		{"endpoint bad port", []string{"--endpoint", "127.0.0.1:99999", "consume", "--domain", "d", "--id", "c1"}, []string{"--endpoint", "65535"}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

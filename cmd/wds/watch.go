@@ -57,9 +57,9 @@ with deleted = true.`,
 			if err := topology.ValidateName("domain", domain); err != nil {
 				return err
 			}
-			eps := g.endpoints()
-			if len(eps) == 0 {
-				return fmt.Errorf("--endpoint: no endpoint given (host:port, comma-separated)")
+			eps, err := g.endpoints()
+			if err != nil {
+				return err
 			}
 			log, err := g.logger(cmd, "off")
 			if err != nil {
