@@ -320,6 +320,10 @@ func (g *LoadGen) Stop() {
 // child (set it in the benchmark's environment; the child inherits it).
 const ChildProfileEnv = "WDS_BENCH_CHILD_PROFILE"
 
+// ChildGoroutinesEnv names a file prefix for goroutine profiles of the load
+// generator child, written every 2 s (path.01, path.02, ...).
+const ChildGoroutinesEnv = "WDS_BENCH_CHILD_GOROUTINES"
+
 // RunLoadGen is the child side: it runs the LoadSpec from the environment,
 // reports once every consumer was welcomed, then answers "stats" and "mem"
 // on stdin, and exits on "quit" (or end of input) without closing its
@@ -340,6 +344,19 @@ func RunLoadGen(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	if base := os.Getenv(ChildGoroutinesEnv); base != "" {
+		// Goroutine profiles (aggregated stacks) every 2 s, to see where
+		// 10,000 sessions wait during a burst.
+		go func() {
+			for i := 1; i <= 60; i++ {
+				time.Sleep(2 * time.Second)
+				if f, err := os.Create(fmt.Sprintf("%s.%02d", base, i)); err == nil {
+					_ = pprof.Lookup("goroutine").WriteTo(f, 1)
+					f.Close()
+				}
+			}
+		}()
 	}
 	out := bufio.NewWriter(os.Stdout)
 	report := func(st LoadStats) {
