@@ -672,6 +672,13 @@ func (c *Consumer) welcome(w *wdsv1.Welcome, helloSeq uint64, endpoint string, a
 	now := time.Now()
 	for k, h := range c.shards {
 		tok, ok := auth[k]
+		if h.regrant != nil && (!ok || tok != h.regrant.Token) {
+			// A newer grant waiting for the old handler to return that the
+			// cell no longer lists (moved away while we were gone): it
+			// must never start.
+			c.endLocked(k, h.regrant.Token)
+			h.regrant = nil
+		}
 		if ok && tok == h.shard.Token {
 			continue
 		}
@@ -800,9 +807,7 @@ func (c *Consumer) runHandler(h *held) {
 	if c.shards[k] == h {
 		delete(c.shards, k)
 	}
-	if end, ok := c.ended[k]; !ok || end.Less(h.shard.Token) {
-		c.ended[k] = h.shard.Token
-	}
+	c.endLocked(k, h.shard.Token)
 	c.emitLocked(Event{Kind: EventRelease, Shard: h.shard, Time: now})
 	as := c.stream
 	regrant := h.regrant
@@ -814,6 +819,14 @@ func (c *Consumer) runHandler(h *held) {
 	}
 	if regrant != nil && c.ctx.Err() == nil {
 		c.grant([]*wdsv1.ShardGrant{{Domain: regrant.Domain, Range: topology.RangeToProto(regrant.Range), Token: topology.TokenToProto(regrant.Token)}}, as)
+	}
+}
+
+// endLocked records that every grant of shard k up to tok is given up, so
+// a late or repeated Grant of one of them is released, never started.
+func (c *Consumer) endLocked(k shardKey, tok topology.Token) {
+	if end, ok := c.ended[k]; !ok || end.Less(tok) {
+		c.ended[k] = tok
 	}
 }
 
@@ -832,6 +845,14 @@ func (c *Consumer) revoke(r *wdsv1.Revoke) {
 			continue
 		}
 		if tok := topology.TokenFromProto(ref.GetToken()); !tok.IsZero() && tok != h.shard.Token {
+			if h.regrant != nil && h.regrant.Token == tok {
+				// The newer grant waiting for the old handler to return
+				// is revoked before it ever ran: drop it, and release it
+				// at once (it has no handler to wait for).
+				c.endLocked(k, tok)
+				h.regrant = nil
+				release = append(release, ref)
+			}
 			continue
 		}
 		switch h.state {

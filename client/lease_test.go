@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -326,4 +327,92 @@ func TestBusyStreamWithLateAcksIsKept(t *testing.T) {
 			}
 		}
 	})
+}
+
+// slowStopHarness is a harness whose handler of token 7 keeps running for
+// a while after its context is cancelled (flushing state), until stopped
+// is closed: the window in which a newer grant of the same shard waits.
+func slowStopHarness(t *testing.T, stopped chan struct{}) *leaseHarness {
+	h := newLeaseHarness(t)
+	h.c.cfg.Handler = func(ctx context.Context, s Shard) {
+		<-ctx.Done()
+		if s.Token.Index == shard0.Token.Index {
+			<-stopped
+		}
+	}
+	return h
+}
+
+func shard0Ref(index uint64) *wdsv1.ShardRef {
+	return &wdsv1.ShardRef{Domain: "d", Range: shard0.Range, Token: &wdsv1.Token{Generation: 1, Index: index}}
+}
+
+func shard0Grant(index uint64) *wdsv1.ShardGrant {
+	return &wdsv1.ShardGrant{Domain: "d", Range: shard0.Range, Token: &wdsv1.Token{Generation: 1, Index: index}}
+}
+
+// TestRevokedRegrantNeverStarts tries to break contract (3) on the client:
+// token 7 is revoked while its handler is slow to stop; the shard is
+// granted to us again (token 9), which waits for that handler; then token
+// 9 is revoked too (moved to another consumer). The waiting grant must be
+// dropped and released, not started when the old handler finally returns.
+func TestRevokedRegrantNeverStarts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stopped := make(chan struct{})
+		h := slowStopHarness(t, stopped)
+		defer h.stop()
+		h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", nil)
+		synctest.Wait()
+		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{shard0Ref(7)}})
+		time.Sleep(500 * time.Millisecond)
+		h.c.ack(h.heartbeat())
+		h.c.grant([]*wdsv1.ShardGrant{shard0Grant(9)}, nil)
+		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{shard0Ref(9)}})
+		h.c.ack(h.heartbeat())
+		synctest.Wait()
+		close(stopped)
+		synctest.Wait()
+		if held := h.c.Held(); len(held) != 0 {
+			t.Errorf("running %v after token 9 was revoked", held)
+		}
+		// A late duplicate of the revoked grant is not started either.
+		h.c.grant([]*wdsv1.ShardGrant{shard0Grant(9)}, nil)
+		synctest.Wait()
+		if held := h.c.Held(); len(held) != 0 {
+			t.Errorf("running %v after a stale Grant of token 9", held)
+		}
+	})
+}
+
+// TestWelcomeDropsUnlistedRegrant: the waiting newer grant (token 9) was
+// moved away while the session was reconnecting; the Welcome does not list
+// it, so it must not start when the old handler returns. A waiting grant
+// the Welcome does list still starts.
+func TestWelcomeDropsUnlistedRegrant(t *testing.T) {
+	for _, listed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("listed=%v", listed), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				stopped := make(chan struct{})
+				h := slowStopHarness(t, stopped)
+				defer h.stop()
+				h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", nil)
+				synctest.Wait()
+				h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{shard0Ref(7)}})
+				h.c.grant([]*wdsv1.ShardGrant{shard0Grant(9)}, nil)
+				time.Sleep(time.Second)
+				var grants []*wdsv1.ShardGrant
+				if listed {
+					grants = append(grants, shard0Grant(9))
+				}
+				h.c.welcome(welcomeMsg(grants...), h.heartbeat(), "ep2", nil)
+				synctest.Wait()
+				close(stopped)
+				synctest.Wait()
+				held := h.c.Held()
+				if want := map[bool]int{false: 0, true: 1}[listed]; len(held) != want || (listed && held[0].Token.Index != 9) {
+					t.Errorf("running %v after the Welcome (token 9 listed: %v)", held, listed)
+				}
+			})
+		})
+	}
 }
