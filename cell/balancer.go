@@ -52,10 +52,16 @@ func (l *leader) balanceLoop() {
 		// 10,000 consumers a round takes milliseconds, and planning
 		// back-to-back starves the rest (and the GC) on small machines.
 		gap = max(minRoundGap, 10*time.Since(last))
+		ops, fenced := l.fenceExpiries(ops)
 		if len(ops) == 0 {
 			continue
 		}
-		if _, err := l.n.propose(l.ctx, ops...); err != nil {
+		_, err := l.n.propose(l.ctx, ops...)
+		// Committed and dispatched (the Revoke LOST queued ahead of any
+		// later ack, or the session closed), or not committed at all:
+		// either way acks may flow again.
+		unfence(fenced)
+		if err != nil {
 			l.log.Debug("balance round not committed", "ops", len(ops), "err", err)
 			select {
 			case <-l.ctx.Done():
@@ -86,12 +92,17 @@ type planScratch struct {
 	views  map[string]leaseView
 	frozen map[grantKey]time.Time
 	all    []*consumer
+	// expiryIDs is aligned with the ops of a round of expiries: the
+	// consumer whose anchor the op's expiry was judged from, "" when the
+	// op does not depend on it (a revoked grant's frozen deadline).
+	expiryIDs []string
 }
 
 // plan returns the ops of one balancing round.
 func (l *leader) plan(now time.Time) []*cellv1.Op {
 	// Lock order: leader before state.
 	sc := &l.scratch
+	sc.expiryIDs = sc.expiryIDs[:0]
 	if sc.views == nil {
 		sc.views = map[string]leaseView{}
 		sc.frozen = map[grantKey]time.Time{}
@@ -151,6 +162,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Leave{Leave: &cellv1.Leave{
 				ConsumerId: c.id, Incarnation: []byte(c.incarnation), Reason: cellv1.LeaveReason_LEAVE_REASON_EXPIRED,
 			}}})
+			sc.expiryIDs = append(sc.expiryIDs, c.id)
 		}
 	}
 	// Grants of shorter-TTL domains, and revoked grants (frozen deadlines),
@@ -164,19 +176,22 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 				continue
 			}
 			dl := deadline(h.consumer, d.spec.TTL)
+			anchored := h.consumer.id
 			if h.state == stateRevoked {
 				if f, ok := frozen[grantKey{domain: name, from: d.ranges[i].From, token: h.token}]; ok && f.Before(dl) {
-					dl = f
+					dl, anchored = f, "" // later acks cannot extend a revoked grant
 				}
 			}
 			if now.After(dl) {
 				ops = append(ops, releaseOp(d, i, h.consumer.id, h.token, true))
+				sc.expiryIDs = append(sc.expiryIDs, anchored)
 			}
 		}
 	}
 	if len(ops) > 0 {
 		return ops
 	}
+	sc.expiryIDs = sc.expiryIDs[:0]
 
 	// Phase 2: per domain, assignments and moves. Index the consumers by
 	// the domains they serve once, so a round costs O(shards + Σ domains
@@ -377,6 +392,65 @@ func moveOp(d *domain, i int, h grant, next string, reason wdsv1.RevokeReason) *
 		Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), Holder: h.consumer.id,
 		Token: topology.TokenToProto(h.token), Next: next, Reason: reason,
 	}}}
+}
+
+// fenceExpiries makes a round's expiry decisions hold against acks
+// (contract (3)). plan judged leases from a snapshot of their anchors; an
+// ack handed to a stream since then moved the anchor and told the client
+// its grants run longer, so those decisions are stale and dropped (the
+// next round decides again). For the others the lease is marked expiring
+// under the same lock beforeAck takes, so no ack goes out between the
+// decision and its dispatch. Without this an ack queued behind a slow
+// write could leave after the planner freed the shards, and the client
+// would run them while they were granted to another.
+func (l *leader) fenceExpiries(ops []*cellv1.Op) (kept []*cellv1.Op, fenced []*consumerLease) {
+	ids := l.scratch.expiryIDs
+	if len(ids) != len(ops) {
+		return ops, nil // not a round of expiries
+	}
+	views := l.scratch.views
+	var stale map[string]bool
+	l.mu.Lock()
+	for _, id := range ids {
+		if id == "" || stale[id] {
+			continue
+		}
+		cl, v := l.leases[id], views[id]
+		if cl == nil {
+			continue // no lease record, so no session that could be acked
+		}
+		cl.mu.Lock()
+		switch {
+		case cl.incarnation != v.incarnation || !cl.anchor.Equal(v.anchor):
+			if stale == nil {
+				stale = map[string]bool{}
+			}
+			stale[id] = true
+		case !cl.expiring:
+			cl.expiring = true
+			fenced = append(fenced, cl)
+		}
+		cl.mu.Unlock()
+	}
+	l.mu.Unlock()
+	if stale == nil {
+		return ops, fenced
+	}
+	for i, op := range ops {
+		if !stale[ids[i]] {
+			kept = append(kept, op)
+		}
+	}
+	return kept, fenced
+}
+
+// unfence lets acks flow again for leases fenceExpiries marked.
+func unfence(fenced []*consumerLease) {
+	for _, cl := range fenced {
+		cl.mu.Lock()
+		cl.expiring = false
+		cl.mu.Unlock()
+	}
 }
 
 func releaseOp(d *domain, i int, consumerID string, tok topology.Token, expired bool) *cellv1.Op {

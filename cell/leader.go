@@ -46,6 +46,10 @@ type consumerLease struct {
 	// ttls are the TTLs the attached session's Welcome announced; the
 	// client computes its deadlines from them.
 	ttls map[string]time.Duration
+	// expiring is set while the balancer's expiry of (some of) this
+	// consumer's grants, decided from the current anchor, is being
+	// committed: no ack may go out meanwhile (see fenceExpiries).
+	expiring bool
 }
 
 func (cl *consumerLease) deadline(p lease.Params) time.Time {
@@ -238,9 +242,10 @@ type consumerOwner struct {
 	ttls map[string]time.Duration
 }
 
-// beforeAck implements contracts (2), (4) and (5) at the moment an ack is
-// handed to the stream: the node must have confirmed its leadership within
-// the window, the delegation must cover the extended lease, and then the
+// beforeAck implements contracts (2), (3), (4) and (5) at the moment an ack
+// is handed to the stream: the node must have confirmed its leadership
+// within the window, the delegation must cover the extended lease, no
+// expiry decided from the current anchor may be in flight, and then the
 // lease is anchored at the heartbeat's receive time.
 func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
 	now := time.Now()
@@ -256,10 +261,10 @@ func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []o
 		revokes = append(revokes, o.l.delegationRevokes(o.cl, dom)...)
 	}
 	o.cl.mu.Lock()
-	if o.cl.conn == c && received.After(o.cl.anchor) {
+	ok := o.cl.conn == c && !o.cl.expiring
+	if ok && received.After(o.cl.anchor) {
 		o.cl.anchor = received
 	}
-	ok := o.cl.conn == c
 	o.cl.mu.Unlock()
 	return ok, revokes
 }

@@ -715,6 +715,10 @@ func (c *Consumer) ack(seq uint64) {
 	}
 	delete(c.sent, seq)
 	c.lastAck = time.Now()
+	// A lease that lapsed before this ack arrived stays lapsed: the shard
+	// must not run on across the gap just because the lease timer has not
+	// fired yet (the leader may have given it away meanwhile).
+	c.expireLapsedLocked(c.lastAck)
 	for d, ttl := range c.ttls {
 		until := sent.Add(time.Duration(float64(ttl) * (1 - c.drift)))
 		if until.After(c.valid[d]) {
@@ -907,29 +911,34 @@ func (c *Consumer) prepare(p *wdsv1.Prepare) {
 
 // leaseLoop cancels every running shard of a domain at the domain's lease
 // deadline: contract (1), independent of the network.
+// expireLapsedLocked ends every running shard whose lease has lapsed at
+// now (contract (1)) and returns the earliest deadline still ahead.
+func (c *Consumer) expireLapsedLocked(now time.Time) (next time.Time) {
+	for _, h := range c.shards {
+		if h.state != heldRunning {
+			continue
+		}
+		until := c.valid[h.shard.Domain]
+		if !now.Before(until) {
+			h.state = heldLost
+			h.cancel()
+			// The belief ended at the deadline, even if we noticed late.
+			c.emitLocked(Event{Kind: EventLost, Shard: h.shard, Time: until, Reason: "lease expired"})
+			continue
+		}
+		if next.IsZero() || until.Before(next) {
+			next = until
+		}
+	}
+	return next
+}
+
 func (c *Consumer) leaseLoop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
 		c.mu.Lock()
-		now := time.Now()
-		var next time.Time
-		for _, h := range c.shards {
-			if h.state != heldRunning {
-				continue
-			}
-			until := c.valid[h.shard.Domain]
-			if !now.Before(until) {
-				h.state = heldLost
-				h.cancel()
-				// The belief ended at the deadline, even if we noticed late.
-				c.emitLocked(Event{Kind: EventLost, Shard: h.shard, Time: until, Reason: "lease expired"})
-				continue
-			}
-			if next.IsZero() || until.Before(next) {
-				next = until
-			}
-		}
+		next := c.expireLapsedLocked(time.Now())
 		c.mu.Unlock()
 		wait := time.Hour
 		if !next.IsZero() {

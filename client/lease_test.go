@@ -416,3 +416,34 @@ func TestWelcomeDropsUnlistedRegrant(t *testing.T) {
 		})
 	}
 }
+
+// TestLateAckDoesNotBridgeALapse: an ack processed after the lease lapsed,
+// before the lease timer ran, must not carry a running shard across the
+// gap: the leader may have given it away in between.
+func TestLateAckDoesNotBridgeALapse(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newLeaseHarness(t)
+		defer h.stop()
+		h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", nil)
+		synctest.Wait()
+		if len(h.c.Held()) != 1 {
+			t.Fatal("shard not running")
+		}
+		time.Sleep(time.Second)
+		seq := h.heartbeat()
+		// The lease lapsed a moment ago, and the lease timer has not run
+		// (as under a scheduling delay).
+		h.c.mu.Lock()
+		lapsed := time.Now().Add(-time.Millisecond)
+		h.c.valid["d"] = lapsed
+		h.c.mu.Unlock()
+		h.c.ack(seq)
+		synctest.Wait()
+		if held := h.c.Held(); len(held) != 0 {
+			t.Fatalf("running %v across a lapsed lease", held)
+		}
+		if e, ok := h.last(EventLost); !ok || !e.Time.Equal(lapsed) {
+			t.Fatalf("lost event %+v, want one at the lapse %v", e, lapsed)
+		}
+	})
+}
