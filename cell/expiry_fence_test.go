@@ -94,6 +94,17 @@ func newExpiryRig(t *testing.T) *expiryRig {
 	return r
 }
 
+// lastAckedAgo makes the lease look as if the last ack handed to the
+// stream was for a heartbeat received ago before now: past the leader's
+// deadline for ago > T·(1+ε).
+func (r *expiryRig) lastAckedAgo(ago time.Duration) (now time.Time, conn *sessionConn) {
+	now = time.Now()
+	r.cl.mu.Lock()
+	defer r.cl.mu.Unlock()
+	r.cl.anchor = now.Add(-ago)
+	return now, r.cl.conn
+}
+
 // nextAck waits up to d for a heartbeat ack on the session.
 func (r *expiryRig) nextAck(d time.Duration) (uint64, bool) {
 	timeout := time.After(d)
@@ -120,11 +131,7 @@ func (r *expiryRig) nextAck(d time.Duration) (uint64, bool) {
 // until 2.5 s ago + T(1−ε), while the expiry hands the shard to another.
 func TestNoAckAfterPlannedExpiry(t *testing.T) {
 	r := newExpiryRig(t)
-	now := time.Now()
-	r.cl.mu.Lock()
-	r.cl.anchor = now.Add(-3500 * time.Millisecond)
-	conn := r.cl.conn
-	r.cl.mu.Unlock()
+	now, conn := r.lastAckedAgo(3500 * time.Millisecond)
 
 	ops, fenced := r.l.fenceExpiries(r.l.plan(time.Now()))
 	if len(ops) != 1 || ops[0].GetLeave() == nil || len(fenced) != 1 {
@@ -149,11 +156,7 @@ func TestNoAckAfterPlannedExpiry(t *testing.T) {
 // round judges again, from the new anchor).
 func TestStaleExpiryDecisionIsDropped(t *testing.T) {
 	r := newExpiryRig(t)
-	now := time.Now()
-	r.cl.mu.Lock()
-	r.cl.anchor = now.Add(-3500 * time.Millisecond)
-	conn := r.cl.conn
-	r.cl.mu.Unlock()
+	now, conn := r.lastAckedAgo(3500 * time.Millisecond)
 
 	planned := r.l.plan(time.Now())
 	if len(planned) != 1 || planned[0].GetLeave() == nil {
