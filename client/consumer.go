@@ -586,50 +586,65 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 // went silent (a frozen or black-holed node): a new stream to another node
 // must be set up while the lease still runs.
 //
-// Silence, not a missing ack, is the trigger. An ack can queue behind
-// routing frames on a busy stream (or behind the library's own backlog
-// under CPU load); leaving such a stream would stop the heartbeats the
-// leader does receive, let the session expire and add a reconnect — Hello,
-// resume, routing snapshot — to an already loaded cell: a feedback loop
-// from overload to expiries. A deposed leader ends its sessions with a
-// Redirect and a frozen one sends nothing, so neither needs the ack rule.
-// As a backstop a stream that delivers but acks nothing for a whole TTL is
-// left too: by then the lease has lapsed anyway.
+// Silence, not a missing ack, is the trigger, and it is watched by its own
+// timer, not at heartbeat ticks: the stream is left 2 intervals after the
+// last message of any kind. The last ack arrives a round trip after its
+// heartbeat's send time s, so the switch happens near s + 2·interval, with
+// about T/3 of the lease (valid until s + T·(1−ε), interval = T/3) left to
+// reach the new leader and resume without losing a shard. Checked only at
+// ticks, the switch came at s + 3·interval, after the lease had lapsed.
+//
+// A stream that keeps delivering while its acks are late (acks queued
+// behind routing, or behind the library's own backlog under CPU load) is
+// kept: only the leader serves consumers, so leaving would stop the
+// heartbeats it does receive and add a reconnect — Hello, resume, routing
+// snapshot — to an overloaded cell. A deposed leader ends its sessions with
+// a Redirect. As a backstop, a stream that delivers but acks nothing for
+// two TTLs is left too (a wedged node).
 func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream) {
 	c.mu.Lock()
 	interval := c.interval
-	backstop := max(2*interval+interval/2, c.minTTLLocked())
+	silentAfter := 2 * interval
+	backstop := max(silentAfter, 2*c.minTTLLocked())
 	c.lastAck = time.Now()
 	c.mu.Unlock()
 	as.touch()
-	t := time.NewTicker(interval)
-	defer t.Stop()
+	beat := time.NewTicker(interval)
+	defer beat.Stop()
+	watch := time.NewTimer(silentAfter)
+	defer watch.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-		}
-		now := time.Now()
-		c.mu.Lock()
-		c.seq++
-		seq := c.seq
-		c.sent[seq] = now
-		for s := range c.sent {
-			if seq-s > 64 {
-				delete(c.sent, s)
+		case <-watch.C:
+			now := time.Now()
+			quiet := as.quiet(now)
+			c.mu.Lock()
+			unacked := now.Sub(c.lastAck)
+			c.mu.Unlock()
+			if quiet >= silentAfter || unacked >= backstop {
+				c.log.Warn("session stream stalled; switching endpoint", "silent", quiet.Round(time.Millisecond), "unacked", unacked.Round(time.Millisecond))
+				cancel()
+				return
 			}
-		}
-		unacked := now.Sub(c.lastAck)
-		c.mu.Unlock()
-		if quiet := as.quiet(now); quiet > 2*interval+interval/2 || unacked > backstop {
-			c.log.Warn("session stream stalled; switching endpoint", "silent", quiet.Round(time.Millisecond), "unacked", unacked.Round(time.Millisecond))
-			cancel()
-			return
-		}
-		if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}); err != nil {
-			cancel()
-			return
+			watch.Reset(min(silentAfter-quiet, backstop-unacked))
+		case <-beat.C:
+			now := time.Now()
+			c.mu.Lock()
+			c.seq++
+			seq := c.seq
+			c.sent[seq] = now
+			for s := range c.sent {
+				if seq-s > 64 {
+					delete(c.sent, s)
+				}
+			}
+			c.mu.Unlock()
+			if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}); err != nil {
+				cancel()
+				return
+			}
 		}
 	}
 }

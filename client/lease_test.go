@@ -267,25 +267,35 @@ func runHeartbeat(t *testing.T, h *leaseHarness) (*activeStream, *fakeStream, co
 	return as, fs, ctx
 }
 
-// TestSilentStreamIsAbandoned: a stream that delivers nothing (a frozen
-// node with its socket open) is left at the first heartbeat tick more than
-// 2.5 intervals after the last message: at 3 s with a 1 s interval, while
-// the lease (2.97 s) is only just lapsing, so the session can resume
-// elsewhere before the leader's deadline T·(1+ε).
+// TestSilentStreamIsAbandoned: a node that stops answering (frozen with
+// its socket open) after acking the heartbeat sent at 1 s (ack at 1.05 s).
+// The stream is left 2 intervals after that last message, at 3.05 s,
+// while the lease (valid until 1 s + 2.97 s) still has 0.92 s to run: time
+// to reach the new leader and resume without losing the shard.
 func TestSilentStreamIsAbandoned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newLeaseHarness(t)
 		defer h.stop()
 		start := time.Now()
-		_, fs, ctx := runHeartbeat(t, h)
-		<-ctx.Done()
-		if got := time.Since(start); got != 3*time.Second {
-			t.Errorf("silent stream abandoned after %v, want 3s", got)
-		}
+		as, fs, ctx := runHeartbeat(t, h)
+		time.Sleep(1050 * time.Millisecond)
 		fs.mu.Lock()
-		defer fs.mu.Unlock()
-		if len(fs.beats) != 2 {
-			t.Errorf("sent %d heartbeats before giving up, want 2 (at 1 s and 2 s)", len(fs.beats))
+		seq := fs.beats[0]
+		fs.mu.Unlock()
+		as.touch()
+		h.c.ack(seq)
+		<-ctx.Done()
+		if got := time.Since(start); got != 3050*time.Millisecond {
+			t.Errorf("silent stream abandoned after %v, want 3.05s", got)
+		}
+		h.c.mu.Lock()
+		left := time.Until(h.c.valid["d"])
+		h.c.mu.Unlock()
+		if left != 920*time.Millisecond {
+			t.Errorf("lease left at the switch: %v, want 920ms", left)
+		}
+		if len(h.c.Held()) != 1 {
+			t.Error("the shard did not survive to the switch")
 		}
 	})
 }
@@ -293,8 +303,8 @@ func TestSilentStreamIsAbandoned(t *testing.T) {
 // TestBusyStreamWithLateAcksIsKept tries to break the stall rule the other
 // way: a stream that keeps delivering (routing frames) while its acks are
 // late must not be abandoned — that would stop heartbeats the leader does
-// receive and turn late acks into expiries — until a whole TTL passed
-// without any ack (the backstop), and a late ack resets that.
+// receive and turn late acks into expiries — until two TTLs pass without
+// any ack (the backstop), and a late ack restarts that.
 func TestBusyStreamWithLateAcksIsKept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newLeaseHarness(t)
@@ -307,12 +317,11 @@ func TestBusyStreamWithLateAcksIsKept(t *testing.T) {
 		for {
 			select {
 			case <-ctx.Done():
-				// No ack until 3.6 s (of the heartbeat sent at 3 s): past
-				// 2.5 intervals, but the stream is busy, so kept; then
-				// nothing acked for more than the 3 s TTL: left at the
-				// 7 s tick.
-				if got := time.Since(start); got != 7*time.Second {
-					t.Errorf("busy stream abandoned after %v, want 7s (backstop: TTL without an ack)", got)
+				// No ack until 3.6 s (of the heartbeat sent at 3 s): long
+				// past the silence limit, but the stream is busy, so kept;
+				// then nothing acked for 6 s: left at 9.6 s.
+				if got := time.Since(start); got != 9600*time.Millisecond {
+					t.Errorf("busy stream abandoned after %v, want 9.6s (backstop: two TTLs without an ack)", got)
 				}
 				return
 			case <-busy.C:
