@@ -430,6 +430,7 @@ func (c *Consumer) run() {
 	redirect := ""
 	backoff := 50 * time.Millisecond
 	hops := 0
+	avoid := "" // the endpoint whose session just failed: try the others first
 	for {
 		if c.ctx.Err() != nil {
 			return
@@ -438,6 +439,10 @@ func (c *Consumer) run() {
 		if ep == "" {
 			ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
 			next++
+			if ep == avoid && len(c.cfg.Endpoints) > 1 {
+				ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
+				next++
+			}
 		}
 		redirect = ""
 		r, welcomed, err := c.session(ep)
@@ -464,6 +469,10 @@ func (c *Consumer) run() {
 		if welcomed {
 			backoff = 50 * time.Millisecond
 			hops = 0
+		}
+		avoid = ""
+		if err != nil && r == "" {
+			avoid = ep
 		}
 		redirect = r
 		var d time.Duration
@@ -501,9 +510,28 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
+	// A node that accepts the connection but never answers (frozen, its
+	// socket open) must not hold the session forever: give up on the
+	// handshake after the silence limit of an established stream (2
+	// heartbeat intervals), or 5 s before the first Welcome told us the
+	// interval.
+	c.mu.Lock()
+	hsLimit := 5 * time.Second
+	if c.interval > 0 {
+		hsLimit = 2 * c.interval
+	}
+	c.mu.Unlock()
+	handshake := time.AfterFunc(hsLimit, cancel)
+	defer handshake.Stop()
+	hsErr := func(err error) error {
+		if !handshake.Stop() {
+			return fmt.Errorf("%w: no Welcome from %s within %v", ErrUnavailable, endpoint, hsLimit)
+		}
+		return fromStatus(err)
+	}
 	stream, err := wdsv1.NewSessionClient(cc).Connect(ctx)
 	if err != nil {
-		return "", false, fromStatus(err)
+		return "", false, hsErr(err)
 	}
 	as := &activeStream{stream: stream}
 
@@ -522,11 +550,14 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	}
 	c.mu.Unlock()
 	if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: hello}}); err != nil {
-		return "", false, fromStatus(err)
+		return "", false, hsErr(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return "", false, fromStatus(err)
+		return "", false, hsErr(err)
+	}
+	if !handshake.Stop() {
+		return "", false, hsErr(nil) // answered just as the limit passed
 	}
 	if rd := first.GetRedirect(); rd != nil {
 		return rd.GetLeaderEndpoint(), false, fmt.Errorf("%w: redirected: %s", ErrUnavailable, rd.GetReason())

@@ -15,23 +15,27 @@ var errCut = errors.New("celltest: network cut")
 // stalls every read and write while sockets stay open (a hung process or
 // a black-holed path); Heal undoes both. Connections are real TCP.
 type NetFault struct {
-	mu     sync.Mutex
-	cut    bool
-	frozen chan struct{} // non-nil while frozen; closed on heal
-	conns  map[*faultConn]struct{}
+	mu       sync.Mutex
+	cut      bool
+	frozen   chan struct{}            // non-nil while frozen; closed on heal
+	frozenTo map[string]chan struct{} // per remote address (FreezeTo)
+	conns    map[*faultConn]struct{}
 }
 
 // Dial is a grpc.WithContextDialer dialer.
 func (f *NetFault) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	f.mu.Lock()
-	cut, frozen := f.cut, f.frozen
+	cut, frozen, frozenTo := f.cut, f.frozen, f.frozenTo[addr]
 	f.mu.Unlock()
 	if cut {
 		return nil, errCut
 	}
-	if frozen != nil {
+	for _, fr := range []chan struct{}{frozen, frozenTo} {
+		if fr == nil {
+			continue
+		}
 		select {
-		case <-frozen:
+		case <-fr:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -41,7 +45,7 @@ func (f *NetFault) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	fc := &faultConn{Conn: c, f: f}
+	fc := &faultConn{Conn: c, f: f, addr: addr}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.cut {
@@ -76,41 +80,66 @@ func (f *NetFault) Freeze() {
 	}
 }
 
+// FreezeTo stalls traffic to and from one address (a node that hangs
+// with its sockets open, as this consumer sees it), until Heal.
+func (f *NetFault) FreezeTo(addr string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.frozenTo == nil {
+		f.frozenTo = map[string]chan struct{}{}
+	}
+	if f.frozenTo[addr] == nil {
+		f.frozenTo[addr] = make(chan struct{})
+	}
+}
+
 // Heal ends a cut or a freeze.
 func (f *NetFault) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.cut = false
+	for addr, fr := range f.frozenTo {
+		close(fr)
+		delete(f.frozenTo, addr)
+	}
 	if f.frozen != nil {
 		close(f.frozen)
 		f.frozen = nil
 	}
 }
 
-func (f *NetFault) gate() {
-	f.mu.Lock()
-	fr := f.frozen
-	f.mu.Unlock()
-	if fr != nil {
+// gate blocks while traffic to addr is frozen.
+func (f *NetFault) gate(addr string) {
+	for {
+		f.mu.Lock()
+		fr := f.frozen
+		if fr == nil {
+			fr = f.frozenTo[addr]
+		}
+		f.mu.Unlock()
+		if fr == nil {
+			return
+		}
 		<-fr
 	}
 }
 
 type faultConn struct {
 	net.Conn
-	f *NetFault
+	f    *NetFault
+	addr string
 }
 
 func (c *faultConn) Read(p []byte) (int, error) {
-	c.f.gate()
+	c.f.gate(c.addr)
 	n, err := c.Conn.Read(p)
 	// Data that arrived just before a freeze is held back too.
-	c.f.gate()
+	c.f.gate(c.addr)
 	return n, err
 }
 
 func (c *faultConn) Write(p []byte) (int, error) {
-	c.f.gate()
+	c.f.gate(c.addr)
 	return c.Conn.Write(p)
 }
 
