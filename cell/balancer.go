@@ -57,10 +57,16 @@ func (l *leader) balanceLoop() {
 			continue
 		}
 		_, err := l.n.propose(l.ctx, ops...)
-		// Committed and dispatched (the Revoke LOST queued ahead of any
-		// later ack, or the session closed), or not committed at all:
-		// either way acks may flow again.
-		unfence(fenced)
+		if err == nil {
+			// Committed and dispatched: the Revoke LOST is queued ahead
+			// of any later ack, or the session is closed. Acks may flow.
+			unfence(fenced)
+		}
+		// On an error the entry may still commit (leadership lost after
+		// replication): the fence stays. This leader either loses its
+		// lease records with its leadership, or decides the same expiry
+		// again next round (the anchor cannot move while fenced) and
+		// lifts the fence once that round commits.
 		if err != nil {
 			l.log.Debug("balance round not committed", "ops", len(ops), "err", err)
 			select {
@@ -410,23 +416,26 @@ func (l *leader) fenceExpiries(ops []*cellv1.Op) (kept []*cellv1.Op, fenced []*c
 	}
 	views := l.scratch.views
 	var stale map[string]bool
+	seen := map[string]bool{}
 	l.mu.Lock()
 	for _, id := range ids {
-		if id == "" || stale[id] {
+		if id == "" || seen[id] {
 			continue
 		}
+		seen[id] = true
 		cl, v := l.leases[id], views[id]
 		if cl == nil {
 			continue // no lease record, so no session that could be acked
 		}
 		cl.mu.Lock()
-		switch {
-		case cl.incarnation != v.incarnation || !cl.anchor.Equal(v.anchor):
+		if cl.incarnation != v.incarnation || !cl.anchor.Equal(v.anchor) {
 			if stale == nil {
 				stale = map[string]bool{}
 			}
 			stale[id] = true
-		case !cl.expiring:
+		} else {
+			// Possibly fenced already by a round whose commit failed:
+			// this round lifts it when it commits.
 			cl.expiring = true
 			fenced = append(fenced, cl)
 		}

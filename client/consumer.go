@@ -421,6 +421,9 @@ func (c *Consumer) eventLoop() {
 	}
 }
 
+// handshakeLimit bounds the wait for a Welcome (see session).
+const handshakeLimit = 5 * time.Second
+
 // run keeps a session open: connect, serve until the stream ends, follow a
 // redirect or move on to the next endpoint, back off, repeat. The first
 // redirect after a working session is followed at once; redirects that
@@ -436,6 +439,11 @@ func (c *Consumer) run() {
 			return
 		}
 		ep := redirect
+		if ep == avoid && len(c.cfg.Endpoints) > 1 {
+			// Sent back to the node that just failed us (its peers have
+			// not noticed yet): try the others instead.
+			ep = ""
+		}
 		if ep == "" {
 			ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
 			next++
@@ -511,16 +519,11 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
 	// A node that accepts the connection but never answers (frozen, its
-	// socket open) must not hold the session forever: give up on the
-	// handshake after the silence limit of an established stream (2
-	// heartbeat intervals), or 5 s before the first Welcome told us the
-	// interval.
-	c.mu.Lock()
-	hsLimit := 5 * time.Second
-	if c.interval > 0 {
-		hsLimit = 2 * c.interval
-	}
-	c.mu.Unlock()
+	// socket open) must not hold the session forever. The limit is
+	// generous: a busy but healthy leader (a Join to commit, thousands of
+	// sessions resuming at once) must be let finish, or the retries only
+	// add to its queue. A hung node is avoided on the next attempt (run).
+	const hsLimit = handshakeLimit
 	handshake := time.AfterFunc(hsLimit, cancel)
 	defer handshake.Stop()
 	hsErr := func(err error) error {
@@ -613,17 +616,19 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	}
 }
 
-// heartbeat sends a heartbeat every interval and abandons a stream that
-// went silent (a frozen or black-holed node): a new stream to another node
-// must be set up while the lease still runs.
+// heartbeat sends a heartbeat at once and then every interval, and
+// abandons a stream that went silent (a frozen or black-holed node): a new
+// stream to another node must be set up while the lease still runs.
 //
 // Silence, not a missing ack, is the trigger, and it is watched by its own
-// timer, not at heartbeat ticks: the stream is left 2 intervals after the
-// last message of any kind. The last ack arrives a round trip after its
-// heartbeat's send time s, so the switch happens near s + 2·interval, with
-// about T/3 of the lease (valid until s + T·(1−ε), interval = T/3) left to
-// reach the new leader and resume without losing a shard. Checked only at
-// ticks, the switch came at s + 3·interval, after the lease had lapsed.
+// timer, not at heartbeat ticks: the stream is left 2.5 intervals after the
+// last message of any kind. That tolerates one withheld ack (a leader whose
+// confirmation is briefly stale answers the next heartbeat), and as the
+// last ack arrives a round trip after its heartbeat's send time s, the
+// switch comes near s + 2.5·interval, with about T/6 of the lease (valid
+// until s + T·(1−ε), interval = T/3) left to resume on the new leader.
+// Checked only at ticks, the switch came at s + 3·interval, after the
+// lease had lapsed.
 //
 // A stream that keeps delivering while its acks are late (acks queued
 // behind routing, or behind the library's own backlog under CPU load) is
@@ -632,10 +637,14 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 // snapshot — to an overloaded cell. A deposed leader ends its sessions with
 // a Redirect. As a backstop, a stream that delivers but acks nothing for
 // two TTLs is left too (a wedged node).
+//
+// The first heartbeat goes out at once: a Welcome that came late (a busy
+// leader) leaves little of the lease its Hello started, and waiting an
+// interval for the first renewal could let it lapse.
 func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream) {
 	c.mu.Lock()
 	interval := c.interval
-	silentAfter := 2 * interval
+	silentAfter := 2*interval + interval/2
 	backstop := max(silentAfter, 2*c.minTTLLocked())
 	c.lastAck = time.Now()
 	c.mu.Unlock()
@@ -644,6 +653,23 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 	defer beat.Stop()
 	watch := time.NewTimer(silentAfter)
 	defer watch.Stop()
+	send := func() bool {
+		c.mu.Lock()
+		c.seq++
+		seq := c.seq
+		c.sent[seq] = time.Now()
+		for s := range c.sent {
+			if seq-s > 64 {
+				delete(c.sent, s)
+			}
+		}
+		c.mu.Unlock()
+		return as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}) == nil
+	}
+	if !send() {
+		cancel()
+		return
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -661,18 +687,7 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 			}
 			watch.Reset(min(silentAfter-quiet, backstop-unacked))
 		case <-beat.C:
-			now := time.Now()
-			c.mu.Lock()
-			c.seq++
-			seq := c.seq
-			c.sent[seq] = now
-			for s := range c.sent {
-				if seq-s > 64 {
-					delete(c.sent, s)
-				}
-			}
-			c.mu.Unlock()
-			if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Heartbeat{Heartbeat: &wdsv1.Heartbeat{Seq: seq}}}); err != nil {
+			if !send() {
 				cancel()
 				return
 			}
@@ -716,13 +731,16 @@ func (c *Consumer) welcome(w *wdsv1.Welcome, helloSeq uint64, endpoint string, a
 		grants = append(grants, g)
 	}
 	now := time.Now()
+	var dropped []*wdsv1.ShardRef
 	for k, h := range c.shards {
 		tok, ok := auth[k]
 		if h.regrant != nil && (!ok || tok != h.regrant.Token) {
 			// A newer grant waiting for the old handler to return that the
 			// cell no longer lists (moved away while we were gone): it
-			// must never start.
+			// must never start, and its release lets a handover waiting
+			// on it go ahead now rather than at its frozen deadline.
 			c.endLocked(k, h.regrant.Token)
+			dropped = append(dropped, &wdsv1.ShardRef{Domain: h.regrant.Domain, Range: topology.RangeToProto(h.regrant.Range), Token: topology.TokenToProto(h.regrant.Token)})
 			h.regrant = nil
 		}
 		if ok && tok == h.shard.Token {
@@ -742,6 +760,9 @@ func (c *Consumer) welcome(w *wdsv1.Welcome, helloSeq uint64, endpoint string, a
 	c.mu.Unlock()
 	if w.GetAcked() {
 		c.ack(helloSeq)
+	}
+	if len(dropped) > 0 && as != nil {
+		_ = as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Release{Release: &wdsv1.Release{Shards: dropped}}})
 	}
 	c.grant(grants, as)
 	if draining {
