@@ -448,7 +448,7 @@ func TestLeaderFreezeNoChurn(t *testing.T) {
 		return nil
 	})
 	t.Logf("every consumer resumed elsewhere %v after the freeze", time.Since(fault).Round(time.Millisecond))
-	if os.Getenv("WDS_DEBUG_EVENTS") != "" {
+	if os.Getenv("WDS_DEBUG_EVENTS") != "" { // diagnostics: each consumer's events around the freeze
 		for _, tc := range cons {
 			for _, e := range tc.Events() {
 				if e.Time.After(fault.Add(-3 * time.Second)) {
