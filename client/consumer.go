@@ -424,6 +424,10 @@ func (c *Consumer) eventLoop() {
 // handshakeLimit bounds the wait for a Welcome (see session).
 const handshakeLimit = 5 * time.Second
 
+// avoidFor is how long run avoids an endpoint whose session just failed:
+// about the time a cell takes to elect a new leader.
+const avoidFor = 1500 * time.Millisecond
+
 // run keeps a session open: connect, serve until the stream ends, follow a
 // redirect or move on to the next endpoint, back off, repeat. The first
 // redirect after a working session is followed at once; redirects that
@@ -433,21 +437,27 @@ func (c *Consumer) run() {
 	redirect := ""
 	backoff := 50 * time.Millisecond
 	hops := 0
-	avoid := "" // the endpoint whose session just failed: try the others first
+	// The endpoint whose session just failed is avoided for a while: the
+	// others are tried first, and redirects to it (from peers that have
+	// not noticed a hung leader yet; an election takes about a second) are
+	// not followed. Only for a while: if it was the healthy leader after
+	// all (our own process paused), it is the only node that can serve us.
+	avoid, avoidUntil := "", time.Time{}
+	avoiding := func(ep string) bool {
+		return ep == avoid && len(c.cfg.Endpoints) > 1 && time.Now().Before(avoidUntil)
+	}
 	for {
 		if c.ctx.Err() != nil {
 			return
 		}
 		ep := redirect
-		if ep == avoid && len(c.cfg.Endpoints) > 1 {
-			// Sent back to the node that just failed us (its peers have
-			// not noticed yet): try the others instead.
+		if avoiding(ep) {
 			ep = ""
 		}
 		if ep == "" {
 			ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
 			next++
-			if ep == avoid && len(c.cfg.Endpoints) > 1 {
+			if avoiding(ep) {
 				ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
 				next++
 			}
@@ -478,9 +488,11 @@ func (c *Consumer) run() {
 			backoff = 50 * time.Millisecond
 			hops = 0
 		}
-		avoid = ""
+		if welcomed {
+			avoid = ""
+		}
 		if err != nil && r == "" {
-			avoid = ep
+			avoid, avoidUntil = ep, time.Now().Add(avoidFor)
 		}
 		redirect = r
 		var d time.Duration
