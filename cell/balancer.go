@@ -56,18 +56,12 @@ func (l *leader) balanceLoop() {
 		if len(ops) == 0 {
 			continue
 		}
-		_, err := l.n.propose(l.ctx, ops...)
-		if err == nil {
-			// Committed and dispatched: the Revoke LOST is queued ahead
-			// of any later ack, or the session is closed. Acks may flow.
-			unfence(fenced)
-		}
-		// On an error the entry may still commit (leadership lost after
-		// replication): the fence stays. This leader either loses its
-		// lease records with its leadership, or decides the same expiry
-		// again next round (the anchor cannot move while fenced) and
-		// lifts the fence once that round commits.
-		if err != nil {
+		if _, err := l.n.propose(l.ctx, ops...); err != nil {
+			// The entry may still commit (leadership lost after
+			// replication), so the fence stays: this leader either loses
+			// its lease records with its leadership, or decides the same
+			// expiry again next round (the anchor cannot move while
+			// fenced) and lifts the fence once that round commits.
 			l.log.Debug("balance round not committed", "ops", len(ops), "err", err)
 			select {
 			case <-l.ctx.Done():
@@ -76,6 +70,9 @@ func (l *leader) balanceLoop() {
 			}
 			continue
 		}
+		// Committed and dispatched: a Revoke LOST is queued ahead of any
+		// later ack, or the session is closed. Acks may flow again.
+		unfence(fenced)
 		l.poke() // the round changed state: look again
 	}
 }
@@ -197,7 +194,6 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	if len(ops) > 0 {
 		return ops
 	}
-	sc.expiryIDs = sc.expiryIDs[:0]
 
 	// Phase 2: per domain, assignments and moves. Index the consumers by
 	// the domains they serve once, so a round costs O(shards + Σ domains

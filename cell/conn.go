@@ -64,7 +64,6 @@ type sessionConn struct {
 	queue       []outItem // lease-critical, in order
 	routingQ    []rawFrame
 	resyncDue   bool // send a fresh snapshot once routingQ drained
-	critical    int  // len(queue), for the slow-stream bound
 	routingMsgs int
 	resyncing   bool // routing dropped; a snapshot is due
 	watermark   uint64
@@ -117,14 +116,13 @@ func (c *sessionConn) enqueue(it outItem) {
 	if c.closed {
 		return
 	}
-	if c.critical >= c.maxCritical {
+	if len(c.queue) >= c.maxCritical {
 		// Unavailable, not ResourceExhausted: the client should reconnect
 		// and resume, not give up.
 		c.closeLocked(status.Error(codes.Unavailable, "session stream too slow: outbound queue full; reconnect"), nil)
 		return
 	}
 	c.queue = append(c.queue, it)
-	c.critical++
 	c.signal()
 }
 
@@ -136,7 +134,6 @@ func (c *sessionConn) enqueueWelcome(it outItem, watermark uint64) {
 	defer c.mu.Unlock()
 	c.watermark = watermark
 	c.queue = append([]outItem{it}, c.queue...)
-	c.critical++
 	c.signal()
 }
 
@@ -201,7 +198,6 @@ func (c *sessionConn) run() error {
 		watermark := c.watermark
 		if batch := c.queue; len(batch) > 0 {
 			c.queue = nil
-			c.critical = 0
 			c.mu.Unlock()
 			if err := c.sendBatch(batch, watermark); err != nil {
 				c.close(err, nil)

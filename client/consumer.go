@@ -182,20 +182,22 @@ type Consumer struct {
 type activeStream struct {
 	mu     sync.Mutex
 	stream wdsv1.Session_ConnectClient
-	// lastRecv is when the session last read a message of any kind
-	// (monotonic nanoseconds since clockBase): proof the node is alive and
-	// sending, even when acks queue behind routing.
-	lastRecv atomic.Int64
+	// recvClock: when the session last read a message of any kind, proof
+	// the node is alive and sending even when acks queue behind routing.
+	recvClock
 }
 
-// clockBase anchors activeStream.lastRecv on the monotonic clock.
+// recvClock records when a stream last received anything, on the
+// monotonic clock, for the silence checks of consumers and observers.
+type recvClock struct{ last atomic.Int64 } // nanoseconds since clockBase
+
 var clockBase = time.Now()
 
-func (a *activeStream) touch() { a.lastRecv.Store(int64(time.Since(clockBase))) }
+func (r *recvClock) touch() { r.last.Store(int64(time.Since(clockBase))) }
 
 // quiet is how long the stream has received nothing.
-func (a *activeStream) quiet(now time.Time) time.Duration {
-	return now.Sub(clockBase) - time.Duration(a.lastRecv.Load())
+func (r *recvClock) quiet(now time.Time) time.Duration {
+	return now.Sub(clockBase) - time.Duration(r.last.Load())
 }
 
 func (a *activeStream) send(m *wdsv1.ClientMessage) error {
@@ -487,8 +489,6 @@ func (c *Consumer) run() {
 		if welcomed {
 			backoff = 50 * time.Millisecond
 			hops = 0
-		}
-		if welcomed {
 			avoid = ""
 		}
 		if err != nil && r == "" {
@@ -535,12 +535,11 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	// generous: a busy but healthy leader (a Join to commit, thousands of
 	// sessions resuming at once) must be let finish, or the retries only
 	// add to its queue. A hung node is avoided on the next attempt (run).
-	const hsLimit = handshakeLimit
-	handshake := time.AfterFunc(hsLimit, cancel)
+	handshake := time.AfterFunc(handshakeLimit, cancel)
 	defer handshake.Stop()
 	hsErr := func(err error) error {
 		if !handshake.Stop() {
-			return fmt.Errorf("%w: no Welcome from %s within %v", ErrUnavailable, endpoint, hsLimit)
+			return fmt.Errorf("%w: no Welcome from %s within %v", ErrUnavailable, endpoint, handshakeLimit)
 		}
 		return fromStatus(err)
 	}

@@ -256,19 +256,42 @@ func (f *fakeStream) Send(m *wdsv1.ClientMessage) error {
 
 func (f *fakeStream) CloseSend() error { return nil }
 
-// runHeartbeat welcomes the harness's consumer on a fake stream and runs
-// its heartbeat loop; the returned context is cancelled when the loop
-// abandons the stream.
-func runHeartbeat(t *testing.T, h *leaseHarness) (*activeStream, *fakeStream, context.Context) {
+// beatRig is a consumer welcomed on a fake stream with its heartbeat
+// loop running; ctx is cancelled when the loop abandons the stream.
+type beatRig struct {
+	h     *leaseHarness
+	as    *activeStream
+	fs    *fakeStream
+	ctx   context.Context
+	start time.Time
+}
+
+// runHeartbeat starts a harness's heartbeat loop on a fake stream, at
+// r.start (the first heartbeat goes out at once, then one per second).
+func runHeartbeat(t *testing.T, h *leaseHarness) *beatRig {
 	t.Helper()
-	fs := &fakeStream{}
-	as := &activeStream{stream: fs}
-	seq := h.heartbeat()
-	h.c.welcome(welcomeMsg(shard0), seq, "ep", as)
+	r := &beatRig{h: h, fs: &fakeStream{}, start: time.Now()}
+	r.as = &activeStream{stream: r.fs}
+	h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", r.as)
 	ctx, cancel := context.WithCancel(context.Background())
-	go h.c.heartbeat(ctx, cancel, as)
+	r.ctx = ctx
+	go h.c.heartbeat(ctx, cancel, r.as)
 	t.Cleanup(cancel)
-	return as, fs, ctx
+	return r
+}
+
+// ackAt acks, at start+at, heartbeat n (n < 0: the latest sent), as a
+// message received on the stream.
+func (r *beatRig) ackAt(n int, at time.Duration) {
+	time.Sleep(time.Until(r.start.Add(at)))
+	r.fs.mu.Lock()
+	if n < 0 {
+		n = len(r.fs.beats) - 1
+	}
+	seq := r.fs.beats[n]
+	r.fs.mu.Unlock()
+	r.as.touch()
+	r.h.c.ack(seq)
 }
 
 // TestSilentStreamIsAbandoned: a node that stops answering (frozen with
@@ -280,11 +303,10 @@ func TestSilentStreamIsAbandoned(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newLeaseHarness(t)
 		defer h.stop()
-		start := time.Now()
-		as, fs, ctx := runHeartbeat(t, h)
-		ackBeatAt(t, h, as, fs, start, 1, 1050*time.Millisecond)
-		<-ctx.Done()
-		if got := time.Since(start); got != 3550*time.Millisecond {
+		r := runHeartbeat(t, h)
+		r.ackAt(1, 1050*time.Millisecond)
+		<-r.ctx.Done()
+		if got := time.Since(r.start); got != 3550*time.Millisecond {
 			t.Errorf("silent stream abandoned after %v, want 3.55s", got)
 		}
 		h.c.mu.Lock()
@@ -299,18 +321,6 @@ func TestSilentStreamIsAbandoned(t *testing.T) {
 	})
 }
 
-// ackBeatAt acks, at start+at, the heartbeat sent n intervals after start
-// (the first goes out at once), as a message received on the stream.
-func ackBeatAt(t *testing.T, h *leaseHarness, as *activeStream, fs *fakeStream, start time.Time, n int, at time.Duration) {
-	t.Helper()
-	time.Sleep(time.Until(start.Add(at)))
-	fs.mu.Lock()
-	seq := fs.beats[n]
-	fs.mu.Unlock()
-	as.touch()
-	h.c.ack(seq)
-}
-
 // TestOneWithheldAckKeepsTheStream: a healthy, idle leader withholds one
 // ack (its leadership confirmation briefly stale) and answers the next a
 // little later than usual. The stream must be kept: leaving it on one
@@ -320,14 +330,13 @@ func TestOneWithheldAckKeepsTheStream(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newLeaseHarness(t)
 		defer h.stop()
-		start := time.Now()
-		as, fs, ctx := runHeartbeat(t, h)
-		ackBeatAt(t, h, as, fs, start, 1, 1050*time.Millisecond)
+		r := runHeartbeat(t, h)
+		r.ackAt(1, 1050*time.Millisecond)
 		// The heartbeat at 2 s is not acknowledged.
-		ackBeatAt(t, h, as, fs, start, 3, 3060*time.Millisecond)
+		r.ackAt(3, 3060*time.Millisecond)
 		synctest.Wait()
-		if ctx.Err() != nil {
-			t.Fatalf("stream abandoned after one withheld ack (at %v)", time.Since(start))
+		if r.ctx.Err() != nil {
+			t.Fatalf("stream abandoned after one withheld ack (at %v)", time.Since(r.start))
 		}
 	})
 }
@@ -341,29 +350,25 @@ func TestBusyStreamWithLateAcksIsKept(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newLeaseHarness(t)
 		defer h.stop()
-		start := time.Now()
-		as, fs, ctx := runHeartbeat(t, h)
+		r := runHeartbeat(t, h)
 		busy := time.NewTicker(200 * time.Millisecond)
 		defer busy.Stop()
 		acked := false
 		for {
 			select {
-			case <-ctx.Done():
+			case <-r.ctx.Done():
 				// No ack until 3.6 s (of the heartbeat sent at 3 s): long
 				// past the silence limit, but the stream is busy, so kept;
 				// then nothing acked for 6 s: left at 9.6 s.
-				if got := time.Since(start); got != 9600*time.Millisecond {
+				if got := time.Since(r.start); got != 9600*time.Millisecond {
 					t.Errorf("busy stream abandoned after %v, want 9.6s (backstop: two TTLs without an ack)", got)
 				}
 				return
 			case <-busy.C:
-				as.touch()
-				if !acked && time.Since(start) >= 3500*time.Millisecond {
+				r.as.touch()
+				if !acked && time.Since(r.start) >= 3500*time.Millisecond {
 					acked = true
-					fs.mu.Lock()
-					seq := fs.beats[len(fs.beats)-1]
-					fs.mu.Unlock()
-					h.c.ack(seq)
+					r.ackAt(-1, time.Since(r.start))
 				}
 			}
 		}

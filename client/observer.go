@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -188,8 +187,8 @@ func (o *Observer) session(ep string) error {
 	}
 	// Liveness: heartbeat and give up on a node that stops answering
 	// without closing the connection.
-	var lastRecv atomic.Int64
-	lastRecv.Store(time.Now().UnixNano())
+	var rc recvClock
+	rc.touch()
 	go func() {
 		t := time.NewTicker(observerHeartbeat)
 		defer t.Stop()
@@ -200,7 +199,7 @@ func (o *Observer) session(ep string) error {
 				return
 			case <-t.C:
 			}
-			if time.Since(time.Unix(0, lastRecv.Load())) > 3*observerHeartbeat {
+			if rc.quiet(time.Now()) > 3*observerHeartbeat {
 				o.log.Warn("observer stream silent; reconnecting", "endpoint", ep)
 				cancel()
 				return
@@ -217,7 +216,7 @@ func (o *Observer) session(ep string) error {
 		if err != nil {
 			return fromStatus(err)
 		}
-		lastRecv.Store(time.Now().UnixNano())
+		rc.touch()
 		switch msg := m.GetMsg().(type) {
 		case *wdsv1.ServerMessage_Routing:
 			if err := o.routing.apply(msg.Routing); err != nil {
