@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/internal/raftnode"
 )
 
 // Port layout of `wds dev`: node i serves gRPC on base+i, Raft on
@@ -141,6 +143,9 @@ func runDev(cmd *cobra.Command, g *globals, o devOptions, log *slog.Logger, gate
 		cfg.HTTPBind = fmt.Sprintf("127.0.0.1:%d", o.base+devHTTPOffset+i)
 		cfg.Logger = log
 		n, err := cell.Start(cfg)
+		if errors.Is(err, raftnode.ErrVoterMismatch) {
+			return fmt.Errorf("%w (wds dev: --data-dir %s was made with other --nodes or --base-port; run with those, or use another --data-dir)", err, dir)
+		}
 		if err != nil {
 			return listenHint(err)
 		}

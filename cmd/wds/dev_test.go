@@ -120,3 +120,43 @@ domains:
 		}
 	}
 }
+
+// TestDevDataDirOfAnotherCell: a data dir made by `wds dev --nodes 1` is
+// refused by `wds dev --nodes 3` (which would otherwise form a new cell and
+// overwrite n1's log) with an error naming the dir, and still starts as a
+// 1-node cell with its domain.
+func TestDevDataDirOfAnotherCell(t *testing.T) {
+	t.Parallel()
+	base := freePortRange(t, 0, 1, 2, devRaftOffset, devRaftOffset+1, devRaftOffset+2, devHTTPOffset, devHTTPOffset+1, devHTTPOffset+2)
+	dir := t.TempDir()
+	ep := fmt.Sprintf("--endpoint=127.0.0.1:%d", base)
+	devOnce := func(nodes string, then func()) {
+		t.Helper()
+		p := start(t, "dev", "--nodes", nodes, "--base-port", fmt.Sprint(base), "--data-dir", dir, "-o", "json")
+		var lines []string
+		for {
+			lines = append(lines, p.next(30*time.Second))
+			var info devJSON
+			if json.Unmarshal([]byte(strings.Join(lines, "\n")), &info) == nil {
+				break
+			}
+		}
+		then()
+		p.signal(syscall.SIGINT)
+		if _, code := p.wait(20 * time.Second); code != 0 {
+			t.Fatalf("exit %d after SIGINT; stderr:\n%s", code, p.stderr.String())
+		}
+	}
+	devOnce("1", func() { mustWDS(t, ep, "domain", "create", "keep", "--kind", "global", "--shards", "4") })
+
+	r := wds(t, "dev", "--nodes", "3", "--base-port", fmt.Sprint(base), "--data-dir", dir)
+	n1 := filepath.Join(dir, "n1")
+	if r.code != 1 || !strings.Contains(r.stderr, "data dir "+n1+" was created for the voters n1=") || !strings.Contains(r.stderr, "--nodes") {
+		t.Fatalf("wds dev --nodes 3 on a 1-node data dir: exit %d, stderr %q", r.code, r.stderr)
+	}
+	devOnce("1", func() {
+		if out := mustWDS(t, ep, "domain", "list"); !strings.Contains(out, "keep") {
+			t.Errorf("domain keep lost: %s", out)
+		}
+	})
+}

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -181,18 +179,10 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = logging.Discard()
 	}
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "wal"), 0o750); err != nil {
-		return nil, fmt.Errorf("raftnode: data dir: %w", err)
-	}
 	hl := logging.HCLog(cfg.Logger, "raft")
-	// raft-wal v0.4.0's Close leaves its meta DB (bolt, with a file lock)
-	// open, so a node restarted in the same process would block on the
-	// lock: own the meta store and close it ourselves.
-	meta := &metadb.BoltMetaDB{}
-	w, err := wal.Open(filepath.Join(cfg.Dir, "wal"), wal.WithLogger(hl.Named("wal")), wal.WithMetaStore(meta))
+	w, meta, err := openLogStore(cfg.Dir, hl)
 	if err != nil {
-		meta.Close()
-		return nil, fmt.Errorf("raftnode: open wal: %w", err)
+		return nil, err
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, max(cfg.SnapshotRetain, 1), hl.Named("snapshots"))
 	if err != nil {
@@ -240,6 +230,9 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 	rc.NoLegacyTelemetry = true
 
 	existing, err := raft.HasExistingState(w, w, snaps)
+	if err == nil && existing {
+		err = checkStoredVoters(rc, w, snaps, cfg, string(trans.LocalAddr()))
+	}
 	if err != nil {
 		trans.Close()
 		w.Close()
@@ -302,6 +295,9 @@ func (n *Node) Shutdown() error {
 		n.stopConfirm = nil
 	}
 	n.mu.Unlock()
+	// WAL.Close closes the meta DB too (since raft-wal v0.4.1); closing
+	// it again is a no-op, and keeps a failed WAL close from leaking the
+	// meta DB's file lock.
 	if cerr := n.wal.Close(); err == nil {
 		err = cerr
 	}
