@@ -9,7 +9,7 @@ TEST_FLAGS ?= -race -timeout 15m
 BENCH     ?= .
 BENCH_COUNT ?= 5
 
-.PHONY: all build run test test-short bench proto proto-check lint vet fuzz clean
+.PHONY: all build run test test-short chaos-cell bench proto proto-check lint vet fuzz clean
 
 all: build
 
@@ -26,6 +26,12 @@ test:
 
 test-short:
 	$(GO) test -short $(PKGS)
+
+# The long version of the real-process leader-loss test (three `wds server`
+# and five `wds consume` processes; the default suite runs 3 kills).
+KILLS ?= 20
+chaos-cell:
+	WDS_PROC_KILLS=$(KILLS) $(GO) test ./cmd/wds -run '^TestServerProcessesLeaderLoss$$' -count=1 -v -timeout 30m
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(PKGS)

@@ -421,6 +421,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	w := &wdsv1.Welcome{
 		SessionToken:            []byte(inc),
 		NodeId:                  l.n.cfg.NodeID,
+		Region:                  l.n.cfg.Region,
 		Drift:                   l.n.cfg.Drift,
 		AckSeq:                  h.GetSeq(),
 		Acked:                   true,

@@ -170,8 +170,28 @@ func firstNonEmpty(a, b string) string {
 	return b
 }
 
-// Close stops the node: sessions end (clients reconnect elsewhere), Raft
-// shuts down, the data dir stays.
+// Shutdown stops the node gracefully, the way `wds server` does on
+// SIGTERM: a leader first hands its leadership to the most up-to-date
+// follower (raft's leadership transfer) so that the cell need not wait out
+// an election timeout, and its consumer sessions are redirected to the new
+// leader as they end; then the node closes as Close does. ctx bounds the
+// handover: when it ends first, the node closes anyway.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if n.raft.Raft.State() == raft.Leader {
+		start := time.Now()
+		if err := n.raft.TransferLeadership(ctx); err != nil {
+			n.log.Warn("leadership not handed over before stopping", "err", err)
+		} else if id, _ := n.raft.FreshLeader(); id != "" && id != n.cfg.NodeID {
+			n.log.Info("leadership handed over", "to", id, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return n.Close()
+}
+
+// Close stops the node at once: sessions end with a redirect to the leader
+// if one is known (clients reconnect elsewhere), Raft shuts down, the data
+// dir stays. A leader closed this way leaves the cell to elect another after
+// the election timeout; Shutdown hands leadership over first.
 func (n *Node) Close() error {
 	n.mu.Lock()
 	if n.closed {
@@ -184,11 +204,16 @@ func (n *Node) Close() error {
 	obs := n.observers
 	n.observers = map[*sessionConn]struct{}{}
 	n.mu.Unlock()
+	id, ep := n.leaderEndpoint()
+	if id == n.cfg.NodeID {
+		id, ep = "", ""
+	}
+	redirect := &wdsv1.Redirect{LeaderId: id, LeaderEndpoint: ep, Reason: "node shutting down"}
 	if l != nil {
-		l.stop(&wdsv1.Redirect{Reason: "node shutting down"})
+		l.stop(redirect)
 	}
 	for c := range obs {
-		c.close(nil, &wdsv1.Redirect{Reason: "node shutting down"})
+		c.close(nil, redirect)
 	}
 	n.hub.close()
 	n.batcher.Close()
@@ -247,10 +272,16 @@ func (n *Node) currentLeader() *leader {
 	return n.leader
 }
 
-// leaderEndpoint is the leader's id and client endpoint as this node knows
-// them.
+// leaderEndpoint is the leader's id and client endpoint, only as far as
+// this node knows them fresh (raftnode.FreshLeader): a follower that has not
+// heard from the leader within the heartbeat timeout, and a node that won
+// an election but is still taking office, name none. Clients are never
+// sent to a leader that may be dead; told "unknown", they ask again.
 func (n *Node) leaderEndpoint() (id, endpoint string) {
-	id, _ = n.raft.Leader()
+	id, _ = n.raft.FreshLeader()
+	if id == n.cfg.NodeID && n.currentLeader() == nil {
+		return "", "" // elected, not yet in office (catching up)
+	}
 	if p, ok := n.cfg.peer(id); ok {
 		return id, p.GRPC
 	}

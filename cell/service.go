@@ -37,6 +37,9 @@ func (s *sessionService) Connect(stream wdsv1.Session_ConnectServer) error {
 	if err != nil {
 		return toStatus(err)
 	}
+	if hello.GetRegion() == "" {
+		hello.Region = s.n.cfg.Region // "the region of the cell I reach"
+	}
 	if err := validateHello(hello, s.n.cfg.Region); err != nil {
 		return toStatus(err)
 	}
@@ -102,6 +105,12 @@ func validateHello(h *wdsv1.Hello, region string) error {
 	if len(h.GetEndpoint()) > maxEndpointLen {
 		return topology.Invalid("hello.endpoint", fmt.Sprintf("%d bytes", len(h.GetEndpoint())), "longer than %d bytes", maxEndpointLen)
 	}
+	if h.GetEndpoint() != "" {
+		// Published in routing for others to dial: it must be an address.
+		if err := topology.ValidateHostPort("hello.endpoint", h.GetEndpoint()); err != nil {
+			return err
+		}
+	}
 	if len(h.GetDomains()) > maxDomainsPerMsg {
 		return topology.Invalid("hello.domains", fmt.Sprintf("%d domains", len(h.GetDomains())), "at most %d", maxDomainsPerMsg)
 	}
@@ -142,12 +151,34 @@ func validateHello(h *wdsv1.Hello, region string) error {
 	return nil
 }
 
+// Locate answers from this node's own view: no Raft round trip, no lock
+// of the state.
+func (s *sessionService) Locate(ctx context.Context, _ *wdsv1.LocateRequest) (*wdsv1.LocateResponse, error) {
+	n := s.n
+	id, ep := n.leaderEndpoint()
+	r := n.raft.Raft
+	return &wdsv1.LocateResponse{
+		NodeId:         n.cfg.NodeID,
+		Region:         n.cfg.Region,
+		Leader:         n.currentLeader() != nil,
+		LeaderId:       id,
+		LeaderEndpoint: ep,
+		Term:           r.CurrentTerm(),
+		CommitIndex:    r.CommitIndex(),
+		AppliedIndex:   r.AppliedIndex(),
+	}, nil
+}
+
 func (s *sessionService) serveConsumer(stream wdsv1.Session_ConnectServer, h *wdsv1.Hello, received time.Time) error {
 	l := s.n.currentLeader()
 	if l == nil {
 		id, ep := s.n.leaderEndpoint()
+		reason := "consumer sessions are served by the cell leader"
+		if id == "" {
+			reason = "no leader known right now (an election may be under way); ask again"
+		}
 		return stream.Send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Redirect{Redirect: &wdsv1.Redirect{
-			LeaderEndpoint: ep, LeaderId: id, Reason: "consumer sessions are served by the cell leader",
+			LeaderEndpoint: ep, LeaderId: id, Reason: reason,
 		}}})
 	}
 	ctx, cancel := context.WithTimeout(stream.Context(), 10*time.Second)

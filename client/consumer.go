@@ -68,16 +68,18 @@ type Event struct {
 // Config configures a consumer (or, with Handler nil and only Watch, an
 // observer: see NewObserver).
 type Config struct {
-	// Endpoints are regional WDS endpoints (any node of the cell); the
-	// client follows the leader. Default: DefaultEndpoint.
+	// Endpoints are regional WDS endpoints, host:port (any nodes of the
+	// cell; required unless Conn is set). The client asks all of them
+	// which node leads and follows the leader.
 	Endpoints []string
 	// ID identifies this instance (1-128 chars of [A-Za-z0-9._:-]); unique
 	// among live consumers of the cell.
 	ID string
-	// Region is the instance's region; it must be the cell's.
+	// Region is the instance's region; it must be the cell's. Empty
+	// means the region of the cell the endpoints reach.
 	Region string
 	// Endpoint is where other instances route requests for keys this
-	// instance owns.
+	// instance owns (host:port; optional).
 	Endpoint string
 	// Domains the instance serves (is granted shards of).
 	Domains []string
@@ -108,9 +110,18 @@ type Config struct {
 func (c *Config) normalize() error {
 	if c.Conn != nil {
 		c.Endpoints = []string{c.Conn.Target()}
+	} else if err := checkEndpoints("endpoints", c.Endpoints); err != nil {
+		return err
 	}
-	if len(c.Endpoints) == 0 {
-		c.Endpoints = []string{DefaultEndpoint}
+	if c.Endpoint != "" {
+		if err := topology.ValidateHostPort("endpoint", c.Endpoint); err != nil {
+			return fmt.Errorf("%w: %v (the address other instances route to for keys this one owns)", ErrInvalid, err)
+		}
+	}
+	if c.Region != "" {
+		if err := topology.ValidateName("region", c.Region); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -150,6 +161,7 @@ type Consumer struct {
 	cancel  context.CancelFunc
 
 	pool *connPool
+	loc  *locator // nil with Config.Conn: no other node to find
 
 	mu        sync.Mutex
 	token     []byte
@@ -185,6 +197,16 @@ type activeStream struct {
 	// recvClock: when the session last read a message of any kind, proof
 	// the node is alive and sending even when acks queue behind routing.
 	recvClock
+	// moved is the endpoint of another node found leading while this
+	// stream was silent (heartbeat): the session ends and goes there.
+	moved atomic.Pointer[string]
+}
+
+func (a *activeStream) movedTo() string {
+	if p := a.moved.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // recvClock records when a stream last received anything, on the
@@ -253,6 +275,9 @@ func NewConsumer(cfg Config) (*Consumer, error) {
 		leaseWake: make(chan struct{}, 1),
 		eventWake: make(chan struct{}, 1),
 		eventsOut: make(chan struct{}),
+	}
+	if cfg.Conn == nil {
+		c.loc = c.pool.locator(cfg.Endpoints)
 	}
 	go c.run()
 	go c.leaseLoop()
@@ -430,83 +455,131 @@ const handshakeLimit = 5 * time.Second
 // about the time a cell takes to elect a new leader.
 const avoidFor = 1500 * time.Millisecond
 
-// run keeps a session open: connect, serve until the stream ends, follow a
-// redirect or move on to the next endpoint, back off, repeat. The first
-// redirect after a working session is followed at once; redirects that
-// lead nowhere (an election in progress) back off like failures.
-func (c *Consumer) run() {
-	next := 0
-	redirect := ""
-	backoff := 50 * time.Millisecond
-	hops := 0
-	// The endpoint whose session just failed is avoided for a while: the
-	// others are tried first, and redirects to it (from peers that have
-	// not noticed a hung leader yet; an election takes about a second) are
-	// not followed. Only for a while: if it was the healthy leader after
-	// all (our own process paused), it is the only node that can serve us.
-	avoid, avoidUntil := "", time.Time{}
-	avoiding := func(ep string) bool {
-		return ep == avoid && len(c.cfg.Endpoints) > 1 && time.Now().Before(avoidUntil)
+// maxRetryPause caps the pause between sessions that fail without a
+// Welcome at a node that says it leads (a Join that cannot commit).
+const maxRetryPause = time.Second
+
+// avoidList is the endpoints and node ids whose sessions just failed.
+type avoidList struct {
+	until map[string]time.Time
+}
+
+func (a *avoidList) add(keys ...string) {
+	if a.until == nil {
+		a.until = map[string]time.Time{}
 	}
-	for {
-		if c.ctx.Err() != nil {
-			return
+	for _, k := range keys {
+		if k != "" {
+			a.until[k] = time.Now().Add(avoidFor)
 		}
-		ep := redirect
-		if avoiding(ep) {
-			ep = ""
+	}
+}
+
+func (a *avoidList) has(keys ...string) bool {
+	now := time.Now()
+	for _, k := range keys {
+		if u, ok := a.until[k]; ok && now.Before(u) {
+			return true
 		}
-		if ep == "" {
-			ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
-			next++
-			if avoiding(ep) {
-				ep = c.cfg.Endpoints[next%len(c.cfg.Endpoints)]
-				next++
+	}
+	return false
+}
+
+func (a *avoidList) clear() { a.until = nil }
+
+// sessionEnd is how a session ended.
+type sessionEnd struct {
+	// next is where to go now, when known: the leader a Redirect named,
+	// or the one found while the stream was silent.
+	next string
+	// redirected: a Redirect ended the session (the node does not lead).
+	redirected bool
+	welcomed   bool
+	nodeID     string // the node that served the session, if it said
+	err        error
+}
+
+// run keeps a session open. It finds the leader by asking every endpoint
+// at once (locator) and opens the session there; a session that ends with
+// a Redirect naming the leader goes there at once. No redirect counts as a
+// failure and nothing backs off while the cell elects a leader: the locator
+// paces its questions (every 50-100 ms), so a consumer is welcomed by a new
+// leader within that of its accession, well inside its lease. An endpoint
+// whose session just failed is avoided for avoidFor (about an election):
+// peers that have not yet noticed a hung leader still name it for up to
+// their heartbeat timeout. Only for a while: if it was the healthy leader
+// after all (our own process paused), it is the only node that can serve us.
+func (c *Consumer) run() {
+	target := ""
+	var avoid avoidList
+	multi := len(c.cfg.Endpoints) > 1
+	skip := func(nodeID, ep string) bool { return multi && avoid.has(nodeID, ep) }
+	fails, hops := 0, 0
+	since := time.Time{}
+	for c.ctx.Err() == nil {
+		if target == "" {
+			if c.cfg.Conn != nil {
+				target = c.cfg.Endpoints[0]
+			} else {
+				ep, err := c.loc.find(c.ctx, since, pickLeader(skip))
+				if err != nil {
+					return
+				}
+				target = ep
 			}
 		}
-		redirect = ""
-		r, welcomed, err := c.session(ep)
+		ep := target
+		target = ""
+		end := c.session(ep)
 		if c.ctx.Err() != nil {
 			return
 		}
+		since = time.Now()
+		err := end.err
 		if err != nil && permanent(err) {
 			c.log.Error("session rejected", "endpoint", ep, "err", err)
 			c.stop(err)
 			return
 		}
 		switch {
-		case err != nil && !welcomed && r != "":
-			// Sent on to the leader before a session began (an endpoint
-			// list that does not start at the leader): routine, not a
-			// disconnection.
-			c.log.Debug("redirected", "endpoint", ep, "leader", r)
+		case end.redirected && !end.welcomed:
+			// Sent on before a session began: routine, not a disconnection.
+			c.log.Debug("redirected", "endpoint", ep, "leader", end.next, "reason", err)
 		case err != nil:
 			c.log.Debug("session ended", "endpoint", ep, "err", err)
 			c.mu.Lock()
 			c.emitLocked(Event{Kind: EventDisconnected, Time: time.Now(), Endpoint: ep, Err: err})
 			c.mu.Unlock()
 		}
-		if welcomed {
-			backoff = 50 * time.Millisecond
-			hops = 0
-			avoid = ""
+		if end.welcomed {
+			fails, hops = 0, 0
+			avoid.clear()
 		}
-		if err != nil && r == "" {
-			avoid, avoidUntil = ep, time.Now().Add(avoidFor)
-		}
-		redirect = r
-		var d time.Duration
 		switch {
-		case r != "" && hops == 0:
-			d = 0 // follow the first redirect at once
-		default:
-			// Jittered backoff: a cell restart must not be met by every
-			// client at once.
-			d = backoff/2 + rand.N(backoff/2+1)
-			backoff = min(backoff*2, 2*time.Second)
+		case err != nil && !end.redirected && end.next == "" && errors.Is(err, ErrUnavailable):
+			// The node failed us (gone, hung, stalled): ask the others.
+			avoid.add(ep, end.nodeID)
+			if !end.welcomed {
+				fails++
+			}
+		case err != nil && !end.welcomed && (!end.redirected || c.cfg.Conn != nil):
+			// Refused (a duplicate id) or, on a pinned connection, sent
+			// elsewhere: ask again, but not in a tight loop.
+			fails++
 		}
-		if r != "" {
+		if end.next != "" && end.next != ep && !skip("", end.next) && hops < 2 && c.cfg.Conn == nil {
+			// Follow a named leader at once; a chain of stale redirects
+			// falls back to asking every endpoint.
+			target = end.next
 			hops++
+		} else if end.redirected {
+			hops = 0
+		}
+		var d time.Duration
+		if fails > 0 && target == "" {
+			// A node that says it leads but cannot admit us: do not spin.
+			d = min(50*time.Millisecond<<min(fails-1, 5), maxRetryPause)
+			d = d/2 + rand.N(d/2+1)
 		}
 		if errors.Is(err, ErrDuplicateConsumer) {
 			d = max(d, 500*time.Millisecond)
@@ -521,12 +594,11 @@ func (c *Consumer) run() {
 	}
 }
 
-// session runs one stream to endpoint. It returns a redirect target, whether
-// a Welcome was received, and the error that ended it.
-func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err error) {
+// session runs one stream to endpoint, until it ends.
+func (c *Consumer) session(endpoint string) (end sessionEnd) {
 	cc, err := c.pool.get(endpoint)
 	if err != nil {
-		return "", false, err
+		return sessionEnd{err: err}
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
 	defer cancel()
@@ -537,15 +609,15 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	// add to its queue. A hung node is avoided on the next attempt (run).
 	handshake := time.AfterFunc(handshakeLimit, cancel)
 	defer handshake.Stop()
-	hsErr := func(err error) error {
+	hsErr := func(err error) sessionEnd {
 		if !handshake.Stop() {
-			return fmt.Errorf("%w: no Welcome from %s within %v", ErrUnavailable, endpoint, handshakeLimit)
+			return sessionEnd{err: fmt.Errorf("%w: no Welcome from %s within %v", ErrUnavailable, endpoint, handshakeLimit)}
 		}
-		return fromStatus(err)
+		return sessionEnd{err: fromStatus(err)}
 	}
 	stream, err := wdsv1.NewSessionClient(cc).Connect(ctx)
 	if err != nil {
-		return "", false, hsErr(err)
+		return hsErr(err)
 	}
 	as := &activeStream{stream: stream}
 
@@ -564,22 +636,23 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	}
 	c.mu.Unlock()
 	if err := as.send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: hello}}); err != nil {
-		return "", false, hsErr(err)
+		return hsErr(err)
 	}
 	first, err := stream.Recv()
 	if err != nil {
-		return "", false, hsErr(err)
+		return hsErr(err)
 	}
 	if !handshake.Stop() {
-		return "", false, hsErr(nil) // answered just as the limit passed
+		return hsErr(nil) // answered just as the limit passed
 	}
 	if rd := first.GetRedirect(); rd != nil {
-		return rd.GetLeaderEndpoint(), false, fmt.Errorf("%w: redirected: %s", ErrUnavailable, rd.GetReason())
+		return sessionEnd{next: rd.GetLeaderEndpoint(), redirected: true, err: fmt.Errorf("%w: redirected: %s", ErrUnavailable, rd.GetReason())}
 	}
 	w := first.GetWelcome()
 	if w == nil {
-		return "", false, fmt.Errorf("%w: expected Welcome, got %T", ErrUnavailable, first.GetMsg())
+		return sessionEnd{err: fmt.Errorf("%w: expected Welcome, got %s", ErrUnavailable, messageName(first))}
 	}
+	end = sessionEnd{welcomed: true, nodeID: w.GetNodeId()}
 	c.welcome(w, helloSeq, endpoint, as)
 	defer func() {
 		c.mu.Lock()
@@ -593,14 +666,21 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		c.heartbeat(ctx, cancel, as)
+		c.heartbeat(ctx, cancel, as, endpoint, w.GetNodeId())
 	}()
-	defer func() { cancel(); <-hbDone }()
+	defer func() {
+		cancel()
+		<-hbDone
+		if end.next == "" {
+			end.next = as.movedTo()
+		}
+	}()
 
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return "", true, fromStatus(err)
+			end.err = fromStatus(err)
+			return end
 		}
 		as.touch()
 		switch msg := m.GetMsg().(type) {
@@ -614,7 +694,8 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 			c.prepare(msg.Prepare)
 		case *wdsv1.ServerMessage_Routing:
 			if err := c.routing.apply(msg.Routing); err != nil {
-				return "", true, err
+				end.err = err
+				return end
 			}
 		case *wdsv1.ServerMessage_Drained:
 			c.mu.Lock()
@@ -622,9 +703,19 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 			c.mu.Unlock()
 			c.drainOnce.Do(func() { close(c.drained) })
 		case *wdsv1.ServerMessage_Redirect:
-			return msg.Redirect.GetLeaderEndpoint(), true, fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
+			end.next, end.redirected = msg.Redirect.GetLeaderEndpoint(), true
+			end.err = fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
+			return end
 		}
 	}
+}
+
+// messageName names a server message's kind for errors ("welcome").
+func messageName(m *wdsv1.ServerMessage) string {
+	if m.GetMsg() == nil {
+		return "an empty message"
+	}
+	return string(m.ProtoReflect().WhichOneof(m.ProtoReflect().Descriptor().Oneofs().ByName("msg")).Name())
 }
 
 // heartbeat sends a heartbeat at once and then every interval, and
@@ -641,6 +732,12 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 // Checked only at ticks, the switch came at s + 3·interval, after the
 // lease had lapsed.
 //
+// Sooner when there is evidence: after 1.5 intervals of silence the
+// locator asks every endpoint whether another node leads now (a hung
+// leader is replaced by an election within about a second). If one does,
+// the session moves there at once, with about half the lease to spare; if
+// the other nodes still follow this one, nothing changes.
+//
 // A stream that keeps delivering while its acks are late (acks queued
 // behind routing, or behind the library's own backlog under CPU load) is
 // kept: only the leader serves consumers, so leaving would stop the
@@ -652,9 +749,10 @@ func (c *Consumer) session(endpoint string) (redirect string, welcomed bool, err
 // The first heartbeat goes out at once: a Welcome that came late (a busy
 // leader) leaves little of the lease its Hello started, and waiting an
 // interval for the first renewal could let it lapse.
-func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream) {
+func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as *activeStream, endpoint, nodeID string) {
 	c.mu.Lock()
 	interval := c.interval
+	suspectAfter := interval + interval/2
 	silentAfter := 2*interval + interval/2
 	backstop := max(silentAfter, 2*c.minTTLLocked())
 	c.lastAck = time.Now()
@@ -662,8 +760,9 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 	as.touch()
 	beat := time.NewTicker(interval)
 	defer beat.Stop()
-	watch := time.NewTimer(silentAfter)
+	watch := time.NewTimer(suspectAfter)
 	defer watch.Stop()
+	suspecting := false
 	send := func() bool {
 		c.mu.Lock()
 		c.seq++
@@ -696,7 +795,16 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 				cancel()
 				return
 			}
-			watch.Reset(min(silentAfter-quiet, backstop-unacked))
+			if quiet >= suspectAfter && !suspecting && c.loc != nil {
+				suspecting = true
+				go c.lookElsewhere(ctx, cancel, as, endpoint, nodeID, silentAfter-quiet)
+			}
+			if quiet < suspectAfter {
+				suspecting = false
+				watch.Reset(min(suspectAfter-quiet, backstop-unacked))
+			} else {
+				watch.Reset(min(silentAfter-quiet, backstop-unacked))
+			}
 		case <-beat.C:
 			if !send() {
 				cancel()
@@ -704,6 +812,22 @@ func (c *Consumer) heartbeat(ctx context.Context, cancel context.CancelFunc, as 
 			}
 		}
 	}
+}
+
+// lookElsewhere asks every endpoint, for up to within, whether a node other
+// than the silent one serving this session leads the cell now; if one
+// does, the session ends and moves there.
+func (c *Consumer) lookElsewhere(ctx context.Context, cancel context.CancelFunc, as *activeStream, endpoint, nodeID string, within time.Duration) {
+	lctx, lcancel := context.WithTimeout(ctx, within)
+	defer lcancel()
+	other := func(id, ep string) bool { return id == nodeID || ep == endpoint }
+	ep, err := c.loc.find(lctx, time.Now(), pickLeader(other))
+	if err != nil || as.quiet(time.Now()) < within {
+		return // nothing found, or the stream spoke again meanwhile
+	}
+	c.log.Warn("session stream silent and another node leads; switching", "from", endpoint, "to", ep)
+	as.moved.Store(&ep)
+	cancel()
 }
 
 // minTTLLocked is the shortest lease TTL of the session's domains.

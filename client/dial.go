@@ -1,9 +1,12 @@
 package client
 
 import (
+	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 )
 
@@ -16,26 +19,61 @@ type Pool struct {
 	opts []grpc.DialOption
 	per  int
 
-	mu    sync.Mutex
-	conns map[string][]*grpc.ClientConn
-	next  map[string]int
+	mu       sync.Mutex
+	conns    map[string][]*grpc.ClientConn
+	next     map[string]int
+	locators map[string]*locator // per endpoint list: shared probes
 }
 
 // NewPool returns a pool of perEndpoint connections per endpoint (at least
 // 1). opts are added to the default dial options (plaintext).
 func NewPool(perEndpoint int, opts ...grpc.DialOption) *Pool {
 	return &Pool{
-		opts:  append(defaultDialOptions(), opts...),
-		per:   max(perEndpoint, 1),
-		conns: map[string][]*grpc.ClientConn{},
-		next:  map[string]int{},
+		opts:     append(defaultDialOptions(), opts...),
+		per:      max(perEndpoint, 1),
+		conns:    map[string][]*grpc.ClientConn{},
+		next:     map[string]int{},
+		locators: map[string]*locator{},
 	}
+}
+
+// locator returns the pool's locator for an endpoint list: every consumer
+// and observer of the pool with the same endpoints shares its probes.
+func (p *Pool) locator(endpoints []string) *locator {
+	key := strings.Join(endpoints, ",")
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if l, ok := p.locators[key]; ok {
+		return l
+	}
+	l := newLocator(endpoints, p.probeConn)
+	p.locators[key] = l
+	return l
+}
+
+// probeConn is the connection probes use: the first to endpoint.
+func (p *Pool) probeConn(endpoint string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	if cs := p.conns[endpoint]; len(cs) > 0 {
+		p.mu.Unlock()
+		return cs[0], nil
+	}
+	p.mu.Unlock()
+	return p.get(endpoint)
 }
 
 func defaultDialOptions() []grpc.DialOption {
 	return []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64 << 20)),
+		// gRPC's default reconnect backoff grows to 2 minutes: a node
+		// that was down for a few seconds (a restart) would stay
+		// unusable through this connection long after it is back. Retry
+		// within a second; the locator decides which nodes are worth it.
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		}),
 	}
 }
 
@@ -83,6 +121,13 @@ func newConnPool(shared *grpc.ClientConn, pool *Pool, extra []grpc.DialOption) *
 		return &connPool{shared: shared, pool: pool}
 	}
 	return &connPool{own: NewPool(1, extra...)}
+}
+
+func (p *connPool) locator(endpoints []string) *locator {
+	if p.pool != nil {
+		return p.pool.locator(endpoints)
+	}
+	return p.own.locator(endpoints)
 }
 
 func (p *connPool) get(endpoint string) (*grpc.ClientConn, error) {

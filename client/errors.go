@@ -30,6 +30,19 @@ var (
 	ErrClosed = errors.New("wds: closed")
 )
 
+// UnreachableError is ErrUnavailable when no endpoint could be reached at
+// all (every one refused the connection, or did not answer in time).
+type UnreachableError struct {
+	Endpoints []string
+	Causes    []string // distinct root causes, e.g. "connection refused"
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("%v: cannot reach the cell at %s: %s", ErrUnavailable, strings.Join(e.Endpoints, ","), strings.Join(e.Causes, "; "))
+}
+
+func (e *UnreachableError) Unwrap() error { return ErrUnavailable }
+
 // fromStatus maps a gRPC error to the library's sentinel errors.
 func fromStatus(err error) error {
 	if err == nil {

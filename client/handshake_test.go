@@ -25,6 +25,11 @@ type slowWelcomeServer struct {
 	welcomeDelay time.Duration
 }
 
+// Locate: this node leads (it is the only one).
+func (s *slowWelcomeServer) Locate(context.Context, *wdsv1.LocateRequest) (*wdsv1.LocateResponse, error) {
+	return &wdsv1.LocateResponse{NodeId: "n1", Leader: true}, nil
+}
+
 func (s *slowWelcomeServer) Connect(st grpc.BidiStreamingServer[wdsv1.ClientMessage, wdsv1.ServerMessage]) error {
 	n := s.sessions.Add(1)
 	m, err := st.Recv()

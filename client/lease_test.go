@@ -275,7 +275,7 @@ func runHeartbeat(t *testing.T, h *leaseHarness) *beatRig {
 	h.c.welcome(welcomeMsg(shard0), h.heartbeat(), "ep", r.as)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.ctx = ctx
-	go h.c.heartbeat(ctx, cancel, r.as)
+	go h.c.heartbeat(ctx, cancel, r.as, "ep", "n1")
 	t.Cleanup(cancel)
 	return r
 }

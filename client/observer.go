@@ -21,7 +21,8 @@ const observerHeartbeat = 5 * time.Second
 // ObserverConfig configures an observer: a session that owns nothing and
 // only follows routing (a gateway, a dashboard).
 type ObserverConfig struct {
-	// Endpoints are WDS endpoints (any node serves observers).
+	// Endpoints are WDS endpoints, host:port (any node serves observers;
+	// required unless Conn is set).
 	Endpoints []string
 	// Watch lists the domains to follow.
 	Watch []string
@@ -48,6 +49,7 @@ type Observer struct {
 
 	mu        sync.Mutex
 	pool      *connPool
+	loc       *locator // nil with ObserverConfig.Conn
 	permErr   error
 	connected chan struct{}
 	connOnce  sync.Once
@@ -56,11 +58,10 @@ type Observer struct {
 
 // NewObserver validates cfg and starts following routing in the background.
 func NewObserver(cfg ObserverConfig) (*Observer, error) {
-	if len(cfg.Endpoints) == 0 && cfg.Conn == nil {
-		cfg.Endpoints = []string{DefaultEndpoint}
-	}
 	if cfg.Conn != nil {
 		cfg.Endpoints = []string{cfg.Conn.Target()}
+	} else if err := checkEndpoints("endpoints", cfg.Endpoints); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -78,6 +79,9 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 		cfg: cfg, log: cfg.Logger.With("component", "wds-observer"), routing: newRouting(),
 		ctx: ctx, cancel: cancel, pool: newConnPool(cfg.Conn, cfg.Pool, cfg.DialOptions),
 		connected: make(chan struct{}), done: make(chan struct{}),
+	}
+	if cfg.Conn == nil {
+		o.loc = o.pool.locator(cfg.Endpoints)
 	}
 	go o.run()
 	return o, nil
@@ -131,17 +135,30 @@ func (o *Observer) stop(err error) {
 // milliseconds after `wds domain create` returned.
 const notFoundGrace = 2 * time.Second
 
+// run keeps an observer session open on any node that answers (any node
+// serves routing), found by asking every endpoint at once.
 func (o *Observer) run() {
 	defer close(o.done)
-	next := 0
-	backoff := 50 * time.Millisecond
-	var notFoundSince time.Time
+	var avoid avoidList
+	multi := len(o.cfg.Endpoints) > 1
+	skip := func(nodeID, ep string) bool { return multi && avoid.has(nodeID, ep) }
+	fails := 0
+	var notFoundSince, since time.Time
 	for o.ctx.Err() == nil {
-		ep := o.cfg.Endpoints[next%len(o.cfg.Endpoints)]
-		next++
-		err := o.session(ep)
+		ep := o.cfg.Endpoints[0]
+		if o.loc != nil {
+			var err error
+			if ep, err = o.loc.find(o.ctx, since, pickAny(len(o.cfg.Endpoints), skip)); err != nil {
+				return
+			}
+		}
+		served, err := o.session(ep)
 		if o.ctx.Err() != nil {
 			return
+		}
+		since = time.Now()
+		if served {
+			fails = 0
 		}
 		if errors.Is(err, ErrNotFound) {
 			if notFoundSince.IsZero() {
@@ -158,32 +175,34 @@ func (o *Observer) run() {
 			o.stop(err)
 			return
 		}
-		d := backoff/2 + rand.N(backoff/2+1)
+		avoid.add(ep)
+		fails++
+		d := min(50*time.Millisecond<<min(fails-1, 5), 2*time.Second)
 		select {
 		case <-o.ctx.Done():
 			return
-		case <-time.After(d):
+		case <-time.After(d/2 + rand.N(d/2+1)):
 		}
-		backoff = min(backoff*2, 2*time.Second)
 	}
 }
 
-func (o *Observer) session(ep string) error {
+// session runs one observer stream; served reports that routing arrived.
+func (o *Observer) session(ep string) (served bool, err error) {
 	cc, err := o.pool.get(ep)
 	if err != nil {
-		return err
+		return false, err
 	}
 	ctx, cancel := context.WithCancel(o.ctx)
 	defer cancel()
 	stream, err := wdsv1.NewSessionClient(cc).Connect(ctx)
 	if err != nil {
-		return fromStatus(err)
+		return false, fromStatus(err)
 	}
 	err = stream.Send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: &wdsv1.Hello{
 		Role: wdsv1.Role_ROLE_OBSERVER, Watch: o.cfg.Watch,
 	}}})
 	if err != nil {
-		return fromStatus(err)
+		return false, fromStatus(err)
 	}
 	// Liveness: heartbeat and give up on a node that stops answering
 	// without closing the connection.
@@ -214,19 +233,20 @@ func (o *Observer) session(ep string) error {
 	for {
 		m, err := stream.Recv()
 		if err != nil {
-			return fromStatus(err)
+			return served, fromStatus(err)
 		}
 		rc.touch()
 		switch msg := m.GetMsg().(type) {
 		case *wdsv1.ServerMessage_Routing:
+			served = true
 			if err := o.routing.apply(msg.Routing); err != nil {
-				return err
+				return served, err
 			}
 			if !msg.Routing.GetMore() {
 				o.connOnce.Do(func() { close(o.connected) })
 			}
 		case *wdsv1.ServerMessage_Redirect:
-			return fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
+			return served, fmt.Errorf("%w: redirected: %s", ErrUnavailable, msg.Redirect.GetReason())
 		}
 	}
 }

@@ -606,3 +606,16 @@ func validHostname(h string) bool {
 	}
 	return true
 }
+
+// ValidateHostPort checks an address others dial: host:port with a port
+// from 1 to 65535 and a host that is an IP address (not a wildcard such as
+// 0.0.0.0) or a DNS name. A URL ("http://...") is rejected with a hint.
+func ValidateHostPort(field, addr string) error {
+	if strings.Contains(addr, "://") {
+		return Invalid(field, quote(addr), "want host:port, without a scheme such as http:// (e.g. 127.0.0.1:7100)")
+	}
+	if _, err := checkAddr(field, addr, true); err != nil {
+		return err
+	}
+	return nil
+}

@@ -382,3 +382,28 @@ func TestWatch(t *testing.T) {
 		t.Errorf("watch unknown domain: exit %d, stderr %q", r.code, r.stderr)
 	}
 }
+
+// TestHungEndpointFirstCLI: with a node that accepts connections but never
+// answers (SIGSTOPped) first in --endpoint, the client commands are
+// answered by the healthy nodes instead of failing after the whole
+// --timeout (they ask every endpoint at once).
+func TestHungEndpointFirstCLI(t *testing.T) {
+	t.Parallel()
+	c := celltest.New(t, 3)
+	c.CreateDomain("orders", topology.KindGlobal, 4, 3*time.Second)
+	ep := "--endpoint=" + strings.Join(append([]string{celltest.HungEndpoint(t)}, c.Endpoints()...), ",")
+	for _, args := range [][]string{
+		{"status"}, {"shards", "orders"}, {"domain", "list"}, {"domain", "describe", "orders"},
+		{"domain", "create", "more", "--kind", "unit"},
+	} {
+		r := wds(t, append([]string{ep, "--timeout", "4s"}, args...)...)
+		if r.code != 0 {
+			t.Errorf("wds %s with a hung first endpoint: exit %d, stderr %s", strings.Join(args, " "), r.code, r.stderr)
+		}
+	}
+	// Only hung endpoints: an error naming them once --timeout passes.
+	r := wds(t, "--endpoint="+celltest.HungEndpoint(t), "--timeout", "1s", "domain", "list")
+	if r.code != 1 || !strings.Contains(r.stderr, "Unavailable") && !strings.Contains(r.stderr, "DeadlineExceeded") {
+		t.Errorf("only a hung endpoint: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -63,17 +63,13 @@ func startDemo(ctx context.Context, out io.Writer, eps []string, region string, 
 }
 
 func createDemoDomain(ctx context.Context, eps []string) error {
-	a := &adminClient{endpoints: eps, timeout: 10 * time.Second}
-	for _, ep := range eps {
-		cc, err := dial(ep)
-		if err != nil {
-			return err
-		}
-		a.conns = append(a.conns, cc)
+	a, err := newAdminClient(eps, 10*time.Second)
+	if err != nil {
+		return err
 	}
 	defer a.close()
 	spec := topology.Domain{Name: demoDomain, Kind: topology.KindGlobal, Shards: demoShards, TTL: demoTTL}
-	err := a.call(ctx, func(ctx context.Context, c wdsv1.AdminClient) error {
+	err = a.call(ctx, func(ctx context.Context, c wdsv1.AdminClient) error {
 		_, err := c.CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(spec)})
 		return err
 	})

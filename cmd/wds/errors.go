@@ -81,6 +81,14 @@ func callError(err error, endpoints []string, timeout string) error {
 	if err == nil {
 		return nil
 	}
+	var ue *client.UnreachableError
+	if errors.As(err, &ue) {
+		return status.Errorf(codes.Unavailable, "cannot reach the cell at %s: %s (is `wds dev` or `wds server` running? set --endpoint or %s)",
+			strings.Join(endpoints, ","), strings.Join(ue.Causes, "; "), EnvEndpoint)
+	}
+	if errors.Is(err, client.ErrUnavailable) && errors.Is(err, context.DeadlineExceeded) {
+		return status.Errorf(codes.DeadlineExceeded, "%s within %s (--timeout)", strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+context.DeadlineExceeded.Error()), client.ErrUnavailable.Error()+": "), timeout)
+	}
 	st, ok := status.FromError(err)
 	if !ok {
 		if errors.Is(err, context.DeadlineExceeded) {

@@ -234,8 +234,16 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 	log.Info("signal received: stopping the node (the data dir stays)")
 	stop()
 	<-done
-	return node.Close()
+	// A leader hands its leadership over first, so the cell does not wait
+	// out an election timeout (a rolling restart must cost no lease);
+	// bounded, so a cell that cannot elect anyone does not hold the stop.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownHandover)
+	defer cancel()
+	return node.Shutdown(sctx)
 }
+
+// shutdownHandover bounds the leadership handover of a stopping server.
+const shutdownHandover = 5 * time.Second
 
 // ensureDomains creates the topology file's domains that do not exist yet,
 // through the node's own Admin API (which forwards to the leader), retrying

@@ -52,7 +52,7 @@ connected to this node, and the cell's domains, consumers and grants.`,
 			}
 			defer a.close()
 			var res *wdsv1.StatusResponse
-			err = a.call(cmd.Context(), func(ctx context.Context, c wdsv1.AdminClient) (err error) {
+			err = a.callAny(cmd.Context(), func(ctx context.Context, c wdsv1.AdminClient) (err error) {
 				res, err = c.Status(ctx, &wdsv1.StatusRequest{})
 				return err
 			})

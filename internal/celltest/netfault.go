@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"testing"
 )
 
 // errCut is what dials return while a NetFault is cut.
@@ -148,4 +149,38 @@ func (c *faultConn) Close() error {
 	delete(c.f.conns, c)
 	c.f.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// HungEndpoint returns the address of a listener that accepts connections
+// and then never reads or writes, as a SIGSTOPped node does (the kernel
+// completes the TCP handshake; the process never answers). It lasts until
+// the test ends.
+func HungEndpoint(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	return l.Addr().String()
 }

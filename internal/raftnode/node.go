@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -368,10 +369,66 @@ func (n *Node) Nudge() {
 }
 
 // Leader returns the current leader's id and Raft address as this node
-// knows them (empty when unknown).
+// knows them (empty when unknown). A follower goes on naming a leader that
+// died until its own heartbeat timeout makes it a candidate (up to twice
+// HeartbeatTimeout); use FreshLeader to point clients somewhere.
 func (n *Node) Leader() (id, addr string) {
 	a, i := n.Raft.LeaderWithID()
 	return string(i), string(a)
+}
+
+// FreshLeader is Leader, but empty unless the answer is recent: this node
+// leads, or it is a follower that heard from the leader within
+// HeartbeatTimeout (the leader heartbeats every tenth of that). Clients
+// sent to a dead leader waste a reconnect each; clients told "unknown"
+// ask again shortly.
+func (n *Node) FreshLeader() (id, addr string) {
+	switch n.Raft.State() {
+	case raft.Leader:
+		return n.cfg.ID, n.Addr()
+	case raft.Follower:
+		if time.Since(n.Raft.LastContact()) > n.cfg.HeartbeatTimeout {
+			return "", ""
+		}
+		return n.Leader()
+	}
+	return "", ""
+}
+
+// TransferLeadership hands leadership to the most up-to-date follower
+// (raft's leadership transfer: the follower is caught up, then told to
+// start an election at once) and waits until another node is the fresh
+// leader, or ctx ends. It returns at once when this node does not lead or
+// leads alone.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	if n.Raft.State() != raft.Leader {
+		return nil
+	}
+	if cfg := n.Raft.GetConfiguration(); cfg.Error() != nil || len(cfg.Configuration().Servers) < 2 {
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- n.await(n.Raft.LeadershipTransfer()) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("raftnode: leadership transfer: %w", err)
+		}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if id, _ := n.FreshLeader(); id != "" && id != n.cfg.ID {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 // Ready reports whether this node is the leader and has applied every entry

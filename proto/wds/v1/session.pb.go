@@ -72,6 +72,147 @@ func (Role) EnumDescriptor() ([]byte, []int) {
 	return file_wds_v1_session_proto_rawDescGZIP(), []int{0}
 }
 
+type LocateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocateRequest) Reset() {
+	*x = LocateRequest{}
+	mi := &file_wds_v1_session_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateRequest) ProtoMessage() {}
+
+func (x *LocateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_v1_session_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateRequest.ProtoReflect.Descriptor instead.
+func (*LocateRequest) Descriptor() ([]byte, []int) {
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{0}
+}
+
+type LocateResponse struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The cell's region: consumers that name no region join this one.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// This node is the cell's ready leader: it serves consumer sessions now.
+	Leader bool `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The leader as this node knows it; set only when this node heard from
+	// it within the Raft heartbeat timeout (a follower does not point clients
+	// at a leader that may be dead).
+	LeaderId       string `protobuf:"bytes,4,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderEndpoint string `protobuf:"bytes,5,opt,name=leader_endpoint,json=leaderEndpoint,proto3" json:"leader_endpoint,omitempty"`
+	Term           uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
+	CommitIndex    uint64 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	AppliedIndex   uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *LocateResponse) Reset() {
+	*x = LocateResponse{}
+	mi := &file_wds_v1_session_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocateResponse) ProtoMessage() {}
+
+func (x *LocateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_v1_session_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocateResponse.ProtoReflect.Descriptor instead.
+func (*LocateResponse) Descriptor() ([]byte, []int) {
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LocateResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LocateResponse) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *LocateResponse) GetLeader() bool {
+	if x != nil {
+		return x.Leader
+	}
+	return false
+}
+
+func (x *LocateResponse) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *LocateResponse) GetLeaderEndpoint() string {
+	if x != nil {
+		return x.LeaderEndpoint
+	}
+	return ""
+}
+
+func (x *LocateResponse) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *LocateResponse) GetCommitIndex() uint64 {
+	if x != nil {
+		return x.CommitIndex
+	}
+	return 0
+}
+
+func (x *LocateResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 // ClientMessage is everything a client sends on its session stream. The
 // first message must be a Hello.
 type ClientMessage struct {
@@ -89,7 +230,7 @@ type ClientMessage struct {
 
 func (x *ClientMessage) Reset() {
 	*x = ClientMessage{}
-	mi := &file_wds_v1_session_proto_msgTypes[0]
+	mi := &file_wds_v1_session_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -101,7 +242,7 @@ func (x *ClientMessage) String() string {
 func (*ClientMessage) ProtoMessage() {}
 
 func (x *ClientMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[0]
+	mi := &file_wds_v1_session_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -114,7 +255,7 @@ func (x *ClientMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClientMessage.ProtoReflect.Descriptor instead.
 func (*ClientMessage) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{0}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ClientMessage) GetMsg() isClientMessage_Msg {
@@ -210,7 +351,7 @@ type ServerMessage struct {
 
 func (x *ServerMessage) Reset() {
 	*x = ServerMessage{}
-	mi := &file_wds_v1_session_proto_msgTypes[1]
+	mi := &file_wds_v1_session_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -222,7 +363,7 @@ func (x *ServerMessage) String() string {
 func (*ServerMessage) ProtoMessage() {}
 
 func (x *ServerMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[1]
+	mi := &file_wds_v1_session_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -235,7 +376,7 @@ func (x *ServerMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServerMessage.ProtoReflect.Descriptor instead.
 func (*ServerMessage) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{1}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ServerMessage) GetMsg() isServerMessage_Msg {
@@ -377,7 +518,8 @@ type Hello struct {
 	// Consumer id, unique in the cell while its session is live
 	// (1-128 chars of [A-Za-z0-9._:-]). Observers may leave it empty.
 	ConsumerId string `protobuf:"bytes,2,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
-	// Region of the client; must be the cell's region for consumers.
+	// Region of the client; must be the cell's region for consumers. Empty
+	// means the region of the cell the session reaches (the Welcome names it).
 	Region string `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
 	// Address other instances route to for keys this consumer owns.
 	Endpoint string `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
@@ -397,7 +539,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_wds_v1_session_proto_msgTypes[2]
+	mi := &file_wds_v1_session_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +551,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[2]
+	mi := &file_wds_v1_session_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +564,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{2}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Hello) GetRole() Role {
@@ -513,14 +655,16 @@ type Welcome struct {
 	// True when the Welcome acknowledges the Hello as a heartbeat (the node
 	// had confirmed leadership); otherwise validity starts with the first
 	// HeartbeatAck.
-	Acked         bool `protobuf:"varint,8,opt,name=acked,proto3" json:"acked,omitempty"`
+	Acked bool `protobuf:"varint,8,opt,name=acked,proto3" json:"acked,omitempty"`
+	// The cell's region (a Hello may leave its region empty to mean this one).
+	Region        string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_wds_v1_session_proto_msgTypes[3]
+	mi := &file_wds_v1_session_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -532,7 +676,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[3]
+	mi := &file_wds_v1_session_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -545,7 +689,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{3}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Welcome) GetSessionToken() []byte {
@@ -604,6 +748,13 @@ func (x *Welcome) GetAcked() bool {
 	return false
 }
 
+func (x *Welcome) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 type DomainLease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -614,7 +765,7 @@ type DomainLease struct {
 
 func (x *DomainLease) Reset() {
 	*x = DomainLease{}
-	mi := &file_wds_v1_session_proto_msgTypes[4]
+	mi := &file_wds_v1_session_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +777,7 @@ func (x *DomainLease) String() string {
 func (*DomainLease) ProtoMessage() {}
 
 func (x *DomainLease) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[4]
+	mi := &file_wds_v1_session_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +790,7 @@ func (x *DomainLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainLease.ProtoReflect.Descriptor instead.
 func (*DomainLease) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{4}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DomainLease) GetDomain() string {
@@ -668,7 +819,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_wds_v1_session_proto_msgTypes[5]
+	mi := &file_wds_v1_session_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +831,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[5]
+	mi := &file_wds_v1_session_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +844,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{5}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Heartbeat) GetSeq() uint64 {
@@ -712,7 +863,7 @@ type HeartbeatAck struct {
 
 func (x *HeartbeatAck) Reset() {
 	*x = HeartbeatAck{}
-	mi := &file_wds_v1_session_proto_msgTypes[6]
+	mi := &file_wds_v1_session_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +875,7 @@ func (x *HeartbeatAck) String() string {
 func (*HeartbeatAck) ProtoMessage() {}
 
 func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[6]
+	mi := &file_wds_v1_session_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +888,7 @@ func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
 func (*HeartbeatAck) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{6}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *HeartbeatAck) GetSeq() uint64 {
@@ -758,7 +909,7 @@ type Grant struct {
 
 func (x *Grant) Reset() {
 	*x = Grant{}
-	mi := &file_wds_v1_session_proto_msgTypes[7]
+	mi := &file_wds_v1_session_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +921,7 @@ func (x *Grant) String() string {
 func (*Grant) ProtoMessage() {}
 
 func (x *Grant) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[7]
+	mi := &file_wds_v1_session_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +934,7 @@ func (x *Grant) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Grant.ProtoReflect.Descriptor instead.
 func (*Grant) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{7}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Grant) GetShards() []*ShardGrant {
@@ -804,7 +955,7 @@ type Prepare struct {
 
 func (x *Prepare) Reset() {
 	*x = Prepare{}
-	mi := &file_wds_v1_session_proto_msgTypes[8]
+	mi := &file_wds_v1_session_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -816,7 +967,7 @@ func (x *Prepare) String() string {
 func (*Prepare) ProtoMessage() {}
 
 func (x *Prepare) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[8]
+	mi := &file_wds_v1_session_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -829,7 +980,7 @@ func (x *Prepare) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Prepare.ProtoReflect.Descriptor instead.
 func (*Prepare) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{8}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Prepare) GetShards() []*ShardRef {
@@ -851,7 +1002,7 @@ type Revoke struct {
 
 func (x *Revoke) Reset() {
 	*x = Revoke{}
-	mi := &file_wds_v1_session_proto_msgTypes[9]
+	mi := &file_wds_v1_session_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1014,7 @@ func (x *Revoke) String() string {
 func (*Revoke) ProtoMessage() {}
 
 func (x *Revoke) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[9]
+	mi := &file_wds_v1_session_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1027,7 @@ func (x *Revoke) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Revoke.ProtoReflect.Descriptor instead.
 func (*Revoke) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{9}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Revoke) GetShards() []*ShardRef {
@@ -903,7 +1054,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_wds_v1_session_proto_msgTypes[10]
+	mi := &file_wds_v1_session_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1066,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[10]
+	mi := &file_wds_v1_session_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1079,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{10}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Release) GetShards() []*ShardRef {
@@ -948,7 +1099,7 @@ type Drain struct {
 
 func (x *Drain) Reset() {
 	*x = Drain{}
-	mi := &file_wds_v1_session_proto_msgTypes[11]
+	mi := &file_wds_v1_session_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -960,7 +1111,7 @@ func (x *Drain) String() string {
 func (*Drain) ProtoMessage() {}
 
 func (x *Drain) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[11]
+	mi := &file_wds_v1_session_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -973,7 +1124,7 @@ func (x *Drain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drain.ProtoReflect.Descriptor instead.
 func (*Drain) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{11}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{13}
 }
 
 // Drained tells a draining consumer it holds no shard and may exit.
@@ -985,7 +1136,7 @@ type Drained struct {
 
 func (x *Drained) Reset() {
 	*x = Drained{}
-	mi := &file_wds_v1_session_proto_msgTypes[12]
+	mi := &file_wds_v1_session_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -997,7 +1148,7 @@ func (x *Drained) String() string {
 func (*Drained) ProtoMessage() {}
 
 func (x *Drained) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[12]
+	mi := &file_wds_v1_session_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1010,7 +1161,7 @@ func (x *Drained) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Drained.ProtoReflect.Descriptor instead.
 func (*Drained) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{12}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{14}
 }
 
 // Redirect tells the client to reconnect to another node. The stream is
@@ -1027,7 +1178,7 @@ type Redirect struct {
 
 func (x *Redirect) Reset() {
 	*x = Redirect{}
-	mi := &file_wds_v1_session_proto_msgTypes[13]
+	mi := &file_wds_v1_session_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1190,7 @@ func (x *Redirect) String() string {
 func (*Redirect) ProtoMessage() {}
 
 func (x *Redirect) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[13]
+	mi := &file_wds_v1_session_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1203,7 @@ func (x *Redirect) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redirect.ProtoReflect.Descriptor instead.
 func (*Redirect) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{13}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Redirect) GetLeaderEndpoint() string {
@@ -1093,7 +1244,7 @@ type Routing struct {
 
 func (x *Routing) Reset() {
 	*x = Routing{}
-	mi := &file_wds_v1_session_proto_msgTypes[14]
+	mi := &file_wds_v1_session_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1105,7 +1256,7 @@ func (x *Routing) String() string {
 func (*Routing) ProtoMessage() {}
 
 func (x *Routing) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[14]
+	mi := &file_wds_v1_session_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1118,7 +1269,7 @@ func (x *Routing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routing.ProtoReflect.Descriptor instead.
 func (*Routing) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{14}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Routing) GetVersion() uint64 {
@@ -1165,7 +1316,7 @@ type DomainRouting struct {
 
 func (x *DomainRouting) Reset() {
 	*x = DomainRouting{}
-	mi := &file_wds_v1_session_proto_msgTypes[15]
+	mi := &file_wds_v1_session_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1177,7 +1328,7 @@ func (x *DomainRouting) String() string {
 func (*DomainRouting) ProtoMessage() {}
 
 func (x *DomainRouting) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[15]
+	mi := &file_wds_v1_session_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1190,7 +1341,7 @@ func (x *DomainRouting) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainRouting.ProtoReflect.Descriptor instead.
 func (*DomainRouting) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{15}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *DomainRouting) GetDomain() string {
@@ -1241,7 +1392,7 @@ type RouteEntry struct {
 
 func (x *RouteEntry) Reset() {
 	*x = RouteEntry{}
-	mi := &file_wds_v1_session_proto_msgTypes[16]
+	mi := &file_wds_v1_session_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1404,7 @@ func (x *RouteEntry) String() string {
 func (*RouteEntry) ProtoMessage() {}
 
 func (x *RouteEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_session_proto_msgTypes[16]
+	mi := &file_wds_v1_session_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1417,7 @@ func (x *RouteEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteEntry.ProtoReflect.Descriptor instead.
 func (*RouteEntry) Descriptor() ([]byte, []int) {
-	return file_wds_v1_session_proto_rawDescGZIP(), []int{16}
+	return file_wds_v1_session_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RouteEntry) GetRange() *KeyRange {
@@ -1301,7 +1452,17 @@ var File_wds_v1_session_proto protoreflect.FileDescriptor
 
 const file_wds_v1_session_proto_rawDesc = "" +
 	"\n" +
-	"\x14wds/v1/session.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\xc4\x01\n" +
+	"\x14wds/v1/session.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\x0f\n" +
+	"\rLocateRequest\"\xfb\x01\n" +
+	"\x0eLocateResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x16\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x1b\n" +
+	"\tleader_id\x18\x04 \x01(\tR\bleaderId\x12'\n" +
+	"\x0fleader_endpoint\x18\x05 \x01(\tR\x0eleaderEndpoint\x12\x12\n" +
+	"\x04term\x18\x06 \x01(\x04R\x04term\x12!\n" +
+	"\fcommit_index\x18\a \x01(\x04R\vcommitIndex\x12#\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\"\xc4\x01\n" +
 	"\rClientMessage\x12%\n" +
 	"\x05hello\x18\x01 \x01(\v2\r.wds.v1.HelloH\x00R\x05hello\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.wds.v1.HeartbeatH\x00R\theartbeat\x12+\n" +
@@ -1328,7 +1489,7 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x05watch\x18\x06 \x03(\tR\x05watch\x12#\n" +
 	"\rsession_token\x18\a \x01(\fR\fsessionToken\x12&\n" +
 	"\x04held\x18\b \x03(\v2\x12.wds.v1.ShardGrantR\x04held\x12\x10\n" +
-	"\x03seq\x18\t \x01(\x04R\x03seq\"\xa1\x02\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\xb9\x02\n" +
 	"\aWelcome\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12:\n" +
@@ -1337,7 +1498,8 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x06leases\x18\x05 \x03(\v2\x13.wds.v1.DomainLeaseR\x06leases\x12*\n" +
 	"\x06grants\x18\x06 \x03(\v2\x12.wds.v1.ShardGrantR\x06grants\x12\x17\n" +
 	"\aack_seq\x18\a \x01(\x04R\x06ackSeq\x12\x14\n" +
-	"\x05acked\x18\b \x01(\bR\x05acked\"D\n" +
+	"\x05acked\x18\b \x01(\bR\x05acked\x12\x16\n" +
+	"\x06region\x18\t \x01(\tR\x06region\"D\n" +
 	"\vDomainLease\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1d\n" +
 	"\n" +
@@ -1381,9 +1543,10 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CONSUMER\x10\x01\x12\x11\n" +
-	"\rROLE_OBSERVER\x10\x022F\n" +
+	"\rROLE_OBSERVER\x10\x022\x7f\n" +
 	"\aSession\x12;\n" +
-	"\aConnect\x12\x15.wds.v1.ClientMessage\x1a\x15.wds.v1.ServerMessage(\x010\x01B)Z'github.com/wdsio/wds/proto/wds/v1;wdsv1b\x06proto3"
+	"\aConnect\x12\x15.wds.v1.ClientMessage\x1a\x15.wds.v1.ServerMessage(\x010\x01\x127\n" +
+	"\x06Locate\x12\x15.wds.v1.LocateRequest\x1a\x16.wds.v1.LocateResponseB)Z'github.com/wdsio/wds/proto/wds/v1;wdsv1b\x06proto3"
 
 var (
 	file_wds_v1_session_proto_rawDescOnce sync.Once
@@ -1398,64 +1561,68 @@ func file_wds_v1_session_proto_rawDescGZIP() []byte {
 }
 
 var file_wds_v1_session_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wds_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_wds_v1_session_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wds_v1_session_proto_goTypes = []any{
-	(Role)(0),             // 0: wds.v1.Role
-	(*ClientMessage)(nil), // 1: wds.v1.ClientMessage
-	(*ServerMessage)(nil), // 2: wds.v1.ServerMessage
-	(*Hello)(nil),         // 3: wds.v1.Hello
-	(*Welcome)(nil),       // 4: wds.v1.Welcome
-	(*DomainLease)(nil),   // 5: wds.v1.DomainLease
-	(*Heartbeat)(nil),     // 6: wds.v1.Heartbeat
-	(*HeartbeatAck)(nil),  // 7: wds.v1.HeartbeatAck
-	(*Grant)(nil),         // 8: wds.v1.Grant
-	(*Prepare)(nil),       // 9: wds.v1.Prepare
-	(*Revoke)(nil),        // 10: wds.v1.Revoke
-	(*Release)(nil),       // 11: wds.v1.Release
-	(*Drain)(nil),         // 12: wds.v1.Drain
-	(*Drained)(nil),       // 13: wds.v1.Drained
-	(*Redirect)(nil),      // 14: wds.v1.Redirect
-	(*Routing)(nil),       // 15: wds.v1.Routing
-	(*DomainRouting)(nil), // 16: wds.v1.DomainRouting
-	(*RouteEntry)(nil),    // 17: wds.v1.RouteEntry
-	(*ShardGrant)(nil),    // 18: wds.v1.ShardGrant
-	(*ShardRef)(nil),      // 19: wds.v1.ShardRef
-	(RevokeReason)(0),     // 20: wds.v1.RevokeReason
-	(DomainKind)(0),       // 21: wds.v1.DomainKind
-	(*KeyRange)(nil),      // 22: wds.v1.KeyRange
-	(*Token)(nil),         // 23: wds.v1.Token
+	(Role)(0),              // 0: wds.v1.Role
+	(*LocateRequest)(nil),  // 1: wds.v1.LocateRequest
+	(*LocateResponse)(nil), // 2: wds.v1.LocateResponse
+	(*ClientMessage)(nil),  // 3: wds.v1.ClientMessage
+	(*ServerMessage)(nil),  // 4: wds.v1.ServerMessage
+	(*Hello)(nil),          // 5: wds.v1.Hello
+	(*Welcome)(nil),        // 6: wds.v1.Welcome
+	(*DomainLease)(nil),    // 7: wds.v1.DomainLease
+	(*Heartbeat)(nil),      // 8: wds.v1.Heartbeat
+	(*HeartbeatAck)(nil),   // 9: wds.v1.HeartbeatAck
+	(*Grant)(nil),          // 10: wds.v1.Grant
+	(*Prepare)(nil),        // 11: wds.v1.Prepare
+	(*Revoke)(nil),         // 12: wds.v1.Revoke
+	(*Release)(nil),        // 13: wds.v1.Release
+	(*Drain)(nil),          // 14: wds.v1.Drain
+	(*Drained)(nil),        // 15: wds.v1.Drained
+	(*Redirect)(nil),       // 16: wds.v1.Redirect
+	(*Routing)(nil),        // 17: wds.v1.Routing
+	(*DomainRouting)(nil),  // 18: wds.v1.DomainRouting
+	(*RouteEntry)(nil),     // 19: wds.v1.RouteEntry
+	(*ShardGrant)(nil),     // 20: wds.v1.ShardGrant
+	(*ShardRef)(nil),       // 21: wds.v1.ShardRef
+	(RevokeReason)(0),      // 22: wds.v1.RevokeReason
+	(DomainKind)(0),        // 23: wds.v1.DomainKind
+	(*KeyRange)(nil),       // 24: wds.v1.KeyRange
+	(*Token)(nil),          // 25: wds.v1.Token
 }
 var file_wds_v1_session_proto_depIdxs = []int32{
-	3,  // 0: wds.v1.ClientMessage.hello:type_name -> wds.v1.Hello
-	6,  // 1: wds.v1.ClientMessage.heartbeat:type_name -> wds.v1.Heartbeat
-	11, // 2: wds.v1.ClientMessage.release:type_name -> wds.v1.Release
-	12, // 3: wds.v1.ClientMessage.drain:type_name -> wds.v1.Drain
-	4,  // 4: wds.v1.ServerMessage.welcome:type_name -> wds.v1.Welcome
-	8,  // 5: wds.v1.ServerMessage.grant:type_name -> wds.v1.Grant
-	9,  // 6: wds.v1.ServerMessage.prepare:type_name -> wds.v1.Prepare
-	10, // 7: wds.v1.ServerMessage.revoke:type_name -> wds.v1.Revoke
-	15, // 8: wds.v1.ServerMessage.routing:type_name -> wds.v1.Routing
-	14, // 9: wds.v1.ServerMessage.redirect:type_name -> wds.v1.Redirect
-	7,  // 10: wds.v1.ServerMessage.heartbeat_ack:type_name -> wds.v1.HeartbeatAck
-	13, // 11: wds.v1.ServerMessage.drained:type_name -> wds.v1.Drained
+	5,  // 0: wds.v1.ClientMessage.hello:type_name -> wds.v1.Hello
+	8,  // 1: wds.v1.ClientMessage.heartbeat:type_name -> wds.v1.Heartbeat
+	13, // 2: wds.v1.ClientMessage.release:type_name -> wds.v1.Release
+	14, // 3: wds.v1.ClientMessage.drain:type_name -> wds.v1.Drain
+	6,  // 4: wds.v1.ServerMessage.welcome:type_name -> wds.v1.Welcome
+	10, // 5: wds.v1.ServerMessage.grant:type_name -> wds.v1.Grant
+	11, // 6: wds.v1.ServerMessage.prepare:type_name -> wds.v1.Prepare
+	12, // 7: wds.v1.ServerMessage.revoke:type_name -> wds.v1.Revoke
+	17, // 8: wds.v1.ServerMessage.routing:type_name -> wds.v1.Routing
+	16, // 9: wds.v1.ServerMessage.redirect:type_name -> wds.v1.Redirect
+	9,  // 10: wds.v1.ServerMessage.heartbeat_ack:type_name -> wds.v1.HeartbeatAck
+	15, // 11: wds.v1.ServerMessage.drained:type_name -> wds.v1.Drained
 	0,  // 12: wds.v1.Hello.role:type_name -> wds.v1.Role
-	18, // 13: wds.v1.Hello.held:type_name -> wds.v1.ShardGrant
-	5,  // 14: wds.v1.Welcome.leases:type_name -> wds.v1.DomainLease
-	18, // 15: wds.v1.Welcome.grants:type_name -> wds.v1.ShardGrant
-	18, // 16: wds.v1.Grant.shards:type_name -> wds.v1.ShardGrant
-	19, // 17: wds.v1.Prepare.shards:type_name -> wds.v1.ShardRef
-	19, // 18: wds.v1.Revoke.shards:type_name -> wds.v1.ShardRef
-	20, // 19: wds.v1.Revoke.reason:type_name -> wds.v1.RevokeReason
-	19, // 20: wds.v1.Release.shards:type_name -> wds.v1.ShardRef
-	16, // 21: wds.v1.Routing.domains:type_name -> wds.v1.DomainRouting
-	21, // 22: wds.v1.DomainRouting.kind:type_name -> wds.v1.DomainKind
-	17, // 23: wds.v1.DomainRouting.entries:type_name -> wds.v1.RouteEntry
-	22, // 24: wds.v1.RouteEntry.range:type_name -> wds.v1.KeyRange
-	23, // 25: wds.v1.RouteEntry.token:type_name -> wds.v1.Token
-	1,  // 26: wds.v1.Session.Connect:input_type -> wds.v1.ClientMessage
-	2,  // 27: wds.v1.Session.Connect:output_type -> wds.v1.ServerMessage
-	27, // [27:28] is the sub-list for method output_type
-	26, // [26:27] is the sub-list for method input_type
+	20, // 13: wds.v1.Hello.held:type_name -> wds.v1.ShardGrant
+	7,  // 14: wds.v1.Welcome.leases:type_name -> wds.v1.DomainLease
+	20, // 15: wds.v1.Welcome.grants:type_name -> wds.v1.ShardGrant
+	20, // 16: wds.v1.Grant.shards:type_name -> wds.v1.ShardGrant
+	21, // 17: wds.v1.Prepare.shards:type_name -> wds.v1.ShardRef
+	21, // 18: wds.v1.Revoke.shards:type_name -> wds.v1.ShardRef
+	22, // 19: wds.v1.Revoke.reason:type_name -> wds.v1.RevokeReason
+	21, // 20: wds.v1.Release.shards:type_name -> wds.v1.ShardRef
+	18, // 21: wds.v1.Routing.domains:type_name -> wds.v1.DomainRouting
+	23, // 22: wds.v1.DomainRouting.kind:type_name -> wds.v1.DomainKind
+	19, // 23: wds.v1.DomainRouting.entries:type_name -> wds.v1.RouteEntry
+	24, // 24: wds.v1.RouteEntry.range:type_name -> wds.v1.KeyRange
+	25, // 25: wds.v1.RouteEntry.token:type_name -> wds.v1.Token
+	3,  // 26: wds.v1.Session.Connect:input_type -> wds.v1.ClientMessage
+	1,  // 27: wds.v1.Session.Locate:input_type -> wds.v1.LocateRequest
+	4,  // 28: wds.v1.Session.Connect:output_type -> wds.v1.ServerMessage
+	2,  // 29: wds.v1.Session.Locate:output_type -> wds.v1.LocateResponse
+	28, // [28:30] is the sub-list for method output_type
+	26, // [26:28] is the sub-list for method input_type
 	26, // [26:26] is the sub-list for extension type_name
 	26, // [26:26] is the sub-list for extension extendee
 	0,  // [0:26] is the sub-list for field type_name
@@ -1467,13 +1634,13 @@ func file_wds_v1_session_proto_init() {
 		return
 	}
 	file_wds_v1_types_proto_init()
-	file_wds_v1_session_proto_msgTypes[0].OneofWrappers = []any{
+	file_wds_v1_session_proto_msgTypes[2].OneofWrappers = []any{
 		(*ClientMessage_Hello)(nil),
 		(*ClientMessage_Heartbeat)(nil),
 		(*ClientMessage_Release)(nil),
 		(*ClientMessage_Drain)(nil),
 	}
-	file_wds_v1_session_proto_msgTypes[1].OneofWrappers = []any{
+	file_wds_v1_session_proto_msgTypes[3].OneofWrappers = []any{
 		(*ServerMessage_Welcome)(nil),
 		(*ServerMessage_Grant)(nil),
 		(*ServerMessage_Prepare)(nil),
@@ -1489,7 +1656,7 @@ func file_wds_v1_session_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_v1_session_proto_rawDesc), len(file_wds_v1_session_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -20,6 +20,7 @@ const _ = grpc.SupportPackageIsVersion9
 
 const (
 	Session_Connect_FullMethodName = "/wds.v1.Session/Connect"
+	Session_Locate_FullMethodName  = "/wds.v1.Session/Locate"
 )
 
 // SessionClient is the client API for Session service.
@@ -37,6 +38,12 @@ const (
 // may stay on any node.
 type SessionClient interface {
 	Connect(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ClientMessage, ServerMessage], error)
+	// Locate answers at once, from this node's own view and without touching
+	// the Raft log, whether it is the cell's ready leader and, if not, which
+	// node leads. Clients ask every endpoint they know at once and open their
+	// session with the first node that leads: a dead or hung node among the
+	// endpoints then costs nothing.
+	Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error)
 }
 
 type sessionClient struct {
@@ -60,6 +67,16 @@ func (c *sessionClient) Connect(ctx context.Context, opts ...grpc.CallOption) (g
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Session_ConnectClient = grpc.BidiStreamingClient[ClientMessage, ServerMessage]
 
+func (c *sessionClient) Locate(ctx context.Context, in *LocateRequest, opts ...grpc.CallOption) (*LocateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LocateResponse)
+	err := c.cc.Invoke(ctx, Session_Locate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SessionServer is the server API for Session service.
 // All implementations must embed UnimplementedSessionServer
 // for forward compatibility.
@@ -75,6 +92,12 @@ type Session_ConnectClient = grpc.BidiStreamingClient[ClientMessage, ServerMessa
 // may stay on any node.
 type SessionServer interface {
 	Connect(grpc.BidiStreamingServer[ClientMessage, ServerMessage]) error
+	// Locate answers at once, from this node's own view and without touching
+	// the Raft log, whether it is the cell's ready leader and, if not, which
+	// node leads. Clients ask every endpoint they know at once and open their
+	// session with the first node that leads: a dead or hung node among the
+	// endpoints then costs nothing.
+	Locate(context.Context, *LocateRequest) (*LocateResponse, error)
 	mustEmbedUnimplementedSessionServer()
 }
 
@@ -87,6 +110,9 @@ type UnimplementedSessionServer struct{}
 
 func (UnimplementedSessionServer) Connect(grpc.BidiStreamingServer[ClientMessage, ServerMessage]) error {
 	return status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedSessionServer) Locate(context.Context, *LocateRequest) (*LocateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Locate not implemented")
 }
 func (UnimplementedSessionServer) mustEmbedUnimplementedSessionServer() {}
 func (UnimplementedSessionServer) testEmbeddedByValue()                 {}
@@ -116,13 +142,36 @@ func _Session_Connect_Handler(srv interface{}, stream grpc.ServerStream) error {
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Session_ConnectServer = grpc.BidiStreamingServer[ClientMessage, ServerMessage]
 
+func _Session_Locate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LocateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SessionServer).Locate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Session_Locate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SessionServer).Locate(ctx, req.(*LocateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Session_ServiceDesc is the grpc.ServiceDesc for Session service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
 var Session_ServiceDesc = grpc.ServiceDesc{
 	ServiceName: "wds.v1.Session",
 	HandlerType: (*SessionServer)(nil),
-	Methods:     []grpc.MethodDesc{},
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Locate",
+			Handler:    _Session_Locate_Handler,
+		},
+	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "Connect",
