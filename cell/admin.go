@@ -133,6 +133,9 @@ func (a *adminService) DescribeDomain(ctx context.Context, req *wdsv1.DescribeDo
 			out.Unowned++
 		case sh.holder.state == stateActive:
 			counts[sh.holder.consumer]++
+			if sh.holder.consumer.unconfirmed {
+				out.Unconfirmed++
+			}
 		default:
 			out.Moving++
 			out.Unowned++
@@ -142,10 +145,44 @@ func (a *adminService) DescribeDomain(ctx context.Context, req *wdsv1.DescribeDo
 		if !c.serves(d.spec.Name) && counts[c] == 0 {
 			continue
 		}
-		out.Consumers = append(out.Consumers, &wdsv1.ConsumerInfo{
-			Id: c.id, Region: c.region, Endpoint: c.endpoint, Domains: c.domains,
-			Shards: counts[c], Draining: c.draining, Connected: connected[c.id],
-		})
+		info := consumerInfo(c, connected[c.id])
+		info.Shards = counts[c]
+		out.Consumers = append(out.Consumers, info)
+	}
+	return out, nil
+}
+
+func consumerInfo(c *consumer, connected bool) *wdsv1.ConsumerInfo {
+	return &wdsv1.ConsumerInfo{
+		Id: c.id, Region: c.region, Endpoint: c.endpoint, Domains: c.domains,
+		Draining: c.draining, Connected: connected, Unconfirmed: c.unconfirmed,
+	}
+}
+
+// ListConsumers lists every registered consumer with its active shards per
+// domain.
+func (a *adminService) ListConsumers(ctx context.Context, req *wdsv1.ListConsumersRequest) (*wdsv1.ListConsumersResponse, error) {
+	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
+		if err != nil {
+			return nil, err
+		}
+		return c.ListConsumers(fctx, req)
+	}
+	connected := a.n.connectedConsumers()
+	s := a.n.state
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := &wdsv1.ListConsumersResponse{}
+	for _, c := range sortedConsumers(s) {
+		info := consumerInfo(c, connected[c.id])
+		info.ShardsByDomain = map[string]uint32{}
+		for ref := range c.grants {
+			if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+				info.ShardsByDomain[ref.d.spec.Name]++
+				info.Shards++
+			}
+		}
+		out.Consumers = append(out.Consumers, info)
 	}
 	return out, nil
 }
@@ -200,6 +237,7 @@ func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest)
 			info.State = h.state.proto()
 			info.Token = topology.TokenToProto(h.token)
 			info.Endpoint = h.consumer.endpoint
+			info.Unconfirmed = h.consumer.unconfirmed && h.state == stateActive
 		}
 		if sh.next.consumer != nil {
 			info.NextOwner = sh.next.consumer.id
@@ -212,8 +250,7 @@ func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest)
 func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wdsv1.StatusResponse, error) {
 	n := a.n
 	r := n.raft.Raft
-	leaderID, _ := n.raft.Leader()
-	_, leaderEP := n.leaderEndpoint()
+	leaderID, leaderEP := n.leaderEndpoint()
 	out := &wdsv1.StatusResponse{
 		NodeId:         n.cfg.NodeID,
 		Region:         n.cfg.Region,
@@ -225,13 +262,37 @@ func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wds
 		AppliedIndex:   r.AppliedIndex(),
 		Sessions:       uint32(n.sessionCount()),
 	}
+	// Readiness and the other nodes' health are asked at once.
+	rctx, cancel := context.WithTimeout(ctx, readinessTimeout)
+	defer cancel()
+	readyc := make(chan error, 1)
+	go func() { readyc <- n.readiness(rctx) }()
 	if f := r.GetConfiguration(); f.Error() == nil {
-		for _, srv := range f.Configuration().Servers {
+		servers := f.Configuration().Servers
+		health := n.peerHealth(servers)
+		for _, srv := range servers {
 			p, _ := n.cfg.peer(string(srv.ID))
-			out.Nodes = append(out.Nodes, &wdsv1.NodeInfo{
-				Id: string(srv.ID), RaftAddress: string(srv.Address), Endpoint: p.GRPC,
-				Suffrage: suffrage(srv.Suffrage), Leader: string(srv.ID) == leaderID,
-			})
+			info := health[string(srv.ID)]
+			if info == nil {
+				info = &wdsv1.NodeInfo{}
+			}
+			info.Id, info.RaftAddress, info.Endpoint = string(srv.ID), string(srv.Address), p.GRPC
+			info.Suffrage, info.Leader = suffrage(srv.Suffrage), string(srv.ID) == leaderID
+			out.Nodes = append(out.Nodes, info)
+		}
+	}
+	if err := <-readyc; err != nil {
+		out.ReadyReason = err.Error()
+	} else {
+		out.Ready = true
+	}
+	for _, info := range out.Nodes {
+		if info.Id == n.cfg.NodeID {
+			info.Term, info.AppliedIndex = out.Term, out.AppliedIndex
+			info.Health = "ok"
+			if !out.Ready {
+				info.Health = out.ReadyReason
+			}
 		}
 	}
 	s := n.state

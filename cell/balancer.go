@@ -84,6 +84,7 @@ const minRoundGap = 10 * time.Millisecond
 type leaseView struct {
 	incarnation string
 	anchor      time.Time
+	heardAt     time.Time
 	connected   bool
 	conn        *sessionConn
 	ttls        map[string]time.Duration
@@ -116,7 +117,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	l.mu.Lock()
 	for id, cl := range l.leases {
 		cl.mu.Lock()
-		views[id] = leaseView{incarnation: cl.incarnation, anchor: cl.anchor, connected: cl.conn != nil, conn: cl.conn, ttls: cl.ttls}
+		views[id] = leaseView{incarnation: cl.incarnation, anchor: cl.anchor, heardAt: cl.heardAt, connected: cl.conn != nil, conn: cl.conn, ttls: cl.ttls}
 		cl.mu.Unlock()
 	}
 	for k, v := range l.frozen {
@@ -236,6 +237,39 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			eligible = append(eligible, c)
 		}
 		ops = append(ops, planDomain(d, eligible, views, l.n.cfg.MaxMovesInFlight)...)
+	}
+	return append(ops, confirmOps(all, views, now)...)
+}
+
+// unconfirmedAfter is how long a consumer without a stream may go unheard
+// before routing and the shard map call it unconfirmed: long enough for a
+// session to resume after a blip or a leader change (clients find the new
+// leader within a second of its accession), short enough that a consumer
+// gone with a whole-cell restart is not shown as a healthy owner for most
+// of its lease.
+const unconfirmedAfter = 2 * time.Second
+
+// confirmOps marks the consumers the leader stopped hearing from as
+// unconfirmed, and those it hears from again as confirmed. A consumer with
+// a stream heartbeats every interval (a third of its smallest TTL), so it is
+// unconfirmed after 2.5 intervals without one, the client's own limit for a
+// silent stream; one without a stream after unconfirmedAfter.
+func confirmOps(all []*consumer, views map[string]leaseView, now time.Time) []*cellv1.Op {
+	var ops []*cellv1.Op
+	for _, c := range all {
+		v, ok := views[c.id]
+		if !ok || v.incarnation != c.incarnation {
+			continue
+		}
+		grace := unconfirmedAfter
+		if v.connected {
+			grace = max(grace, lease.HeartbeatInterval(minTTL(v.ttls))*5/2)
+		}
+		if want := now.Sub(v.heardAt) > grace; want != c.unconfirmed {
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_SetConfirmed{SetConfirmed: &cellv1.SetConfirmed{
+				ConsumerId: c.id, Incarnation: []byte(c.incarnation), Unconfirmed: want,
+			}}})
+		}
 	}
 	return ops
 }

@@ -30,7 +30,18 @@ func (c wireCodec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.proto.Marshal(v)
 }
 
-func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error { return c.proto.Unmarshal(data, v) }
+// Unmarshal never fails: a message that does not decode is noted for
+// checkDecoded, which the services' handlers call (see registerService),
+// so the client is told InvalidArgument rather than gRPC's Internal.
+func (c wireCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if err := c.proto.Unmarshal(data, v); err != nil {
+		if m, ok := v.(proto.Message); ok {
+			proto.Reset(m)
+		}
+		noteMalformed(v, err)
+	}
+	return nil
+}
 
 func (wireCodec) Name() string { return "proto" }
 

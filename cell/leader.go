@@ -50,6 +50,12 @@ type consumerLease struct {
 	// consumer's grants, decided from the current anchor, is being
 	// committed: no ack may go out meanwhile (see fenceExpiries).
 	expiring bool
+	// heardAt is when this leader last heard from the consumer (the
+	// receive time of its latest Hello or heartbeat), or the accession or
+	// join for a consumer it has not heard from yet. Unlike anchor it moves
+	// whether or not the ack goes out, and it is never in the future. The
+	// balancer marks a consumer unconfirmed when it is old (SetConfirmed).
+	heardAt time.Time
 }
 
 func (cl *consumerLease) deadline(p lease.Params) time.Time {
@@ -98,7 +104,7 @@ func newLeader(n *Node, accession time.Time) *leader {
 	anchor := accession.Add(lease.AccessionSlack(n.cfg.Raft.ConfirmWindow, n.cfg.Drift))
 	n.state.mu.RLock()
 	for id, c := range n.state.consumers {
-		l.leases[id] = &consumerLease{id: id, incarnation: c.incarnation, anchor: anchor}
+		l.leases[id] = &consumerLease{id: id, incarnation: c.incarnation, anchor: anchor, heardAt: accession}
 	}
 	n.state.mu.RUnlock()
 	return l
@@ -163,7 +169,8 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 			if cl == nil || cl.incarnation != e.Incarnation {
 				// Anchored at the commit: later than the Hello it answers,
 				// so conservative.
-				l.leases[e.Consumer] = &consumerLease{id: e.Consumer, incarnation: e.Incarnation, anchor: time.Now()}
+				now := time.Now()
+				l.leases[e.Consumer] = &consumerLease{id: e.Consumer, incarnation: e.Incarnation, anchor: now, heardAt: now}
 			}
 			continue
 		}
@@ -249,6 +256,11 @@ type consumerOwner struct {
 // lease is anchored at the heartbeat's receive time.
 func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
 	now := time.Now()
+	o.cl.mu.Lock()
+	if o.cl.conn == c && received.After(o.cl.heardAt) {
+		o.cl.heardAt = received
+	}
+	o.cl.mu.Unlock()
 	if !o.l.n.raft.Confirmed(now) {
 		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
 		return false, nil
@@ -371,8 +383,13 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 				if d, ok := l.n.maxTTL(inc); ok {
 					until = l.params(d).LeaderDeadline(anchor)
 				}
-				if attached || time.Now().Before(until) {
-					return nil, nil, fmt.Errorf("%w: consumer_id %q is already in use by a live session (duplicate consumer id); a restarted process is admitted once the old lease lapses, at most %v from now",
+				if attached {
+					// A live process heartbeats on it: no countdown would end.
+					return nil, nil, fmt.Errorf("%w: consumer_id %q is held by a live, heartbeating session (duplicate consumer id): give this process another id; it is admitted under this one only if that session ends and its lease lapses",
+						ErrFailedPrecondition, id)
+				}
+				if time.Now().Before(until) {
+					return nil, nil, fmt.Errorf("%w: consumer_id %q is still held by an earlier session that ended without a drain (duplicate consumer id); a restarted process is admitted once its lease lapses, at most %v from now",
 						ErrFailedPrecondition, id, time.Until(until).Round(time.Millisecond))
 				}
 			}

@@ -154,3 +154,30 @@ func TestShutdownHandsLeadershipOver(t *testing.T) {
 		t.Fatalf("after the handover: %d revoked, %d lost, %d held", revokes, losts, len(tc.Held()))
 	}
 }
+
+// TestIdleCellAppendsNothing: a cell with no consumers does not grow its
+// log to keep leadership confirmed (it used to append ~4 barriers a
+// second); the first consumer to join is welcomed and acked at once.
+func TestIdleCellAppendsNothing(t *testing.T) {
+	c := celltest.New(t, 3)
+	c.CreateDomain("orders", topology.KindGlobal, 4, 3*time.Second)
+	l := c.Leader()
+	time.Sleep(200 * time.Millisecond) // the creation's nudge
+	before := c.Nodes[l].Raft().LastIndex()
+	time.Sleep(1500 * time.Millisecond)
+	if after := c.Nodes[l].Raft().LastIndex(); after != before {
+		t.Fatalf("an idle cell appended %d entries in 1.5 s", after-before)
+	}
+	tc := c.NewConsumer("c1", []string{"orders"})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := tc.WaitConnected(ctx); err != nil {
+		t.Fatal(err)
+	}
+	celltest.Eventually(t, 5*time.Second, func() error {
+		if n := len(tc.Held()); n != 4 {
+			return fmt.Errorf("holds %d", n)
+		}
+		return nil
+	})
+}

@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
 
 	"github.com/hashicorp/raft"
 
@@ -110,6 +113,7 @@ func Start(cfg Config) (*Node, error) {
 	rc.Faults = cfg.Faults
 	rc.Logger = cfg.Logger.With("node", cfg.NodeID)
 	rc.OnLeadership = n.onLeadership
+	rc.WantConfirmed = n.wantConfirmed
 	rn, err := raftnode.Start(rc, n.fsm)
 	if err != nil {
 		lis.Close()
@@ -135,8 +139,8 @@ func Start(cfg Config) (*Node, error) {
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	n.grpc = grpc.NewServer(opts...)
-	wdsv1.RegisterSessionServer(n.grpc, &sessionService{n: n})
-	wdsv1.RegisterAdminServer(n.grpc, &adminService{n: n})
+	registerService(n.grpc, &wdsv1.Session_ServiceDesc, &sessionService{n: n})
+	registerService(n.grpc, &wdsv1.Admin_ServiceDesc, &adminService{n: n})
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc server stopped", "err", err)
@@ -455,28 +459,181 @@ func (n *Node) health() error {
 	return nil
 }
 
+// ready is /readyz: see readiness.
 func (n *Node) ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), readinessTimeout)
+	defer cancel()
+	return n.readiness(ctx)
+}
+
+// readinessTimeout bounds a readiness check: asking the leader its commit
+// index, then waiting a moment for this node to apply up to it.
+const readinessTimeout = time.Second
+
+// readiness is nil when the node can serve what it has: it is the ready
+// leader, or it heard from the leader within the heartbeat timeout and has
+// applied everything the leader had committed when asked just now. A
+// restarted follower knows its own log but not what was committed (its
+// commit index is 0, or only as far as its log reaches, until the leader
+// catches it up); comparing its own applied and commit indexes would call
+// it ready while it still shows an empty or stale cell.
+func (n *Node) readiness(ctx context.Context) error {
 	if err := n.health(); err != nil {
 		return err
 	}
-	id, _ := n.raft.Leader()
-	if id == "" {
-		return errors.New("no known cell leader")
+	if n.currentLeader() != nil {
+		return nil
 	}
-	if n.raft.Raft.AppliedIndex() < n.raft.Raft.CommitIndex() {
-		return fmt.Errorf("applying the log: %d of %d", n.raft.Raft.AppliedIndex(), n.raft.Raft.CommitIndex())
+	id, ep := n.leaderEndpoint()
+	if id == "" || ep == "" {
+		return errors.New("no leader known (none heard from within the heartbeat timeout)")
 	}
-	return nil
+	cc, err := n.dialPeer(ep)
+	if err != nil {
+		return fmt.Errorf("leader %s at %s: %v", id, ep, err)
+	}
+	lr, err := wdsv1.NewSessionClient(cc).Locate(ctx, &wdsv1.LocateRequest{})
+	if err != nil {
+		return fmt.Errorf("leader %s at %s does not answer: %v", id, ep, status.Convert(err).Message())
+	}
+	want := lr.GetCommitIndex()
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		applied := n.raft.Raft.AppliedIndex()
+		if applied >= want {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catching up: applied %d of the %d entries leader %s has committed", applied, want, id)
+		case <-t.C:
+		}
+	}
 }
 
-// WaitLeader waits until some node of nodes is the ready leader.
+// peerHealth asks every other voter, at once and for at most
+// peerHealthTimeout, what it knows (Locate), for Status.
+func (n *Node) peerHealth(servers []raft.Server) map[string]*wdsv1.NodeInfo {
+	out := map[string]*wdsv1.NodeInfo{}
+	var wg sync.WaitGroup
+	// A follower that has not applied the leader's commit index is behind;
+	// a healthy one may be a few entries behind even so (hashicorp/raft
+	// tells followers of commits at CommitTimeout, and under load the
+	// log moves on while they answer), hence the slack.
+	var leaderCommit uint64
+	const slack = 16
+	if l := n.currentLeader(); l != nil {
+		leaderCommit = n.raft.Raft.CommitIndex()
+	}
+	type answer struct {
+		id string
+		r  *wdsv1.LocateResponse
+		e  error
+	}
+	answers := make(chan answer, len(servers))
+	for _, srv := range servers {
+		id := string(srv.ID)
+		p, ok := n.cfg.peer(id)
+		if !ok || id == n.cfg.NodeID {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), peerHealthTimeout)
+			defer cancel()
+			cc, err := n.dialPeer(p.GRPC)
+			var r *wdsv1.LocateResponse
+			if err == nil {
+				r, err = wdsv1.NewSessionClient(cc).Locate(ctx, &wdsv1.LocateRequest{})
+			}
+			answers <- answer{id, r, err}
+		}()
+	}
+	wg.Wait()
+	close(answers)
+	var all []answer
+	for a := range answers {
+		all = append(all, a)
+		if a.e == nil && a.r.GetLeader() {
+			leaderCommit = a.r.GetCommitIndex()
+		}
+	}
+	for _, a := range all {
+		info := &wdsv1.NodeInfo{Id: a.id}
+		switch {
+		case a.e != nil:
+			info.Health = "unreachable: " + shortStatus(a.e)
+		default:
+			info.Term, info.AppliedIndex = a.r.GetTerm(), a.r.GetAppliedIndex()
+			switch {
+			case a.r.GetLeader():
+				info.Health = "ok"
+			case a.r.GetLeaderId() == "":
+				info.Health = "no leader known"
+			case leaderCommit > 0 && a.r.GetAppliedIndex()+slack < leaderCommit:
+				info.Health = fmt.Sprintf("catching up: applied %d of %d", a.r.GetAppliedIndex(), leaderCommit)
+			default:
+				info.Health = "ok"
+			}
+		}
+		out[a.id] = info
+	}
+	return out
+}
+
+// peerHealthTimeout bounds how long Status waits for the other nodes: a
+// dead one refuses at once, a hung one is reported unreachable.
+const peerHealthTimeout = 300 * time.Millisecond
+
+func shortStatus(err error) string {
+	msg := status.Convert(err).Message()
+	if status.Code(err) == codes.DeadlineExceeded || strings.Contains(msg, "deadline exceeded") {
+		return fmt.Sprintf("no answer within %v", peerHealthTimeout)
+	}
+	if i := strings.LastIndex(msg, ": "); i >= 0 && i+2 < len(msg) {
+		return strings.Trim(msg[i+2:], "\" ")
+	}
+	return msg
+}
+
+// wantConfirmed tells raftnode whether the leader must keep its
+// leadership confirmed: only leases need it (acks to consumers, expiry
+// decisions), and a domain being deleted waits for the balancer to purge
+// it. An idle cell with neither appends nothing to its log: the barriers
+// that keep the confirmation fresh (4 per second) are the only entries an
+// idle cell would otherwise write. Observers and admin reads need no
+// confirmation, and every write confirms by committing.
+func (n *Node) wantConfirmed() bool {
+	s := n.state
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.consumers) > 0 {
+		return true
+	}
+	for _, d := range s.domains {
+		if d.deleting {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitLeader waits until some node of nodes is the ready leader, with its
+// leadership confirmed.
 func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
 	for {
 		for _, n := range nodes {
-			if n != nil && n.IsLeader() && n.raft.Confirmed(time.Now()) {
-				return n, nil
+			if n != nil && n.IsLeader() {
+				cctx, cancel := context.WithTimeout(ctx, time.Second)
+				err := n.raft.Confirm(cctx)
+				cancel()
+				if err == nil {
+					return n, nil
+				}
 			}
 		}
 		select {

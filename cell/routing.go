@@ -318,6 +318,7 @@ func routeEntryLocked(d *domain, i int) *wdsv1.RouteEntry {
 		e.Owner = h.consumer.id
 		e.Endpoint = h.consumer.endpoint
 		e.Token = topology.TokenToProto(h.token)
+		e.Unconfirmed = h.consumer.unconfirmed
 	}
 	return e
 }

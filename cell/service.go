@@ -241,7 +241,7 @@ func (s *sessionService) recvConsumer(stream wdsv1.Session_ConnectServer, l *lea
 				}
 			}()
 		default:
-			conn.close(toStatus(topology.Invalid("message", fmt.Sprintf("%T", m.GetMsg()), "not valid after Hello on a consumer session")), nil)
+			conn.close(toStatus(topology.Invalid("message", messageKind(m), "not valid after the Hello on a consumer session: a session sends one Hello, first, then heartbeats, releases and drains")), nil)
 			return
 		}
 	}
@@ -306,7 +306,7 @@ func (s *sessionService) serveObserver(stream wdsv1.Session_ConnectServer, h *wd
 				conn.enqueue(outItem{kind: itemAck, seq: hb.GetSeq()})
 				continue
 			}
-			conn.close(toStatus(topology.Invalid("message", fmt.Sprintf("%T", m.GetMsg()), "an observer session only sends heartbeats after Hello")), nil)
+			conn.close(toStatus(topology.Invalid("message", messageKind(m), "an observer session sends one Hello, then only heartbeats")), nil)
 			return
 		}
 	}()

@@ -104,6 +104,9 @@ type consumer struct {
 	incarnation string
 	draining    bool
 	joinedIndex uint64
+	// unconfirmed: the leader has not heard from this consumer for a while
+	// (SetConfirmed). Informational: routing and the shard map say so.
+	unconfirmed bool
 	// grants indexes the shards this consumer holds or is the successor of,
 	// so a session resume and a leave cost O(own grants), not O(all shards).
 	grants map[shardRef]struct{}
@@ -218,6 +221,8 @@ func (s *State) applyOp(index uint64, op *cellv1.Op, res *applyResult) error {
 		return s.move(o.Move, res)
 	case *cellv1.Op_Release:
 		return s.release(index, o.Release, res)
+	case *cellv1.Op_SetConfirmed:
+		return s.setConfirmed(o.SetConfirmed, res)
 	default:
 		// An op from a newer version: skip it, so a mixed-version cell keeps
 		// applying the log (the newer leader will not rely on it until all
@@ -371,6 +376,25 @@ func (s *State) setDraining(op *cellv1.SetDraining, res *applyResult) error {
 	if !c.draining {
 		c.draining = true
 		res.effects = append(res.effects, Effect{Kind: EffectDraining, Consumer: c.id, Incarnation: c.incarnation})
+	}
+	return nil
+}
+
+// setConfirmed records whether the leader hears from the consumer; the
+// routing entries of its active shards change with it.
+func (s *State) setConfirmed(op *cellv1.SetConfirmed, res *applyResult) error {
+	c, err := s.consumerInc(op.GetConsumerId(), op.GetIncarnation())
+	if err != nil {
+		return err
+	}
+	if c.unconfirmed == op.GetUnconfirmed() {
+		return nil
+	}
+	c.unconfirmed = op.GetUnconfirmed()
+	for ref := range c.grants {
+		if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+			res.routes = append(res.routes, RouteChange{Domain: ref.d.spec.Name, Shard: int(ref.idx)})
+		}
 	}
 	return nil
 }
@@ -587,6 +611,7 @@ func (s *State) snapshot() *cellv1.Snapshot {
 			Incarnation: []byte(c.incarnation),
 			Draining:    c.draining,
 			JoinedIndex: c.joinedIndex,
+			Unconfirmed: c.unconfirmed,
 		})
 	}
 	return out
@@ -618,6 +643,7 @@ func (s *State) restore(snap *cellv1.Snapshot) error {
 			incarnation: string(cs.GetIncarnation()),
 			draining:    cs.GetDraining(),
 			joinedIndex: cs.GetJoinedIndex(),
+			unconfirmed: cs.GetUnconfirmed(),
 			grants:      map[shardRef]struct{}{},
 		}
 	}

@@ -21,6 +21,12 @@ type Route struct {
 	Endpoint string
 	// Token is the owner's fencing token.
 	Token topology.Token
+	// Unconfirmed: the cell leader has not heard from the owner for a
+	// while (it disconnected, or has not resumed after a leader change or
+	// a restart of the cell). Its grant stands until its lease deadline,
+	// but it may be gone: requests routed to it may fail until the shard
+	// moves.
+	Unconfirmed bool
 }
 
 // Change is one routing update of one domain.
@@ -235,5 +241,5 @@ func routeFromProto(domain string, e *wdsv1.RouteEntry) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	return Route{Domain: domain, Range: rng, Owner: e.GetOwner(), Endpoint: e.GetEndpoint(), Token: topology.TokenFromProto(e.GetToken())}, nil
+	return Route{Domain: domain, Range: rng, Owner: e.GetOwner(), Endpoint: e.GetEndpoint(), Token: topology.TokenFromProto(e.GetToken()), Unconfirmed: e.GetUnconfirmed()}, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -406,4 +408,96 @@ func TestHungEndpointFirstCLI(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, "Unavailable") && !strings.Contains(r.stderr, "DeadlineExceeded") {
 		t.Errorf("only a hung endpoint: exit %d, stderr %q", r.code, r.stderr)
 	}
+}
+
+// TestOperatorCommands: `wds owner` names a key's owner (and rejects a bad
+// UUID naming KEY), `wds consumers` lists consumers with their shard
+// counts, `wds shards --owner/--state` filter, `wds drain --wait` follows
+// a drain to its end and says when nobody can take the shards, and a
+// second consumer with a live consumer's id is told to pick another id.
+func TestOperatorCommands(t *testing.T) {
+	t.Parallel()
+	c := celltest.New(t, 3)
+	ep := "--endpoint=" + strings.Join(c.Endpoints(), ",")
+	c.CreateDomain("orders", topology.KindGlobal, 8, 3*time.Second)
+	c.CreateDomain("solo", topology.KindGlobal, 2, 3*time.Second)
+	c1 := c.NewConsumer("op-1", []string{"orders", "solo"})
+	c.NewConsumer("op-2", []string{"orders"})
+	celltest.Eventually(t, 10*time.Second, func() error {
+		counts, err := c.OwnerCounts("orders")
+		if err != nil || counts["op-1"] != 4 || counts["op-2"] != 4 {
+			return fmt.Errorf("owners %v (%v)", counts, err)
+		}
+		return nil
+	})
+
+	key := "9f000000-0000-0000-0000-000000000001"
+	var own ownerJSON
+	if err := json.Unmarshal([]byte(mustWDS(t, ep, "owner", "orders", key, "-o", "json")), &own); err != nil {
+		t.Fatal(err)
+	}
+	if own.Key != key || own.From != "80000000-0000-0000-0000-000000000000" || own.Owner == "" || own.State != "active" || !tokenRE.MatchString(own.Token) {
+		t.Errorf("owner: %+v", own)
+	}
+	if out := mustWDS(t, ep, "owner", "orders", key); !strings.Contains(out, own.Owner) || !strings.Contains(out, own.Token) {
+		t.Errorf("owner table:\n%s", out)
+	}
+	if r := wds(t, ep, "owner", "orders", "not-a-uuid"); r.code != 1 || !strings.Contains(r.stderr, "KEY") || !strings.Contains(r.stderr, "not-a-uuid") {
+		t.Errorf("owner with a bad key: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	var cons []consumerJSON
+	if err := json.Unmarshal([]byte(mustWDS(t, ep, "consumers", "-o", "json")), &cons); err != nil {
+		t.Fatal(err)
+	}
+	if len(cons) != 2 || cons[0].ID != "op-1" || cons[0].Shards != 6 || cons[0].ShardsByDomain["solo"] != 2 || !cons[0].Connected || cons[1].Shards != 4 {
+		t.Errorf("consumers: %+v", cons)
+	}
+	if out := mustWDS(t, ep, "consumers"); !strings.Contains(out, "op-1") || !strings.Contains(out, "solo(2)") {
+		t.Errorf("consumers table:\n%s", out)
+	}
+
+	var shards []shardJSON
+	if err := json.Unmarshal([]byte(mustWDS(t, ep, "shards", "orders", "--owner", "op-2", "-o", "json")), &shards); err != nil {
+		t.Fatal(err)
+	}
+	if len(shards) != 4 || shards[0].Owner != "op-2" {
+		t.Errorf("shards --owner op-2: %+v", shards)
+	}
+	if err := json.Unmarshal([]byte(mustWDS(t, ep, "shards", "orders", "--state", "unowned", "-o", "json")), &shards); err != nil || len(shards) != 0 {
+		t.Errorf("shards --state unowned: %+v (%v)", shards, err)
+	}
+	if r := wds(t, ep, "shards", "orders", "--state", "gone"); r.code != 1 || !strings.Contains(r.stderr, "--state") {
+		t.Errorf("shards --state gone: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	// A second consumer under op-1's id: told the id is held by a live
+	// session, not shown a countdown.
+	dupErr := make(chan error, 1)
+	dup, err := client.NewConsumer(client.Config{Endpoints: c.Endpoints(), ID: "op-1", Domains: []string{"orders"},
+		Handler: func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
+		OnEvent: func(e client.Event) {
+			if e.Kind == client.EventDisconnected {
+				select {
+				case dupErr <- e.Err:
+				default:
+				}
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := <-dupErr; !errors.Is(e, client.ErrDuplicateConsumer) || !strings.Contains(e.Error(), "live, heartbeating session") || strings.Contains(e.Error(), "from now") {
+		t.Errorf("duplicate live id: %v", e)
+	}
+	closeCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = dup.Close(closeCtx)
+	cancel()
+
+	// Drain op-1 and follow it: op-2 takes orders, nobody serves solo.
+	r := wds(t, ep, "drain", "op-1", "--wait", "--wait-timeout", "20s")
+	if r.code != 0 || !strings.Contains(r.stdout, "consumer op-1 is drained") || !strings.Contains(r.stdout, "no other consumer serves solo") {
+		t.Errorf("drain --wait: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	_ = c1
 }

@@ -19,6 +19,34 @@ type consumerJSON struct {
 	Shards    uint32   `json:"shards"`
 	Draining  bool     `json:"draining"`
 	Connected bool     `json:"connected"`
+	// Unconfirmed: the leader has not heard from it for a while.
+	Unconfirmed bool `json:"unconfirmed"`
+	// ShardsByDomain: wds consumers only.
+	ShardsByDomain map[string]uint32 `json:"shards_by_domain,omitempty"`
+}
+
+func consumerToJSON(c *wdsv1.ConsumerInfo) consumerJSON {
+	return consumerJSON{
+		ID: c.GetId(), Region: c.GetRegion(), Endpoint: c.GetEndpoint(), Domains: c.GetDomains(),
+		Shards: c.GetShards(), Draining: c.GetDraining(), Connected: c.GetConnected(),
+		Unconfirmed: c.GetUnconfirmed(), ShardsByDomain: c.GetShardsByDomain(),
+	}
+}
+
+// consumerState is a consumer's STATE column: connected or disconnected,
+// then unconfirmed and draining when they apply.
+func consumerState(c *wdsv1.ConsumerInfo) string {
+	st := []string{"disconnected"}
+	if c.GetConnected() {
+		st[0] = "connected"
+	}
+	if c.GetUnconfirmed() {
+		st = append(st, "unconfirmed")
+	}
+	if c.GetDraining() {
+		st = append(st, "draining")
+	}
+	return strings.Join(st, ",")
 }
 
 type describeJSON struct {
@@ -26,6 +54,8 @@ type describeJSON struct {
 	Consumers []consumerJSON `json:"consumers"`
 	Unowned   uint32         `json:"unowned"`
 	Moving    uint32         `json:"moving"`
+	// Unconfirmed: active shards whose owner is unconfirmed.
+	Unconfirmed uint32 `json:"unconfirmed"`
 }
 
 // NewDomainDescribeCommand returns `wds domain describe`.
@@ -34,8 +64,11 @@ func NewDomainDescribeCommand(g *globals) *cobra.Command {
 		Use:   "describe NAME",
 		Short: "Show a domain with its consumers and their shard counts",
 		Long: `Show a domain's definition, the consumers serving it with the number of
-shards each holds, the shards with no active owner (unowned) and those being
-handed over from one consumer to another (moving).`,
+shards each holds, the shards with no active owner (unowned), those being
+handed over from one consumer to another (moving), and the active shards
+whose owner the leader has not heard from for a while (unconfirmed: it
+disconnected, or has not resumed after a leader change or a restart; the
+grant stands until its lease deadline).`,
 		Example: `  wds domain describe orders
   wds domain describe orders -o json`,
 		Args: exactArgs(1, "the domain NAME"),
@@ -58,12 +91,9 @@ handed over from one consumer to another (moving).`,
 			}
 			out := cmd.OutOrStdout()
 			if g.json() {
-				v := describeJSON{Domain: domainToJSON(res.GetDomain()), Consumers: []consumerJSON{}, Unowned: res.GetUnowned(), Moving: res.GetMoving()}
+				v := describeJSON{Domain: domainToJSON(res.GetDomain()), Consumers: []consumerJSON{}, Unowned: res.GetUnowned(), Moving: res.GetMoving(), Unconfirmed: res.GetUnconfirmed()}
 				for _, c := range res.GetConsumers() {
-					v.Consumers = append(v.Consumers, consumerJSON{
-						ID: c.GetId(), Region: c.GetRegion(), Endpoint: c.GetEndpoint(), Domains: c.GetDomains(),
-						Shards: c.GetShards(), Draining: c.GetDraining(), Connected: c.GetConnected(),
-					})
+					v.Consumers = append(v.Consumers, consumerToJSON(c))
 				}
 				return writeJSON(out, v)
 			}
@@ -75,6 +105,7 @@ handed over from one consumer to another (moving).`,
 			fmt.Fprintf(tw, "TTL:\t%s\n", ttlString(d.GetTtlMillis()))
 			fmt.Fprintf(tw, "Unowned:\t%d\n", res.GetUnowned())
 			fmt.Fprintf(tw, "Moving:\t%d\n", res.GetMoving())
+			fmt.Fprintf(tw, "Unconfirmed:\t%d\n", res.GetUnconfirmed())
 			fmt.Fprintf(tw, "Consumers:\t%d\n", len(res.GetConsumers()))
 			if err := tw.Flush(); err != nil {
 				return err
@@ -86,17 +117,8 @@ handed over from one consumer to another (moving).`,
 			tw = newTable(out)
 			fmt.Fprintln(tw, "CONSUMER\tSHARDS\tREGION\tENDPOINT\tSTATE\tDOMAINS")
 			for _, c := range res.GetConsumers() {
-				var st []string
-				if c.GetConnected() {
-					st = append(st, "connected")
-				} else {
-					st = append(st, "disconnected")
-				}
-				if c.GetDraining() {
-					st = append(st, "draining")
-				}
 				fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", c.GetId(), c.GetShards(), dash(c.GetRegion()), dash(c.GetEndpoint()),
-					strings.Join(st, ","), strings.Join(c.GetDomains(), ","))
+					consumerState(c), strings.Join(c.GetDomains(), ","))
 			}
 			return tw.Flush()
 		},

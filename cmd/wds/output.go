@@ -92,3 +92,8 @@ func countOf(n int, noun string) string {
 	}
 	return strconv.Itoa(n) + " " + noun + "s"
 }
+
+// writeJSONLine writes v as one compact JSON line (for streams of events).
+func writeJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}

@@ -182,6 +182,8 @@ func NewRootCommand() *cobra.Command {
 		NewConsumeCommand(g),
 		NewDrainCommand(g),
 		NewStatusCommand(g),
+		NewConsumersCommand(g),
+		NewOwnerCommand(g),
 	)
 	return root
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -22,12 +24,35 @@ type shardJSON struct {
 	Token     string `json:"token"`
 	Endpoint  string `json:"endpoint"`
 	NextOwner string `json:"next_owner"`
+	// Unconfirmed: the owner has not heartbeated the leader for a while
+	// (gone, or not yet resumed after a leader change or a restart).
+	Unconfirmed bool `json:"unconfirmed"`
+}
+
+// shardStates are the values --state accepts.
+var shardStates = []string{"active", "revoked", "allocated", "unowned", "unconfirmed"}
+
+// matches reports whether a shard passes the --owner and --state filters.
+func (s shardJSON) matches(owner, state string) bool {
+	if owner != "" && s.Owner != owner && s.NextOwner != owner {
+		return false
+	}
+	switch state {
+	case "":
+		return true
+	case "unowned":
+		return s.Owner == "" || s.State != "active"
+	case "unconfirmed":
+		return s.Unconfirmed
+	}
+	return s.State == state
 }
 
 // NewShardsCommand returns `wds shards`.
 func NewShardsCommand(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "shards DOMAIN",
+	var owner, state string
+	cmd := &cobra.Command{
+		Use:   "shards DOMAIN [--owner ID] [--state S]",
 		Short: "Show a domain's shards with owner, state and fencing token",
 		Long: `Show the shard map of a domain as the cell leader sees it: every shard's
 key range [FROM, TO), its owner (consumer id), the grant's state and fencing
@@ -35,18 +60,36 @@ token, the owner's endpoint, and the consumer it is moving to (NEXT), if any.
 
 States: active (the owner owns it), revoked (the owner was told to stop and
 has not released it yet), allocated (the next owner was told to prepare).
-The ranges tile the key space; the last one ends at "end", 2^128.
+An active shard is also "unconfirmed" when the leader has not heard from its
+owner for a while (it disconnected, or has not resumed after a leader change
+or a restart of the cell): the grant stands until the owner's lease
+deadline, but the owner may be gone. The ranges tile the key space; the
+last one ends at "end", 2^128.
+
+--owner ID keeps the shards ID owns or is about to own; --state S keeps
+those in state S: active, revoked, allocated, unowned (no active owner) or
+unconfirmed.
 
 With -o json it prints an array of objects with from, to (UUIDs), to_end
 (true for the last shard, whose to is the end of the key space), owner ("" if
-none), state, token ("generation.index", "" if none), endpoint and
-next_owner.`,
+none), state, token ("generation.index", "" if none), endpoint, next_owner
+and unconfirmed.`,
 		Example: `  wds shards orders
+  wds shards orders --owner worker-1
+  wds shards orders --state unowned
   wds shards orders -o json | jq -r '.[] | [.from, .owner, .token] | @tsv'`,
 		Args: exactArgs(1, "the DOMAIN"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := topology.ValidateName("domain", args[0]); err != nil {
 				return err
+			}
+			if state != "" && !slices.Contains(shardStates, state) {
+				return usageErrorf(cmd, "invalid value %q for --state: want one of %s", state, strings.Join(shardStates, ", "))
+			}
+			if owner != "" {
+				if err := topology.ValidateConsumerID("--owner", owner); err != nil {
+					return err
+				}
 			}
 			a, err := g.admin()
 			if err != nil {
@@ -69,12 +112,16 @@ next_owner.`,
 				}
 				from, _ := boundJSON(rng.From)
 				to, end := boundJSON(rng.To)
-				shards = append(shards, shardJSON{
+				sj := shardJSON{
 					From: from, To: to, ToEnd: end,
 					Owner: s.GetOwner(), State: grantState(s.GetState()),
 					Token:    tokenString(topology.TokenFromProto(s.GetToken())),
 					Endpoint: s.GetEndpoint(), NextOwner: s.GetNextOwner(),
-				})
+					Unconfirmed: s.GetUnconfirmed(),
+				}
+				if sj.matches(owner, state) {
+					shards = append(shards, sj)
+				}
 			}
 			out := cmd.OutOrStdout()
 			if g.json() {
@@ -87,9 +134,16 @@ next_owner.`,
 				if s.ToEnd {
 					to = "end"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.From, to, dash(s.Owner), dash(s.State), dash(s.Token), dash(s.Endpoint), dash(s.NextOwner))
+				st := s.State
+				if s.Unconfirmed {
+					st += ",unconfirmed"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.From, to, dash(s.Owner), dash(st), dash(s.Token), dash(s.Endpoint), dash(s.NextOwner))
 			}
 			return tw.Flush()
 		},
 	}
+	cmd.Flags().StringVar(&owner, "owner", "", "only the shards this consumer owns or is about to own")
+	cmd.Flags().StringVar(&state, "state", "", "only the shards in this state: "+strings.Join(shardStates, ", "))
+	return cmd
 }

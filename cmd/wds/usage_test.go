@@ -43,7 +43,7 @@ func TestBadInput(t *testing.T) {
 		{"shards bad domain", []string{noCell, "shards", "UPPER"}, []string{"domain:"}, false},
 		{"consume id", []string{noCell, "consume", "--domain", "d", "--id", "bad id"}, []string{"id:", `"bad id"`}, false},
 		{"consume no domain", []string{noCell, "consume", "--id", "c1"}, []string{"domain:", "required"}, false},
-		{"drain id", []string{noCell, "drain", "bad id"}, []string{"consumer_id:"}, false},
+		{"drain id", []string{noCell, "drain", "bad id"}, []string{"CONSUMER:"}, false},
 		{"dev nodes", []string{"dev", "--nodes", "2"}, []string{"--nodes"}, true},
 		{"server data dir", []string{"server", "--node", "n1"}, []string{"--data-dir"}, true},
 		{"server peer", []string{"server", "--node", "n1", "--data-dir", dir, "--peer", "n1=x"}, []string{"--peer", "ID=RAFTADDR=GRPCADDR"}, true},

@@ -68,6 +68,12 @@ type Config struct {
 	Faults *Faults
 	// Logger receives raft's logs (component=raft).
 	Logger *slog.Logger
+	// WantConfirmed, if set, is asked (on the leader, every ConfirmWindow/8)
+	// whether anything needs leadership confirmed now (lease heartbeats to
+	// acknowledge, expiries to decide). While it answers false an idle
+	// leader appends nothing: confirmation lapses, and Confirm renews it on
+	// demand. Nil means always.
+	WantConfirmed func() bool
 	// OnLeadership is called, in order, on every leadership change of this
 	// node: with Leader true once the node is leader and its FSM has applied
 	// every earlier entry (a barrier committed in its term), with Leader
@@ -91,7 +97,12 @@ func DefaultLANConfig() Config {
 		HeartbeatTimeout:   500 * time.Millisecond,
 		ElectionTimeout:    500 * time.Millisecond,
 		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      10 * time.Millisecond,
+		// hashicorp/raft sends every follower an AppendEntries at this
+		// period even when idle (to carry the commit index): at 10 ms it
+		// was most of an idle cell's CPU. Followers learn a routing
+		// change's commit from the leader's Nudge instead, one round trip
+		// after it.
+		CommitTimeout:      50 * time.Millisecond,
 		MaxAppendEntries:   256,
 		ConfirmWindow:      time.Second,
 		TransportTimeout:   2 * time.Second,
@@ -165,6 +176,7 @@ type Node struct {
 	accession   time.Time
 	confirmedAt time.Time
 	stopConfirm chan struct{}
+	confirming  chan struct{} // closed when the barrier in flight is done
 	nudging     bool
 	nudgeAgain  bool
 
@@ -544,7 +556,9 @@ func (n *Node) takeOffice(epoch uint64) {
 }
 
 // confirmLoop commits a barrier whenever the confirmation is older than a
-// quarter of the window, so an idle leader stays confirmed.
+// quarter of the window and something wants it confirmed (WantConfirmed):
+// a leader with sessions to acknowledge stays confirmed, and an idle one
+// with nothing to do grows no log (Confirm renews it when needed).
 func (n *Node) confirmLoop(epoch uint64, stop chan struct{}) {
 	period := n.cfg.ConfirmWindow / 4
 	t := time.NewTicker(period / 2)
@@ -557,14 +571,64 @@ func (n *Node) confirmLoop(epoch uint64, stop chan struct{}) {
 			return
 		case <-t.C:
 		}
-		if time.Since(n.ConfirmedAt()) < period {
+		if time.Since(n.ConfirmedAt()) < period || n.cfg.WantConfirmed != nil && !n.cfg.WantConfirmed() {
 			continue
 		}
-		start := time.Now()
-		if err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow)); err == nil {
-			n.NoteCommitted(epoch, start)
-		}
+		n.confirmOnce(epoch)
 	}
+}
+
+// confirmOnce commits a barrier and records the confirmation it gives.
+// Concurrent callers share one barrier.
+func (n *Node) confirmOnce(epoch uint64) {
+	n.mu.Lock()
+	if ch := n.confirming; ch != nil {
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-n.done:
+		}
+		return
+	}
+	ch := make(chan struct{})
+	n.confirming = ch
+	n.mu.Unlock()
+	start := time.Now()
+	if err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow)); err == nil {
+		n.NoteCommitted(epoch, start)
+	}
+	n.mu.Lock()
+	n.confirming = nil
+	n.mu.Unlock()
+	close(ch)
+}
+
+// Confirm makes sure the leader is confirmed now, committing a barrier if
+// its confirmation has lapsed (an idle leader lets it lapse: see
+// WantConfirmed). It fails with ErrNotLeader when the node is not the
+// ready leader or the barrier did not confirm it.
+func (n *Node) Confirm(ctx context.Context) error {
+	if n.Confirmed(time.Now()) {
+		return nil
+	}
+	_, ready := n.Ready()
+	if !ready {
+		return ErrNotLeader
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		n.confirmOnce(n.Epoch())
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if !n.Confirmed(time.Now()) {
+		return ErrNotLeader
+	}
+	return nil
 }
 
 func (n *Node) emit(epoch uint64, l Leadership) {

@@ -156,3 +156,40 @@ func TestStoredVotersMustMatch(t *testing.T) {
 	g.start(t, 0)
 	g.leader(t, -1)
 }
+
+// TestIdleLeaderAppendsNothing: with nothing wanting confirmation the
+// leader lets it lapse and grows no log; Confirm renews it on demand with
+// one barrier.
+func TestIdleLeaderAppendsNothing(t *testing.T) {
+	g := newGroup(t, 1)
+	cfg := g.cfgs[0]
+	g.nodes[0].Shutdown()
+	cfg.WantConfirmed = func() bool { return false }
+	g.cfgs[0] = cfg
+	g.start(t, 0)
+	n := g.nodes[0]
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := n.Ready(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	before := n.Raft.LastIndex()
+	time.Sleep(cfg.ConfirmWindow + cfg.ConfirmWindow/2)
+	if after := n.Raft.LastIndex(); after != before {
+		t.Fatalf("idle leader appended %d entries in %v", after-before, cfg.ConfirmWindow*3/2)
+	}
+	if n.Confirmed(time.Now()) {
+		t.Fatal("confirmation kept fresh although nothing wanted it")
+	}
+	if err := n.Confirm(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !n.Confirmed(time.Now()) || n.Raft.LastIndex() != before+1 {
+		t.Fatalf("Confirm: confirmed %v, %d entries appended", n.Confirmed(time.Now()), n.Raft.LastIndex()-before)
+	}
+}

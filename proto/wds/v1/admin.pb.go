@@ -319,7 +319,9 @@ type DescribeDomainResponse struct {
 	// Shards with no active owner.
 	Unowned uint32 `protobuf:"varint,3,opt,name=unowned,proto3" json:"unowned,omitempty"`
 	// Shards being handed over (revoked, not yet released).
-	Moving        uint32 `protobuf:"varint,4,opt,name=moving,proto3" json:"moving,omitempty"`
+	Moving uint32 `protobuf:"varint,4,opt,name=moving,proto3" json:"moving,omitempty"`
+	// Active shards whose owner is unconfirmed (see ShardInfo.unconfirmed).
+	Unconfirmed   uint32 `protobuf:"varint,5,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -382,6 +384,13 @@ func (x *DescribeDomainResponse) GetMoving() uint32 {
 	return 0
 }
 
+func (x *DescribeDomainResponse) GetUnconfirmed() uint32 {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return 0
+}
+
 type ConsumerInfo struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -392,9 +401,13 @@ type ConsumerInfo struct {
 	Shards   uint32 `protobuf:"varint,5,opt,name=shards,proto3" json:"shards,omitempty"`
 	Draining bool   `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
 	// Whether the consumer has a live stream to the leader.
-	Connected     bool `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Connected bool `protobuf:"varint,7,opt,name=connected,proto3" json:"connected,omitempty"`
+	// Its lease is not confirmed (see ShardInfo.unconfirmed).
+	Unconfirmed bool `protobuf:"varint,8,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
+	// ListConsumers: active shards held, per domain (shards is their sum).
+	ShardsByDomain map[string]uint32 `protobuf:"bytes,9,rep,name=shards_by_domain,json=shardsByDomain,proto3" json:"shards_by_domain,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *ConsumerInfo) Reset() {
@@ -476,6 +489,101 @@ func (x *ConsumerInfo) GetConnected() bool {
 	return false
 }
 
+func (x *ConsumerInfo) GetUnconfirmed() bool {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return false
+}
+
+func (x *ConsumerInfo) GetShardsByDomain() map[string]uint32 {
+	if x != nil {
+		return x.ShardsByDomain
+	}
+	return nil
+}
+
+type ListConsumersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumersRequest) Reset() {
+	*x = ListConsumersRequest{}
+	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumersRequest) ProtoMessage() {}
+
+func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumersRequest.ProtoReflect.Descriptor instead.
+func (*ListConsumersRequest) Descriptor() ([]byte, []int) {
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{8}
+}
+
+type ListConsumersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Every registered consumer of the cell, by id.
+	Consumers     []*ConsumerInfo `protobuf:"bytes,1,rep,name=consumers,proto3" json:"consumers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListConsumersResponse) Reset() {
+	*x = ListConsumersResponse{}
+	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListConsumersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListConsumersResponse) ProtoMessage() {}
+
+func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListConsumersResponse.ProtoReflect.Descriptor instead.
+func (*ListConsumersResponse) Descriptor() ([]byte, []int) {
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListConsumersResponse) GetConsumers() []*ConsumerInfo {
+	if x != nil {
+		return x.Consumers
+	}
+	return nil
+}
+
 type DeleteDomainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -485,7 +593,7 @@ type DeleteDomainRequest struct {
 
 func (x *DeleteDomainRequest) Reset() {
 	*x = DeleteDomainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -497,7 +605,7 @@ func (x *DeleteDomainRequest) String() string {
 func (*DeleteDomainRequest) ProtoMessage() {}
 
 func (x *DeleteDomainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -510,7 +618,7 @@ func (x *DeleteDomainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomainRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDomainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteDomainRequest) GetName() string {
@@ -528,7 +636,7 @@ type DeleteDomainResponse struct {
 
 func (x *DeleteDomainResponse) Reset() {
 	*x = DeleteDomainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +648,7 @@ func (x *DeleteDomainResponse) String() string {
 func (*DeleteDomainResponse) ProtoMessage() {}
 
 func (x *DeleteDomainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +661,7 @@ func (x *DeleteDomainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomainResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDomainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 type ShardMapRequest struct {
@@ -565,7 +673,7 @@ type ShardMapRequest struct {
 
 func (x *ShardMapRequest) Reset() {
 	*x = ShardMapRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -577,7 +685,7 @@ func (x *ShardMapRequest) String() string {
 func (*ShardMapRequest) ProtoMessage() {}
 
 func (x *ShardMapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -590,7 +698,7 @@ func (x *ShardMapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardMapRequest.ProtoReflect.Descriptor instead.
 func (*ShardMapRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ShardMapRequest) GetDomain() string {
@@ -611,7 +719,7 @@ type ShardMapResponse struct {
 
 func (x *ShardMapResponse) Reset() {
 	*x = ShardMapResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -623,7 +731,7 @@ func (x *ShardMapResponse) String() string {
 func (*ShardMapResponse) ProtoMessage() {}
 
 func (x *ShardMapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -636,7 +744,7 @@ func (x *ShardMapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardMapResponse.ProtoReflect.Descriptor instead.
 func (*ShardMapResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ShardMapResponse) GetDomain() string {
@@ -669,14 +777,19 @@ type ShardInfo struct {
 	Token    *Token     `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
 	Endpoint string     `protobuf:"bytes,5,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// The consumer the shard is moving to, if any.
-	NextOwner     string `protobuf:"bytes,6,opt,name=next_owner,json=nextOwner,proto3" json:"next_owner,omitempty"`
+	NextOwner string `protobuf:"bytes,6,opt,name=next_owner,json=nextOwner,proto3" json:"next_owner,omitempty"`
+	// The owner's lease is not confirmed: it has not heartbeated the current
+	// leader for a while (it disconnected, or the leader is new and it has
+	// not resumed). The grant still stands (nothing else may be granted the
+	// shard until the owner's deadline passes), but the owner may be gone.
+	Unconfirmed   bool `protobuf:"varint,7,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_wds_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +801,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +814,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShardInfo) GetRange() *KeyRange {
@@ -746,6 +859,13 @@ func (x *ShardInfo) GetNextOwner() string {
 	return ""
 }
 
+func (x *ShardInfo) GetUnconfirmed() bool {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return false
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -754,7 +874,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +886,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +899,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 type StatusResponse struct {
@@ -798,14 +918,20 @@ type StatusResponse struct {
 	Consumers      uint32      `protobuf:"varint,11,opt,name=consumers,proto3" json:"consumers,omitempty"`
 	Grants         uint32      `protobuf:"varint,12,opt,name=grants,proto3" json:"grants,omitempty"`
 	// Sessions connected to this node.
-	Sessions      uint32 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	Sessions uint32 `protobuf:"varint,13,opt,name=sessions,proto3" json:"sessions,omitempty"`
+	// Whether this node has applied everything the leader had committed when
+	// asked (what /readyz reports); when false, ready_reason says why (no
+	// leader known, catching up: applied X of Y) and the counts above are
+	// those of this node's partial log, not the cell's.
+	Ready         bool   `protobuf:"varint,14,opt,name=ready,proto3" json:"ready,omitempty"`
+	ReadyReason   string `protobuf:"bytes,15,opt,name=ready_reason,json=readyReason,proto3" json:"ready_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -817,7 +943,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -830,7 +956,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -924,21 +1050,42 @@ func (x *StatusResponse) GetSessions() uint32 {
 	return 0
 }
 
+func (x *StatusResponse) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *StatusResponse) GetReadyReason() string {
+	if x != nil {
+		return x.ReadyReason
+	}
+	return ""
+}
+
 type NodeInfo struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
 	Endpoint    string                 `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Voter or Nonvoter.
-	Suffrage      string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
-	Leader        bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	Suffrage string `protobuf:"bytes,4,opt,name=suffrage,proto3" json:"suffrage,omitempty"`
+	Leader   bool   `protobuf:"varint,5,opt,name=leader,proto3" json:"leader,omitempty"`
+	// What the node answered when the node serving the Status asked it just
+	// now (within a few hundred milliseconds): "ok", "unreachable: ...",
+	// "no leader known", "catching up: applied X of Y".
+	Health string `protobuf:"bytes,6,opt,name=health,proto3" json:"health,omitempty"`
+	// Its own Raft view, when it answered.
+	Term          uint64 `protobuf:"varint,7,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_wds_v1_admin_proto_msgTypes[15]
+	mi := &file_wds_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1097,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[15]
+	mi := &file_wds_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1110,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NodeInfo) GetId() string {
@@ -1001,6 +1148,27 @@ func (x *NodeInfo) GetLeader() bool {
 	return false
 }
 
+func (x *NodeInfo) GetHealth() string {
+	if x != nil {
+		return x.Health
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 type DrainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConsumerId    string                 `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
@@ -1010,7 +1178,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[16]
+	mi := &file_wds_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1190,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[16]
+	mi := &file_wds_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1203,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *DrainRequest) GetConsumerId() string {
@@ -1055,7 +1223,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[17]
+	mi := &file_wds_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1235,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[17]
+	mi := &file_wds_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1248,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DrainResponse) GetShards() uint32 {
@@ -1110,12 +1278,13 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\x13ListDomainsResponse\x12(\n" +
 	"\adomains\x18\x01 \x03(\v2\x0e.wds.v1.DomainR\adomains\"+\n" +
 	"\x15DescribeDomainRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\xa6\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\xc8\x01\n" +
 	"\x16DescribeDomainResponse\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x122\n" +
 	"\tconsumers\x18\x02 \x03(\v2\x14.wds.v1.ConsumerInfoR\tconsumers\x12\x18\n" +
 	"\aunowned\x18\x03 \x01(\rR\aunowned\x12\x16\n" +
-	"\x06moving\x18\x04 \x01(\rR\x06moving\"\xbe\x01\n" +
+	"\x06moving\x18\x04 \x01(\rR\x06moving\x12 \n" +
+	"\vunconfirmed\x18\x05 \x01(\rR\vunconfirmed\"\xf7\x02\n" +
 	"\fConsumerInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
@@ -1123,7 +1292,15 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\adomains\x18\x04 \x03(\tR\adomains\x12\x16\n" +
 	"\x06shards\x18\x05 \x01(\rR\x06shards\x12\x1a\n" +
 	"\bdraining\x18\x06 \x01(\bR\bdraining\x12\x1c\n" +
-	"\tconnected\x18\a \x01(\bR\tconnected\")\n" +
+	"\tconnected\x18\a \x01(\bR\tconnected\x12 \n" +
+	"\vunconfirmed\x18\b \x01(\bR\vunconfirmed\x12R\n" +
+	"\x10shards_by_domain\x18\t \x03(\v2(.wds.v1.ConsumerInfo.ShardsByDomainEntryR\x0eshardsByDomain\x1aA\n" +
+	"\x13ShardsByDomainEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\x16\n" +
+	"\x14ListConsumersRequest\"K\n" +
+	"\x15ListConsumersResponse\x122\n" +
+	"\tconsumers\x18\x01 \x03(\v2\x14.wds.v1.ConsumerInfoR\tconsumers\")\n" +
 	"\x13DeleteDomainRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
 	"\x14DeleteDomainResponse\")\n" +
@@ -1132,7 +1309,7 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\x10ShardMapResponse\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
-	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\xd3\x01\n" +
+	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\xf5\x01\n" +
 	"\tShardInfo\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12(\n" +
@@ -1140,8 +1317,9 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x1a\n" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\x1d\n" +
 	"\n" +
-	"next_owner\x18\x06 \x01(\tR\tnextOwner\"\x0f\n" +
-	"\rStatusRequest\"\x8d\x03\n" +
+	"next_owner\x18\x06 \x01(\tR\tnextOwner\x12 \n" +
+	"\vunconfirmed\x18\a \x01(\bR\vunconfirmed\"\x0f\n" +
+	"\rStatusRequest\"\xc6\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x14\n" +
@@ -1156,18 +1334,23 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	" \x01(\rR\adomains\x12\x1c\n" +
 	"\tconsumers\x18\v \x01(\rR\tconsumers\x12\x16\n" +
 	"\x06grants\x18\f \x01(\rR\x06grants\x12\x1a\n" +
-	"\bsessions\x18\r \x01(\rR\bsessions\"\x8d\x01\n" +
+	"\bsessions\x18\r \x01(\rR\bsessions\x12\x14\n" +
+	"\x05ready\x18\x0e \x01(\bR\x05ready\x12!\n" +
+	"\fready_reason\x18\x0f \x01(\tR\vreadyReason\"\xde\x01\n" +
 	"\bNodeInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1a\n" +
 	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12\x1a\n" +
 	"\bsuffrage\x18\x04 \x01(\tR\bsuffrage\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"/\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\x12\x16\n" +
+	"\x06health\x18\x06 \x01(\tR\x06health\x12\x12\n" +
+	"\x04term\x18\a \x01(\x04R\x04term\x12#\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\"/\n" +
 	"\fDrainRequest\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
-	"\x06shards\x18\x01 \x01(\rR\x06shards2\xe4\x03\n" +
+	"\x06shards\x18\x01 \x01(\rR\x06shards2\xb2\x04\n" +
 	"\x05Admin\x12I\n" +
 	"\fCreateDomain\x12\x1b.wds.v1.CreateDomainRequest\x1a\x1c.wds.v1.CreateDomainResponse\x12F\n" +
 	"\vListDomains\x12\x1a.wds.v1.ListDomainsRequest\x1a\x1b.wds.v1.ListDomainsResponse\x12O\n" +
@@ -1175,7 +1358,8 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\fDeleteDomain\x12\x1b.wds.v1.DeleteDomainRequest\x1a\x1c.wds.v1.DeleteDomainResponse\x12=\n" +
 	"\bShardMap\x12\x17.wds.v1.ShardMapRequest\x1a\x18.wds.v1.ShardMapResponse\x127\n" +
 	"\x06Status\x12\x15.wds.v1.StatusRequest\x1a\x16.wds.v1.StatusResponse\x124\n" +
-	"\x05Drain\x12\x14.wds.v1.DrainRequest\x1a\x15.wds.v1.DrainResponseB)Z'github.com/wdsio/wds/proto/wds/v1;wdsv1b\x06proto3"
+	"\x05Drain\x12\x14.wds.v1.DrainRequest\x1a\x15.wds.v1.DrainResponse\x12L\n" +
+	"\rListConsumers\x12\x1c.wds.v1.ListConsumersRequest\x1a\x1d.wds.v1.ListConsumersResponseB)Z'github.com/wdsio/wds/proto/wds/v1;wdsv1b\x06proto3"
 
 var (
 	file_wds_v1_admin_proto_rawDescOnce sync.Once
@@ -1189,7 +1373,7 @@ func file_wds_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wds_v1_admin_proto_rawDescData
 }
 
-var file_wds_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_wds_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wds_v1_admin_proto_goTypes = []any{
 	(*Domain)(nil),                 // 0: wds.v1.Domain
 	(*CreateDomainRequest)(nil),    // 1: wds.v1.CreateDomainRequest
@@ -1199,52 +1383,59 @@ var file_wds_v1_admin_proto_goTypes = []any{
 	(*DescribeDomainRequest)(nil),  // 5: wds.v1.DescribeDomainRequest
 	(*DescribeDomainResponse)(nil), // 6: wds.v1.DescribeDomainResponse
 	(*ConsumerInfo)(nil),           // 7: wds.v1.ConsumerInfo
-	(*DeleteDomainRequest)(nil),    // 8: wds.v1.DeleteDomainRequest
-	(*DeleteDomainResponse)(nil),   // 9: wds.v1.DeleteDomainResponse
-	(*ShardMapRequest)(nil),        // 10: wds.v1.ShardMapRequest
-	(*ShardMapResponse)(nil),       // 11: wds.v1.ShardMapResponse
-	(*ShardInfo)(nil),              // 12: wds.v1.ShardInfo
-	(*StatusRequest)(nil),          // 13: wds.v1.StatusRequest
-	(*StatusResponse)(nil),         // 14: wds.v1.StatusResponse
-	(*NodeInfo)(nil),               // 15: wds.v1.NodeInfo
-	(*DrainRequest)(nil),           // 16: wds.v1.DrainRequest
-	(*DrainResponse)(nil),          // 17: wds.v1.DrainResponse
-	(DomainKind)(0),                // 18: wds.v1.DomainKind
-	(*KeyRange)(nil),               // 19: wds.v1.KeyRange
-	(GrantState)(0),                // 20: wds.v1.GrantState
-	(*Token)(nil),                  // 21: wds.v1.Token
+	(*ListConsumersRequest)(nil),   // 8: wds.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),  // 9: wds.v1.ListConsumersResponse
+	(*DeleteDomainRequest)(nil),    // 10: wds.v1.DeleteDomainRequest
+	(*DeleteDomainResponse)(nil),   // 11: wds.v1.DeleteDomainResponse
+	(*ShardMapRequest)(nil),        // 12: wds.v1.ShardMapRequest
+	(*ShardMapResponse)(nil),       // 13: wds.v1.ShardMapResponse
+	(*ShardInfo)(nil),              // 14: wds.v1.ShardInfo
+	(*StatusRequest)(nil),          // 15: wds.v1.StatusRequest
+	(*StatusResponse)(nil),         // 16: wds.v1.StatusResponse
+	(*NodeInfo)(nil),               // 17: wds.v1.NodeInfo
+	(*DrainRequest)(nil),           // 18: wds.v1.DrainRequest
+	(*DrainResponse)(nil),          // 19: wds.v1.DrainResponse
+	nil,                            // 20: wds.v1.ConsumerInfo.ShardsByDomainEntry
+	(DomainKind)(0),                // 21: wds.v1.DomainKind
+	(*KeyRange)(nil),               // 22: wds.v1.KeyRange
+	(GrantState)(0),                // 23: wds.v1.GrantState
+	(*Token)(nil),                  // 24: wds.v1.Token
 }
 var file_wds_v1_admin_proto_depIdxs = []int32{
-	18, // 0: wds.v1.Domain.kind:type_name -> wds.v1.DomainKind
+	21, // 0: wds.v1.Domain.kind:type_name -> wds.v1.DomainKind
 	0,  // 1: wds.v1.CreateDomainRequest.domain:type_name -> wds.v1.Domain
 	0,  // 2: wds.v1.CreateDomainResponse.domain:type_name -> wds.v1.Domain
 	0,  // 3: wds.v1.ListDomainsResponse.domains:type_name -> wds.v1.Domain
 	0,  // 4: wds.v1.DescribeDomainResponse.domain:type_name -> wds.v1.Domain
 	7,  // 5: wds.v1.DescribeDomainResponse.consumers:type_name -> wds.v1.ConsumerInfo
-	12, // 6: wds.v1.ShardMapResponse.shards:type_name -> wds.v1.ShardInfo
-	19, // 7: wds.v1.ShardInfo.range:type_name -> wds.v1.KeyRange
-	20, // 8: wds.v1.ShardInfo.state:type_name -> wds.v1.GrantState
-	21, // 9: wds.v1.ShardInfo.token:type_name -> wds.v1.Token
-	15, // 10: wds.v1.StatusResponse.nodes:type_name -> wds.v1.NodeInfo
-	1,  // 11: wds.v1.Admin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
-	3,  // 12: wds.v1.Admin.ListDomains:input_type -> wds.v1.ListDomainsRequest
-	5,  // 13: wds.v1.Admin.DescribeDomain:input_type -> wds.v1.DescribeDomainRequest
-	8,  // 14: wds.v1.Admin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
-	10, // 15: wds.v1.Admin.ShardMap:input_type -> wds.v1.ShardMapRequest
-	13, // 16: wds.v1.Admin.Status:input_type -> wds.v1.StatusRequest
-	16, // 17: wds.v1.Admin.Drain:input_type -> wds.v1.DrainRequest
-	2,  // 18: wds.v1.Admin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
-	4,  // 19: wds.v1.Admin.ListDomains:output_type -> wds.v1.ListDomainsResponse
-	6,  // 20: wds.v1.Admin.DescribeDomain:output_type -> wds.v1.DescribeDomainResponse
-	9,  // 21: wds.v1.Admin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
-	11, // 22: wds.v1.Admin.ShardMap:output_type -> wds.v1.ShardMapResponse
-	14, // 23: wds.v1.Admin.Status:output_type -> wds.v1.StatusResponse
-	17, // 24: wds.v1.Admin.Drain:output_type -> wds.v1.DrainResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	20, // 6: wds.v1.ConsumerInfo.shards_by_domain:type_name -> wds.v1.ConsumerInfo.ShardsByDomainEntry
+	7,  // 7: wds.v1.ListConsumersResponse.consumers:type_name -> wds.v1.ConsumerInfo
+	14, // 8: wds.v1.ShardMapResponse.shards:type_name -> wds.v1.ShardInfo
+	22, // 9: wds.v1.ShardInfo.range:type_name -> wds.v1.KeyRange
+	23, // 10: wds.v1.ShardInfo.state:type_name -> wds.v1.GrantState
+	24, // 11: wds.v1.ShardInfo.token:type_name -> wds.v1.Token
+	17, // 12: wds.v1.StatusResponse.nodes:type_name -> wds.v1.NodeInfo
+	1,  // 13: wds.v1.Admin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
+	3,  // 14: wds.v1.Admin.ListDomains:input_type -> wds.v1.ListDomainsRequest
+	5,  // 15: wds.v1.Admin.DescribeDomain:input_type -> wds.v1.DescribeDomainRequest
+	10, // 16: wds.v1.Admin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
+	12, // 17: wds.v1.Admin.ShardMap:input_type -> wds.v1.ShardMapRequest
+	15, // 18: wds.v1.Admin.Status:input_type -> wds.v1.StatusRequest
+	18, // 19: wds.v1.Admin.Drain:input_type -> wds.v1.DrainRequest
+	8,  // 20: wds.v1.Admin.ListConsumers:input_type -> wds.v1.ListConsumersRequest
+	2,  // 21: wds.v1.Admin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
+	4,  // 22: wds.v1.Admin.ListDomains:output_type -> wds.v1.ListDomainsResponse
+	6,  // 23: wds.v1.Admin.DescribeDomain:output_type -> wds.v1.DescribeDomainResponse
+	11, // 24: wds.v1.Admin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
+	13, // 25: wds.v1.Admin.ShardMap:output_type -> wds.v1.ShardMapResponse
+	16, // 26: wds.v1.Admin.Status:output_type -> wds.v1.StatusResponse
+	19, // 27: wds.v1.Admin.Drain:output_type -> wds.v1.DrainResponse
+	9,  // 28: wds.v1.Admin.ListConsumers:output_type -> wds.v1.ListConsumersResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wds_v1_admin_proto_init() }
@@ -1259,7 +1450,7 @@ func file_wds_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_v1_admin_proto_rawDesc), len(file_wds_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -123,8 +123,10 @@ type LocateResponse struct {
 	Term           uint64 `protobuf:"varint,6,opt,name=term,proto3" json:"term,omitempty"`
 	CommitIndex    uint64 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	AppliedIndex   uint64 `protobuf:"varint,8,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Raft state: Leader, Follower, Candidate.
+	State         string `protobuf:"bytes,9,opt,name=state,proto3" json:"state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LocateResponse) Reset() {
@@ -211,6 +213,13 @@ func (x *LocateResponse) GetAppliedIndex() uint64 {
 		return x.AppliedIndex
 	}
 	return 0
+}
+
+func (x *LocateResponse) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
 }
 
 // ClientMessage is everything a client sends on its session stream. The
@@ -1383,9 +1392,13 @@ type RouteEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Range *KeyRange              `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
 	// Owner consumer id, empty when the shard has no active owner.
-	Owner         string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
-	Endpoint      string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	Token         *Token `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	Owner    string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Token    *Token `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// The owner has not heartbeated the cell leader for a while (it
+	// disconnected, or the leader is new and it has not resumed): it may be
+	// gone. Its grant stands until its lease deadline; route to it, or wait.
+	Unconfirmed   bool `protobuf:"varint,5,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1448,12 +1461,19 @@ func (x *RouteEntry) GetToken() *Token {
 	return nil
 }
 
+func (x *RouteEntry) GetUnconfirmed() bool {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return false
+}
+
 var File_wds_v1_session_proto protoreflect.FileDescriptor
 
 const file_wds_v1_session_proto_rawDesc = "" +
 	"\n" +
 	"\x14wds/v1/session.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\x0f\n" +
-	"\rLocateRequest\"\xfb\x01\n" +
+	"\rLocateRequest\"\x91\x02\n" +
 	"\x0eLocateResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x16\n" +
@@ -1462,7 +1482,8 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x0fleader_endpoint\x18\x05 \x01(\tR\x0eleaderEndpoint\x12\x12\n" +
 	"\x04term\x18\x06 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\a \x01(\x04R\vcommitIndex\x12#\n" +
-	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\"\xc4\x01\n" +
+	"\rapplied_index\x18\b \x01(\x04R\fappliedIndex\x12\x14\n" +
+	"\x05state\x18\t \x01(\tR\x05state\"\xc4\x01\n" +
 	"\rClientMessage\x12%\n" +
 	"\x05hello\x18\x01 \x01(\v2\r.wds.v1.HelloH\x00R\x05hello\x121\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x11.wds.v1.HeartbeatH\x00R\theartbeat\x12+\n" +
@@ -1533,13 +1554,14 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\areplace\x18\x02 \x01(\bR\areplace\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\bR\adeleted\x12&\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x12.wds.v1.DomainKindR\x04kind\x12,\n" +
-	"\aentries\x18\x05 \x03(\v2\x12.wds.v1.RouteEntryR\aentries\"\x8b\x01\n" +
+	"\aentries\x18\x05 \x03(\v2\x12.wds.v1.RouteEntryR\aentries\"\xad\x01\n" +
 	"\n" +
 	"RouteEntry\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12\x1a\n" +
 	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12#\n" +
-	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token*B\n" +
+	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token\x12 \n" +
+	"\vunconfirmed\x18\x05 \x01(\bR\vunconfirmed*B\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rROLE_CONSUMER\x10\x01\x12\x11\n" +

@@ -136,6 +136,7 @@ type Op struct {
 	//	*Op_Assign
 	//	*Op_Move
 	//	*Op_Release
+	//	*Op_SetConfirmed
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -250,6 +251,15 @@ func (x *Op) GetRelease() *Release {
 	return nil
 }
 
+func (x *Op) GetSetConfirmed() *SetConfirmed {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SetConfirmed); ok {
+			return x.SetConfirmed
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -286,6 +296,10 @@ type Op_Release struct {
 	Release *Release `protobuf:"bytes,8,opt,name=release,proto3,oneof"`
 }
 
+type Op_SetConfirmed struct {
+	SetConfirmed *SetConfirmed `protobuf:"bytes,9,opt,name=set_confirmed,json=setConfirmed,proto3,oneof"`
+}
+
 func (*Op_CreateDomain) isOp_Op() {}
 
 func (*Op_DeleteDomain) isOp_Op() {}
@@ -301,6 +315,8 @@ func (*Op_Assign) isOp_Op() {}
 func (*Op_Move) isOp_Op() {}
 
 func (*Op_Release) isOp_Op() {}
+
+func (*Op_SetConfirmed) isOp_Op() {}
 
 type CreateDomain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -747,6 +763,70 @@ func (x *Move) GetReason() v1.RevokeReason {
 // Release ends a grant: the holder's (matching consumer and token), which
 // promotes the successor to ACTIVE, or an ALLOCATED successor's (matching
 // consumer).
+// SetConfirmed records whether the leader hears from a consumer: an
+// unconfirmed consumer has not heartbeated for a while (it disconnected, or
+// it has not resumed with a new leader). Informational only (routing and
+// the shard map say so): the grants stand until their deadlines either way.
+type SetConfirmed struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConsumerId    string                 `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	Incarnation   []byte                 `protobuf:"bytes,2,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
+	Unconfirmed   bool                   `protobuf:"varint,3,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetConfirmed) Reset() {
+	*x = SetConfirmed{}
+	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetConfirmed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetConfirmed) ProtoMessage() {}
+
+func (x *SetConfirmed) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetConfirmed.ProtoReflect.Descriptor instead.
+func (*SetConfirmed) Descriptor() ([]byte, []int) {
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetConfirmed) GetConsumerId() string {
+	if x != nil {
+		return x.ConsumerId
+	}
+	return ""
+}
+
+func (x *SetConfirmed) GetIncarnation() []byte {
+	if x != nil {
+		return x.Incarnation
+	}
+	return nil
+}
+
+func (x *SetConfirmed) GetUnconfirmed() bool {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return false
+}
+
 type Release struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Domain     string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -761,7 +841,7 @@ type Release struct {
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -773,7 +853,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -786,7 +866,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Release) GetDomain() string {
@@ -836,7 +916,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -848,7 +928,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -861,7 +941,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Snapshot) GetIndex() uint64 {
@@ -899,7 +979,7 @@ type DomainState struct {
 
 func (x *DomainState) Reset() {
 	*x = DomainState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +991,7 @@ func (x *DomainState) String() string {
 func (*DomainState) ProtoMessage() {}
 
 func (x *DomainState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1004,7 @@ func (x *DomainState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainState.ProtoReflect.Descriptor instead.
 func (*DomainState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DomainState) GetDomain() *v1.Domain {
@@ -966,7 +1046,7 @@ type ShardState struct {
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +1058,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +1071,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ShardState) GetRange() *v1.KeyRange {
@@ -1026,7 +1106,7 @@ type GrantRecord struct {
 
 func (x *GrantRecord) Reset() {
 	*x = GrantRecord{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1118,7 @@ func (x *GrantRecord) String() string {
 func (*GrantRecord) ProtoMessage() {}
 
 func (x *GrantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1131,7 @@ func (x *GrantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRecord.ProtoReflect.Descriptor instead.
 func (*GrantRecord) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GrantRecord) GetConsumerId() string {
@@ -1084,13 +1164,14 @@ type ConsumerState struct {
 	Incarnation   []byte                 `protobuf:"bytes,5,opt,name=incarnation,proto3" json:"incarnation,omitempty"`
 	Draining      bool                   `protobuf:"varint,6,opt,name=draining,proto3" json:"draining,omitempty"`
 	JoinedIndex   uint64                 `protobuf:"varint,7,opt,name=joined_index,json=joinedIndex,proto3" json:"joined_index,omitempty"`
+	Unconfirmed   bool                   `protobuf:"varint,8,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ConsumerState) Reset() {
 	*x = ConsumerState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1183,7 @@ func (x *ConsumerState) String() string {
 func (*ConsumerState) ProtoMessage() {}
 
 func (x *ConsumerState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1196,7 @@ func (x *ConsumerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerState.ProtoReflect.Descriptor instead.
 func (*ConsumerState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ConsumerState) GetId() string {
@@ -1167,13 +1248,20 @@ func (x *ConsumerState) GetJoinedIndex() uint64 {
 	return 0
 }
 
+func (x *ConsumerState) GetUnconfirmed() bool {
+	if x != nil {
+		return x.Unconfirmed
+	}
+	return false
+}
+
 var File_wds_cell_v1_log_proto protoreflect.FileDescriptor
 
 const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"\x15wds/cell/v1/log.proto\x12\vwds.cell.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\"*\n" +
 	"\x05Entry\x12!\n" +
-	"\x03ops\x18\x01 \x03(\v2\x0f.wds.cell.v1.OpR\x03ops\"\xac\x03\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.wds.cell.v1.OpR\x03ops\"\xee\x03\n" +
 	"\x02Op\x12@\n" +
 	"\rcreate_domain\x18\x01 \x01(\v2\x19.wds.cell.v1.CreateDomainH\x00R\fcreateDomain\x12@\n" +
 	"\rdelete_domain\x18\x02 \x01(\v2\x19.wds.cell.v1.DeleteDomainH\x00R\fdeleteDomain\x12'\n" +
@@ -1182,7 +1270,8 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\fset_draining\x18\x05 \x01(\v2\x18.wds.cell.v1.SetDrainingH\x00R\vsetDraining\x12-\n" +
 	"\x06assign\x18\x06 \x01(\v2\x13.wds.cell.v1.AssignH\x00R\x06assign\x12'\n" +
 	"\x04move\x18\a \x01(\v2\x11.wds.cell.v1.MoveH\x00R\x04move\x120\n" +
-	"\arelease\x18\b \x01(\v2\x14.wds.cell.v1.ReleaseH\x00R\areleaseB\x04\n" +
+	"\arelease\x18\b \x01(\v2\x14.wds.cell.v1.ReleaseH\x00R\arelease\x12@\n" +
+	"\rset_confirmed\x18\t \x01(\v2\x19.wds.cell.v1.SetConfirmedH\x00R\fsetConfirmedB\x04\n" +
 	"\x02op\"6\n" +
 	"\fCreateDomain\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\"8\n" +
@@ -1216,7 +1305,12 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\x06holder\x18\x03 \x01(\tR\x06holder\x12#\n" +
 	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x12\n" +
 	"\x04next\x18\x05 \x01(\tR\x04next\x12,\n" +
-	"\x06reason\x18\x06 \x01(\x0e2\x14.wds.v1.RevokeReasonR\x06reason\"\x95\x01\n" +
+	"\x06reason\x18\x06 \x01(\x0e2\x14.wds.v1.RevokeReasonR\x06reason\"s\n" +
+	"\fSetConfirmed\x12\x1f\n" +
+	"\vconsumer_id\x18\x01 \x01(\tR\n" +
+	"consumerId\x12 \n" +
+	"\vincarnation\x18\x02 \x01(\fR\vincarnation\x12 \n" +
+	"\vunconfirmed\x18\x03 \x01(\bR\vunconfirmed\"\x95\x01\n" +
 	"\aRelease\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1f\n" +
@@ -1244,7 +1338,7 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12#\n" +
 	"\x05token\x18\x02 \x01(\v2\r.wds.v1.TokenR\x05token\x12(\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x12.wds.v1.GrantStateR\x05state\"\xce\x01\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x12.wds.v1.GrantStateR\x05state\"\xf0\x01\n" +
 	"\rConsumerState\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1a\n" +
@@ -1252,7 +1346,8 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\adomains\x18\x04 \x03(\tR\adomains\x12 \n" +
 	"\vincarnation\x18\x05 \x01(\fR\vincarnation\x12\x1a\n" +
 	"\bdraining\x18\x06 \x01(\bR\bdraining\x12!\n" +
-	"\fjoined_index\x18\a \x01(\x04R\vjoinedIndex*`\n" +
+	"\fjoined_index\x18\a \x01(\x04R\vjoinedIndex\x12 \n" +
+	"\vunconfirmed\x18\b \x01(\bR\vunconfirmed*`\n" +
 	"\vLeaveReason\x12\x1c\n" +
 	"\x18LEAVE_REASON_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15LEAVE_REASON_GRACEFUL\x10\x01\x12\x18\n" +
@@ -1271,7 +1366,7 @@ func file_wds_cell_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_wds_cell_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wds_cell_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wds_cell_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_wds_cell_v1_log_proto_goTypes = []any{
 	(LeaveReason)(0),      // 0: wds.cell.v1.LeaveReason
 	(*Entry)(nil),         // 1: wds.cell.v1.Entry
@@ -1283,17 +1378,18 @@ var file_wds_cell_v1_log_proto_goTypes = []any{
 	(*SetDraining)(nil),   // 7: wds.cell.v1.SetDraining
 	(*Assign)(nil),        // 8: wds.cell.v1.Assign
 	(*Move)(nil),          // 9: wds.cell.v1.Move
-	(*Release)(nil),       // 10: wds.cell.v1.Release
-	(*Snapshot)(nil),      // 11: wds.cell.v1.Snapshot
-	(*DomainState)(nil),   // 12: wds.cell.v1.DomainState
-	(*ShardState)(nil),    // 13: wds.cell.v1.ShardState
-	(*GrantRecord)(nil),   // 14: wds.cell.v1.GrantRecord
-	(*ConsumerState)(nil), // 15: wds.cell.v1.ConsumerState
-	(*v1.Domain)(nil),     // 16: wds.v1.Domain
-	(*v1.Token)(nil),      // 17: wds.v1.Token
-	(v1.RevokeReason)(0),  // 18: wds.v1.RevokeReason
-	(*v1.KeyRange)(nil),   // 19: wds.v1.KeyRange
-	(v1.GrantState)(0),    // 20: wds.v1.GrantState
+	(*SetConfirmed)(nil),  // 10: wds.cell.v1.SetConfirmed
+	(*Release)(nil),       // 11: wds.cell.v1.Release
+	(*Snapshot)(nil),      // 12: wds.cell.v1.Snapshot
+	(*DomainState)(nil),   // 13: wds.cell.v1.DomainState
+	(*ShardState)(nil),    // 14: wds.cell.v1.ShardState
+	(*GrantRecord)(nil),   // 15: wds.cell.v1.GrantRecord
+	(*ConsumerState)(nil), // 16: wds.cell.v1.ConsumerState
+	(*v1.Domain)(nil),     // 17: wds.v1.Domain
+	(*v1.Token)(nil),      // 18: wds.v1.Token
+	(v1.RevokeReason)(0),  // 19: wds.v1.RevokeReason
+	(*v1.KeyRange)(nil),   // 20: wds.v1.KeyRange
+	(v1.GrantState)(0),    // 21: wds.v1.GrantState
 }
 var file_wds_cell_v1_log_proto_depIdxs = []int32{
 	2,  // 0: wds.cell.v1.Entry.ops:type_name -> wds.cell.v1.Op
@@ -1304,26 +1400,27 @@ var file_wds_cell_v1_log_proto_depIdxs = []int32{
 	7,  // 5: wds.cell.v1.Op.set_draining:type_name -> wds.cell.v1.SetDraining
 	8,  // 6: wds.cell.v1.Op.assign:type_name -> wds.cell.v1.Assign
 	9,  // 7: wds.cell.v1.Op.move:type_name -> wds.cell.v1.Move
-	10, // 8: wds.cell.v1.Op.release:type_name -> wds.cell.v1.Release
-	16, // 9: wds.cell.v1.CreateDomain.domain:type_name -> wds.v1.Domain
-	0,  // 10: wds.cell.v1.Leave.reason:type_name -> wds.cell.v1.LeaveReason
-	17, // 11: wds.cell.v1.Move.token:type_name -> wds.v1.Token
-	18, // 12: wds.cell.v1.Move.reason:type_name -> wds.v1.RevokeReason
-	17, // 13: wds.cell.v1.Release.token:type_name -> wds.v1.Token
-	12, // 14: wds.cell.v1.Snapshot.domains:type_name -> wds.cell.v1.DomainState
-	15, // 15: wds.cell.v1.Snapshot.consumers:type_name -> wds.cell.v1.ConsumerState
-	16, // 16: wds.cell.v1.DomainState.domain:type_name -> wds.v1.Domain
-	13, // 17: wds.cell.v1.DomainState.shards:type_name -> wds.cell.v1.ShardState
-	19, // 18: wds.cell.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	14, // 19: wds.cell.v1.ShardState.holder:type_name -> wds.cell.v1.GrantRecord
-	14, // 20: wds.cell.v1.ShardState.next:type_name -> wds.cell.v1.GrantRecord
-	17, // 21: wds.cell.v1.GrantRecord.token:type_name -> wds.v1.Token
-	20, // 22: wds.cell.v1.GrantRecord.state:type_name -> wds.v1.GrantState
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	11, // 8: wds.cell.v1.Op.release:type_name -> wds.cell.v1.Release
+	10, // 9: wds.cell.v1.Op.set_confirmed:type_name -> wds.cell.v1.SetConfirmed
+	17, // 10: wds.cell.v1.CreateDomain.domain:type_name -> wds.v1.Domain
+	0,  // 11: wds.cell.v1.Leave.reason:type_name -> wds.cell.v1.LeaveReason
+	18, // 12: wds.cell.v1.Move.token:type_name -> wds.v1.Token
+	19, // 13: wds.cell.v1.Move.reason:type_name -> wds.v1.RevokeReason
+	18, // 14: wds.cell.v1.Release.token:type_name -> wds.v1.Token
+	13, // 15: wds.cell.v1.Snapshot.domains:type_name -> wds.cell.v1.DomainState
+	16, // 16: wds.cell.v1.Snapshot.consumers:type_name -> wds.cell.v1.ConsumerState
+	17, // 17: wds.cell.v1.DomainState.domain:type_name -> wds.v1.Domain
+	14, // 18: wds.cell.v1.DomainState.shards:type_name -> wds.cell.v1.ShardState
+	20, // 19: wds.cell.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	15, // 20: wds.cell.v1.ShardState.holder:type_name -> wds.cell.v1.GrantRecord
+	15, // 21: wds.cell.v1.ShardState.next:type_name -> wds.cell.v1.GrantRecord
+	18, // 22: wds.cell.v1.GrantRecord.token:type_name -> wds.v1.Token
+	21, // 23: wds.cell.v1.GrantRecord.state:type_name -> wds.v1.GrantState
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wds_cell_v1_log_proto_init() }
@@ -1340,6 +1437,7 @@ func file_wds_cell_v1_log_proto_init() {
 		(*Op_Assign)(nil),
 		(*Op_Move)(nil),
 		(*Op_Release)(nil),
+		(*Op_SetConfirmed)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1347,7 +1445,7 @@ func file_wds_cell_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_cell_v1_log_proto_rawDesc), len(file_wds_cell_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
