@@ -4,8 +4,20 @@ import (
 	"context"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
+
+// commitLatencyBuckets are the bucket boundaries (seconds) of
+// wds.cell.commit_latency: 100 µs to 10 s. (The SDK's default boundaries,
+// 0 to 10000, suit milliseconds and put every commit in the first buckets.)
+var commitLatencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005,
+	0.001, 0.0025, 0.005,
+	0.01, 0.025, 0.05,
+	0.1, 0.25, 0.5,
+	1, 2.5, 5, 10,
+}
 
 // cellMetrics are the node's OpenTelemetry instruments (exported at
 // /metrics as wds_cell_*).
@@ -55,7 +67,8 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 	must(e)
 	cm.commitOps, e = m.Int64Counter("wds.cell.committed_ops", metric.WithDescription("Ops committed through this leader's batcher."))
 	must(e)
-	cm.commitLatency, e = m.Float64Histogram("wds.cell.commit_latency", metric.WithUnit("s"), metric.WithDescription("Time from proposal to applied, per log entry."))
+	cm.commitLatency, e = m.Float64Histogram("wds.cell.commit_latency", metric.WithUnit("s"), metric.WithDescription("Time from proposal to applied, per log entry."),
+		metric.WithExplicitBucketBoundaries(commitLatencyBuckets...))
 	must(e)
 	_, e = m.Int64ObservableGauge("wds.cell.routing_version", metric.WithDescription("Version (log index) of the last routing delta published."),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
@@ -75,5 +88,78 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 			return nil
 		}))
 	must(e)
+	must(registerDomainGauges(m, n.state))
 	return cm, err
+}
+
+// domainCounts is what the per-domain gauges report for one domain.
+type domainCounts struct {
+	name      string
+	unowned   int64 // shards without an ACTIVE holder
+	moving    int64 // shards whose holder is REVOKED (being handed over)
+	consumers int64 // registered consumers that serve the domain
+}
+
+// countDomains reads the per-domain gauges' values from s, under its read
+// lock, in no particular order. Domains being deleted are left out.
+func countDomains(s *State) []domainCounts {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]domainCounts, 0, len(s.domains))
+	at := make(map[string]int, len(s.domains))
+	for name, d := range s.domains {
+		if d.deleting {
+			continue
+		}
+		dc := domainCounts{name: name}
+		for i := range d.shards {
+			h := &d.shards[i].holder
+			if h.consumer == nil || h.state != stateActive {
+				dc.unowned++
+			}
+			if h.consumer != nil && h.state == stateRevoked {
+				dc.moving++
+			}
+		}
+		at[name] = len(out)
+		out = append(out, dc)
+	}
+	// O(consumers × their domains), not O(consumers × domains).
+	for _, c := range s.consumers {
+		for _, name := range c.domains {
+			if i, ok := at[name]; ok {
+				out[i].consumers++
+			}
+		}
+	}
+	return out
+}
+
+// registerDomainGauges registers the per-domain gauges (labelled domain),
+// observed together by one callback from the replicated state, so every
+// node reports them. A deleted domain's series disappear.
+func registerDomainGauges(m metric.Meter, s *State) error {
+	unowned, err := m.Int64ObservableGauge("wds.cell.domain.shards_unowned", metric.WithDescription("Shards of the domain without an ACTIVE holder (free, or REVOKED and not yet released)."))
+	if err != nil {
+		return err
+	}
+	moving, err := m.Int64ObservableGauge("wds.cell.domain.shards_moving", metric.WithDescription("Shards of the domain whose holder is REVOKED, being handed over."))
+	if err != nil {
+		return err
+	}
+	consumers, err := m.Int64ObservableGauge("wds.cell.domain.consumers", metric.WithDescription("Registered consumers that serve the domain."))
+	if err != nil {
+		return err
+	}
+	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		// Counted under the state's lock, observed after it is released.
+		for _, dc := range countDomains(s) {
+			attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", dc.name)))
+			o.ObserveInt64(unowned, dc.unowned, attrs)
+			o.ObserveInt64(moving, dc.moving, attrs)
+			o.ObserveInt64(consumers, dc.consumers, attrs)
+		}
+		return nil
+	}, unowned, moving, consumers)
+	return err
 }

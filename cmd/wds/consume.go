@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,17 +59,125 @@ func eventToJSON(consumer string, e client.Event) eventJSON {
 	return v
 }
 
+// batchIdle is how long an event batch is held for more of the same
+// batch: the library delivers a batch's events back to back, so any gap
+// longer than this ends it.
+const batchIdle = 3 * time.Millisecond
+
+// eventBatcher passes the events of a consumer on in their order, except
+// within a batch, which it passes on sorted by (domain, from). The client
+// library gives the events of one batch (the grants of one Grant message,
+// the shards lost at one lease expiry) one kind and one time and delivers
+// them one at a time in map order; a batch is therefore a run of
+// consecutive shard events of the same kind and time. The batcher holds
+// such a run until an event of another kind or time arrives, or nothing
+// has arrived for batchIdle, then emits it sorted. Events without a shard
+// pass at once, after the run before them.
+type eventBatcher struct {
+	emit func(client.Event) // called with mu held, in order
+
+	mu    sync.Mutex
+	batch []client.Event
+	last  time.Time // when the latest event of batch arrived
+	armed bool      // the idle timer is running
+	timer *time.Timer
+}
+
+func newEventBatcher(emit func(client.Event)) *eventBatcher {
+	return &eventBatcher{emit: emit}
+}
+
+// add is the consumer's OnEvent.
+func (b *eventBatcher) add(e client.Event) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.batch) > 0 && !sameBatch(b.batch[0], e) {
+		b.flushLocked()
+	}
+	if e.Shard.Domain == "" {
+		b.emit(e)
+		return
+	}
+	b.batch = append(b.batch, e)
+	b.last = time.Now()
+	if !b.armed {
+		b.armed = true
+		if b.timer == nil {
+			b.timer = time.AfterFunc(batchIdle, b.idle)
+		} else {
+			b.timer.Reset(batchIdle)
+		}
+	}
+}
+
+// idle runs on the timer: it emits the batch once no event came for
+// batchIdle.
+func (b *eventBatcher) idle() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.batch) > 0 {
+		if wait := batchIdle - time.Since(b.last); wait > 0 {
+			b.timer.Reset(wait)
+			return
+		}
+		b.flushLocked()
+	}
+	b.armed = false
+}
+
+// flush emits the batch held, if any, at once.
+func (b *eventBatcher) flush() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.flushLocked()
+}
+
+func (b *eventBatcher) flushLocked() {
+	batch := b.batch
+	b.batch = nil
+	slices.SortStableFunc(batch, func(x, y client.Event) int {
+		if c := strings.Compare(x.Shard.Domain, y.Shard.Domain); c != 0 {
+			return c
+		}
+		return x.Shard.Range.From.Compare(y.Shard.Range.From)
+	})
+	for _, e := range batch {
+		b.emit(e)
+	}
+}
+
+// sameBatch reports whether e belongs to the batch that began with first.
+func sameBatch(first, e client.Event) bool {
+	return e.Shard.Domain != "" && e.Kind == first.Kind && e.Time.Equal(first.Time)
+}
+
 // eventPrinter writes one JSON line per event, each with a single Write so
-// a reader sees whole lines as soon as they happen (stdout is unbuffered).
+// a reader sees whole lines as soon as they happen (stdout is unbuffered);
+// the events of one batch come out in key order (eventBatcher).
 type eventPrinter struct {
 	consumer string
+	batcher  *eventBatcher
 	mu       sync.Mutex
 	w        io.Writer
 	last     time.Time
 	err      error
 }
 
+func newEventPrinter(consumer string, w io.Writer) *eventPrinter {
+	p := &eventPrinter{consumer: consumer, w: w}
+	p.batcher = newEventBatcher(p.write)
+	return p
+}
+
+// print is the consumer's OnEvent.
 func (p *eventPrinter) print(e client.Event) {
+	p.mu.Lock()
+	p.last = time.Now()
+	p.mu.Unlock()
+	p.batcher.add(e)
+}
+
+func (p *eventPrinter) write(e client.Event) {
 	line, err := json.Marshal(eventToJSON(p.consumer, e))
 	if err != nil {
 		return
@@ -81,10 +191,11 @@ func (p *eventPrinter) print(e client.Event) {
 	p.last = time.Now()
 }
 
-// settle waits until no event has been printed for quiet (the consumer's
-// last events are delivered from its own goroutine just after Close
-// returns), at most max.
+// settle waits until no event has arrived for quiet (the consumer's last
+// events are delivered from its own goroutine just after Close returns),
+// at most max, and prints what is still held.
 func (p *eventPrinter) settle(quiet, max time.Duration) {
+	defer p.batcher.flush()
 	deadline := time.Now().Add(max)
 	for time.Now().Before(deadline) {
 		p.mu.Lock()
@@ -104,7 +215,7 @@ func NewConsumeCommand(g *globals) *cobra.Command {
 		id           string
 		region       string
 		advertise    string
-		drainTimeout time.Duration
+		drainTimeout = durationFlag{s: "30s"}
 	)
 	cmd := &cobra.Command{
 		Use:   "consume --domain D --id ID",
@@ -137,22 +248,26 @@ reached is retried.`,
   wds consume --domain orders --id worker-3 | jq -c 'select(.event=="grant")'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := topology.ValidateConsumerID("id", id); err != nil {
+			if err := topology.ValidateConsumerID("--id", id); err != nil {
 				return err
 			}
 			if len(domains) == 0 {
-				return topology.Invalid("domain", "", "required: at least one --domain to serve")
+				return topology.Invalid("--domain", "", "required: at least one domain to serve")
 			}
-			for i, d := range domains {
-				if err := topology.ValidateName(fmt.Sprintf("domain[%d]", i), d); err != nil {
+			for _, d := range domains {
+				if err := topology.ValidateName("--domain", d); err != nil {
 					return err
 				}
 			}
-			if err := topology.ValidateName("region", region); err != nil {
+			if err := topology.ValidateName("--region", region); err != nil {
 				return err
 			}
-			if drainTimeout <= 0 {
-				return topology.Invalid("drain-timeout", drainTimeout.String(), "must be positive")
+			drain, err := drainTimeout.parse("--drain-timeout")
+			if err != nil {
+				return err
+			}
+			if drain <= 0 {
+				return topology.Invalid("--drain-timeout", drain.String(), "must be positive")
 			}
 			eps, err := g.endpoints()
 			if err != nil {
@@ -164,7 +279,7 @@ reached is retried.`,
 			}
 			return runConsume(cmd, consumeOptions{
 				endpoints: eps, id: id, region: region, advertise: advertise,
-				domains: domains, drainTimeout: drainTimeout,
+				domains: domains, drainTimeout: drain,
 			}, log)
 		},
 	}
@@ -173,7 +288,7 @@ reached is retried.`,
 	f.StringVar(&id, "id", "", "consumer id, unique among live consumers: 1-128 chars of [A-Za-z0-9._:-] (required)")
 	f.StringVar(&region, "region", "local", "the consumer's region: must be the cell's")
 	f.StringVar(&advertise, "endpoint-advertise", "", "this consumer's own address, published in routing for keys it owns")
-	f.DurationVar(&drainTimeout, "drain-timeout", 30*time.Second, "how long to wait for the drain on SIGTERM")
+	f.Var(&drainTimeout, "drain-timeout", "how long to wait for the drain on SIGTERM, with a unit (30s, 2m)")
 	return cmd
 }
 
@@ -187,7 +302,7 @@ type consumeOptions struct {
 
 func runConsume(cmd *cobra.Command, o consumeOptions, log *slog.Logger) error {
 	stderr := cmd.ErrOrStderr()
-	p := &eventPrinter{consumer: o.id, w: cmd.OutOrStdout()}
+	p := newEventPrinter(o.id, cmd.OutOrStdout())
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)

@@ -37,10 +37,17 @@ type demo struct {
 
 	mu        sync.Mutex // guards the fields below and writes to out
 	stopping  bool       // events are no longer printed
-	consumers []*client.Consumer
+	consumers []demoConsumer
 	next      int
 	wg        sync.WaitGroup
 	cancel    context.CancelFunc
+}
+
+// demoConsumer is a running demo consumer with the batcher that prints its
+// events.
+type demoConsumer struct {
+	*client.Consumer
+	events *eventBatcher
 }
 
 func startDemo(ctx context.Context, out io.Writer, eps []string, region string, log *slog.Logger) (*demo, error) {
@@ -93,6 +100,7 @@ func (d *demo) add() error {
 	d.next++
 	id := fmt.Sprintf("demo-%d", d.next)
 	d.mu.Unlock()
+	events := d.batcher(id)
 	c, err := client.NewConsumer(client.Config{
 		Endpoints: d.eps,
 		ID:        id,
@@ -100,14 +108,14 @@ func (d *demo) add() error {
 		Endpoint:  id + ".demo.local:8080",
 		Domains:   []string{demoDomain},
 		Handler:   func(ctx context.Context, _ client.Shard) { <-ctx.Done() },
-		OnEvent:   func(e client.Event) { d.event(id, e) },
+		OnEvent:   events.add,
 		Logger:    d.log,
 	})
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
-	d.consumers = append(d.consumers, c)
+	d.consumers = append(d.consumers, demoConsumer{Consumer: c, events: events})
 	d.mu.Unlock()
 	d.printf("%s + %s joins\n", clock(time.Now()), id)
 	return nil
@@ -130,12 +138,20 @@ func (d *demo) drainOldest() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
-		if err := c.Close(ctx); err != nil {
+		err := c.Close(ctx)
+		c.events.flush() // its last events before the line saying it left
+		if err != nil {
 			d.printf("%s   %s: drain: %v\n", clock(time.Now()), c.ID(), err)
 			return
 		}
 		d.printf("%s   %s drained and left\n", clock(time.Now()), c.ID())
 	}()
+}
+
+// batcher returns the printer of consumer id's events: a batch of them
+// (the grants of one Grant message) is printed in key order.
+func (d *demo) batcher(id string) *eventBatcher {
+	return newEventBatcher(func(e client.Event) { d.event(id, e) })
 }
 
 func (d *demo) event(id string, e client.Event) {
@@ -157,7 +173,7 @@ func (d *demo) event(id string, e client.Event) {
 // counts prints each running consumer's number of shards.
 func (d *demo) counts() {
 	d.mu.Lock()
-	cs := append([]*client.Consumer(nil), d.consumers...)
+	cs := append([]demoConsumer(nil), d.consumers...)
 	d.mu.Unlock()
 	var parts []string
 	total := 0

@@ -27,6 +27,19 @@ const (
 	devHTTPOffset  = 200
 )
 
+// devMaxBase is the highest --base-port for nodes nodes: the last HTTP
+// port, base+200+nodes-1, must still be a port.
+func devMaxBase(nodes int) int { return 65535 - devHTTPOffset - nodes + 1 }
+
+// devHTTPPorts describes the HTTP ports relative to the base:
+// "base+200..base+202", or "base+200" for one node.
+func devHTTPPorts(nodes int) string {
+	if nodes == 1 {
+		return fmt.Sprintf("base+%d", devHTTPOffset)
+	}
+	return fmt.Sprintf("base+%d..base+%d", devHTTPOffset, devHTTPOffset+nodes-1)
+}
+
 type devNodeJSON struct {
 	ID   string `json:"id"`
 	GRPC string `json:"grpc"`
@@ -76,8 +89,8 @@ Runs until SIGINT or SIGTERM. Plaintext, loopback only.`,
 			if nodes != 1 && nodes != 3 {
 				return usageErrorf(cmd, "invalid value %d for --nodes: want 1 or 3", nodes)
 			}
-			if base < 1 || base+devHTTPOffset+nodes-1 > 65535 {
-				return usageErrorf(cmd, "invalid value %d for --base-port: base+%d must be a port (1-65535)", base, devHTTPOffset+nodes-1)
+			if maxBase := devMaxBase(nodes); base < 1 || base > maxBase {
+				return usageErrorf(cmd, "--base-port: must be between 1 and %d (HTTP uses %s); got %d", maxBase, devHTTPPorts(nodes), base)
 			}
 			log, err := g.logger(cmd, "error")
 			if err != nil {

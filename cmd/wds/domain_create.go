@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,7 +15,7 @@ func NewDomainCreateCommand(g *globals) *cobra.Command {
 	var (
 		kind   string
 		shards int
-		ttl    time.Duration
+		ttl    = durationFlag{s: topology.DefaultTTL.String()}
 	)
 	cmd := &cobra.Command{
 		Use:   "create NAME --kind global|regional|unit [--shards N] [--ttl DURATION]",
@@ -33,11 +32,15 @@ error names the field that was wrong, and nothing is created.`,
   wds domain create scheduler --kind unit --ttl 3s`,
 		Args: exactArgs(1, "the domain NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			lease, err := ttl.parse("--ttl")
+			if err != nil {
+				return err
+			}
 			k, err := topology.ParseKind(kind)
 			if err != nil {
 				return err
 			}
-			d := topology.Domain{Name: args[0], Kind: k, Shards: shards, TTL: ttl}
+			d := topology.Domain{Name: args[0], Kind: k, Shards: shards, TTL: lease}
 			d.Normalize()
 			if err := d.Validate(); err != nil {
 				return err
@@ -68,6 +71,6 @@ error names the field that was wrong, and nothing is created.`,
 	f := cmd.Flags()
 	f.StringVar(&kind, "kind", "", "domain kind: global, regional or unit (required)")
 	f.IntVar(&shards, "shards", 0, "number of shards, 1 to 1048576 (required unless --kind unit)")
-	f.DurationVar(&ttl, "ttl", topology.DefaultTTL, "grant lease TTL, 1s to 24h")
+	f.Var(&ttl, "ttl", "grant lease TTL with a unit, 1s to 24h")
 	return cmd
 }

@@ -4,10 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -77,5 +81,235 @@ func TestRouteWriter(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(lines[3]), &r); err != nil || !r.Deleted || r.Version != 8 {
 		t.Errorf("deleted line %s (%v)", lines[3], err)
+	}
+}
+
+// TestUsageErrorLine: a usage error is one line ending with a hint to the
+// command's --help; cobra's unknown command keeps its suggestions on that
+// line.
+func TestUsageErrorLine(t *testing.T) {
+	root := NewRootCommand()
+	create, _, err := root.Find([]string{"domain", "create"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{usageErrorf(create, "missing argument: %s", "the domain NAME"), "wds: missing argument: the domain NAME (see 'wds domain create --help')"},
+		{errors.New("unknown command \"dmo\" for \"wds\"\n\nDid you mean this?\n\tdev\n\tdemo\n"), `wds: unknown command "dmo" for "wds"; did you mean dev or demo? (see 'wds --help')`},
+		{errors.New(`unknown command "x" for "wds"`), `wds: unknown command "x" for "wds" (see 'wds --help')`},
+		{flagError(create, errors.New("unknown flag: --shrads")), `wds: unknown flag --shrads for "wds domain create"; did you mean --shards? (see 'wds domain create --help')`},
+		{flagError(create, errors.New("unknown flag: --endpiont")), `wds: unknown flag --endpiont for "wds domain create"; did you mean --endpoint? (see 'wds domain create --help')`},
+		{flagError(create, errors.New("unknown flag: --zzz")), `wds: unknown flag --zzz for "wds domain create" (see 'wds domain create --help')`},
+	} {
+		if got := formatError(tc.err); got != tc.want {
+			t.Errorf("formatError(%q)\n got %s\nwant %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	flags := []string{"domain", "id", "region", "endpoint", "endpoint-advertise", "drain-timeout", "output", "timeout", "log-level", "log-format", "help"}
+	for _, tc := range []struct {
+		typed string
+		want  []string
+	}{
+		{"domian", []string{"domain"}}, // a swap is one edit
+		{"domains", []string{"domain"}},
+		{"regoin", []string{"region"}},
+		{"ip", []string{"id"}},
+		{"timout", []string{"timeout"}},
+		{"log-levl", []string{"log-level"}},
+		{"log", []string{"log-format", "log-level"}}, // a prefix
+		{"endpoint-adv", []string{"endpoint-advertise"}},
+		{"bogus", nil},
+		{"xyz", nil},
+	} {
+		if got := suggest(tc.typed, flags); !slices.Equal(got, tc.want) {
+			t.Errorf("suggest(%q) = %q, want %q", tc.typed, got, tc.want)
+		}
+	}
+	for _, tc := range []struct {
+		a, b string
+		d    int
+	}{{"", "abc", 3}, {"domian", "domain", 1}, {"kitten", "sitting", 3}, {"same", "same", 0}, {"ca", "abc", 3}} {
+		if got := editDistance(tc.a, tc.b); got != tc.d {
+			t.Errorf("editDistance(%q, %q) = %d, want %d", tc.a, tc.b, got, tc.d)
+		}
+	}
+}
+
+// TestNameFields: the cell's field paths become the flags and arguments
+// of the command.
+func TestNameFields(t *testing.T) {
+	// Each on its own root: parsing sets the flags of the command.
+	find := func(args ...string) *cobra.Command {
+		c, rest, err := NewRootCommand().Find(args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.ParseFlags(rest); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	consume := find("consume", "--domain", "work,nope", "--id", "c1")
+	server := find("server", "--node", "n1", "--data-dir", "d", "--peer", "n1=a:1=a:2", "--peer", "n2=b:1=b:2")
+	serverTopo := find("server", "--node", "n1", "--data-dir", "d", "--topology", "f.yaml")
+	shards := find("shards")
+	describe := find("domain", "describe")
+	for _, tc := range []struct {
+		cmd  *cobra.Command
+		args []string
+		err  error
+		want string
+	}{
+		{consume, nil, fmt.Errorf("%w: hello.domains[1]: domain \"nope\" does not exist (create it with `wds domain create`)", client.ErrNotFound),
+			"wds: NotFound: --domain \"nope\": domain does not exist (create it with `wds domain create`)"},
+		{consume, nil, fmt.Errorf("%w: hello.region: this endpoint serves region \"local\": connect consumers to their own region's endpoint (got \"mars\")", client.ErrInvalid),
+			`wds: InvalidArgument: --region: this endpoint serves region "local": connect consumers to their own region's endpoint (got "mars")`},
+		{consume, nil, fmt.Errorf("%w: hello.consumer_id: bad (got \"x y\")", client.ErrInvalid), `wds: InvalidArgument: --id: bad (got "x y")`},
+		{consume, nil, fmt.Errorf("%w: hello.endpoint: must be host:port (got \"x\")", client.ErrInvalid), `wds: InvalidArgument: --endpoint-advertise: must be host:port (got "x")`},
+		{consume, nil, fmt.Errorf("%w: hello.domains[7]: out of range", client.ErrInvalid), "wds: InvalidArgument: hello.domains[7]: out of range"},
+		{consume, nil, fmt.Errorf("%w: no leader", client.ErrUnavailable), "wds: Unavailable: no leader"},
+		{shards, []string{"nope"}, status.Error(codes.NotFound, `domain: domain "nope" does not exist`), `wds: NotFound: domain "nope" does not exist`},
+		{describe, []string{"nope"}, status.Error(codes.NotFound, `name: domain "nope" does not exist`), `wds: NotFound: domain "nope" does not exist`},
+		{describe, []string{"nope"}, status.Error(codes.InvalidArgument, `name: too long`), `wds: InvalidArgument: NAME: too long`},
+		{shards, []string{"nope"}, status.Error(codes.Unavailable, `no leader: try again`), `wds: Unavailable: no leader: try again`},
+		{server, nil, topology.Invalid("node_id", "n9", "must be one of the peers"), "wds: --node: must be one of the peers (got n9)"},
+		{server, nil, topology.Invalid("max_moves_in_flight", "0", "must be at least 1"), "wds: --max-moves: must be at least 1 (got 0)"},
+		{server, nil, topology.Invalid("data_dir", "", "required"), "wds: --data-dir: required"},
+		{server, nil, topology.Invalid("drift", "5", "too big"), "wds: --drift: too big (got 5)"},
+		{server, nil, topology.Invalid("region", `"X"`, "bad"), `wds: --region: bad (got "X")`},
+		{server, nil, topology.Invalid("peers[1].id", "n2", "duplicate node id"), `wds: the 2nd --peer "n2=b:1=b:2" (ID): duplicate node id (got n2)`},
+		{server, nil, topology.Invalid("peers[0].grpc", "a:1", "bad"), `wds: the 1st --peer "n1=a:1=a:2" (GRPCADDR): bad (got a:1)`},
+		{serverTopo, nil, topology.Invalid("peers[0].grpc", "a:1", "bad"), `wds: peers[0].grpc: bad (got a:1)`},
+		{serverTopo, nil, topology.Invalid("node_id", "n9", "must be one of the peers"), "wds: --node: must be one of the peers (got n9)"},
+		{serverTopo, nil, &topology.FileError{File: "f.yaml", Line: 3, Field: "region", Err: topology.Invalid("region", `"X"`, "bad")}, ""},
+	} {
+		mk := cellFieldNames[tc.cmd.CommandPath()]
+		err := nameFields(tc.err, mk(tc.cmd, tc.args))
+		want := tc.want
+		if want == "" {
+			want = formatError(tc.err) // left as it is
+		}
+		if got := formatError(err); got != want {
+			t.Errorf("%s: %v\n got %s\nwant %s", tc.cmd.CommandPath(), tc.err, got, want)
+		}
+		if errors.Is(tc.err, client.ErrNotFound) && !errors.Is(err, client.ErrNotFound) {
+			t.Errorf("%v: renamed error no longer matches client.ErrNotFound", tc.err)
+		}
+	}
+	for n, want := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 102: "102nd", 111: "111th"} {
+		if got := ordinal(n); got != want {
+			t.Errorf("ordinal(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
+
+// shuffledBatch returns one batch (same kind, same time) of grants of n
+// shards of domain d, not in key order.
+func shuffledBatch(d string, n int, at time.Time) []client.Event {
+	rng, _ := topology.SplitEven(n)
+	var out []client.Event
+	for _, i := range rand.Perm(n) {
+		out = append(out, client.Event{Kind: client.EventGrant, Time: at, Shard: client.Shard{Domain: d, Range: rng[i]}})
+	}
+	return out
+}
+
+// TestEventBatcher: the events of a batch come out sorted by (domain,
+// from); batches and other events keep their order; a batch is passed on
+// within a few ms even when nothing follows it.
+func TestEventBatcher(t *testing.T) {
+	var mu sync.Mutex
+	var got []client.Event
+	b := newEventBatcher(func(e client.Event) {
+		mu.Lock()
+		got = append(got, e)
+		mu.Unlock()
+	})
+	t0 := time.Now()
+	t1 := t0.Add(time.Millisecond)
+	b.add(client.Event{Kind: client.EventWelcome, Time: t0})
+	batch := append(shuffledBatch("b", 8, t0), shuffledBatch("a", 8, t0)...)
+	for _, e := range batch {
+		b.add(e)
+	}
+	// The next batch: the same kind at another time.
+	next := shuffledBatch("a", 4, t1)
+	for _, e := range next {
+		b.add(e)
+	}
+	b.add(client.Event{Kind: client.EventDrained, Time: t1})
+	lost := shuffledBatch("a", 4, t1)
+	for i := range lost {
+		lost[i].Kind = client.EventLost
+		b.add(lost[i])
+	}
+	// The last batch is flushed by the idle timer.
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		mu.Lock()
+		n := len(got)
+		mu.Unlock()
+		if n == 1+16+4+1+4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, fmt.Sprintf("%s %s %s %d", e.Kind, e.Shard.Domain, shortRange(e.Shard.Range), e.Time.Sub(t0)))
+	}
+	check := func(from, n int, kind client.EventKind, at time.Time) {
+		t.Helper()
+		if from+n > len(got) {
+			t.Fatalf("%d events:\n%s", len(got), strings.Join(lines, "\n"))
+		}
+		for i := from; i < from+n; i++ {
+			e := got[i]
+			if e.Kind != kind || !e.Time.Equal(at) {
+				t.Errorf("event %d is %s, want %s at %v", i, lines[i], kind, at.Sub(t0))
+			}
+			if i > from {
+				p := got[i-1]
+				if p.Shard.Domain > e.Shard.Domain || (p.Shard.Domain == e.Shard.Domain && !p.Shard.Range.From.Less(e.Shard.Range.From)) {
+					t.Errorf("event %d out of order:\n%s", i, strings.Join(lines, "\n"))
+				}
+			}
+		}
+	}
+	check(0, 1, client.EventWelcome, t0)
+	check(1, 16, client.EventGrant, t0)
+	check(17, 4, client.EventGrant, t1)
+	check(21, 1, client.EventDrained, t1)
+	check(22, 4, client.EventLost, t1)
+	if len(got) != 26 {
+		t.Errorf("%d events, want 26:\n%s", len(got), strings.Join(lines, "\n"))
+	}
+}
+
+// TestDemoBatchOrder: `wds dev --demo` prints a consumer's batch of grants
+// in key order.
+func TestDemoBatchOrder(t *testing.T) {
+	var out syncBuffer
+	d := &demo{out: &out}
+	b := d.batcher("demo-1")
+	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, e := range shuffledBatch(demoDomain, 16, at) {
+		b.add(e)
+	}
+	b.flush()
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 16 {
+		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+	}
+	if !slices.IsSorted(lines) || !strings.Contains(lines[0], "[00000000, 10000000)") || !strings.Contains(lines[15], "[f0000000, end)") {
+		t.Errorf("not in key order:\n%s", out.String())
 	}
 }

@@ -11,8 +11,8 @@ func main() {
 }
 
 // run executes the command line args and returns the exit code: 0 on
-// success, 1 on any error, whose message goes to stderr (with the command's
-// usage when the command line itself was wrong).
+// success, 1 on any error, whose message goes to stderr as one line (for
+// a wrong command line, with a hint to the command's --help).
 func run(args []string, stdout, stderr io.Writer) int {
 	root := NewRootCommand()
 	root.SetArgs(args)
@@ -23,9 +23,5 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintln(stderr, formatError(err))
-	if u, ok := asUsageError(err); ok {
-		fmt.Fprintln(stderr)
-		fmt.Fprint(stderr, u.cmd.UsageString())
-	}
 	return 1
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/logging"
+	"github.com/wdsio/wds/topology"
 )
 
 // EnvEndpoint names the environment variable that sets the default of
@@ -33,8 +34,10 @@ type globals struct {
 	// output is "table" or "json".
 	output string
 	// timeout bounds each admin call (and the first connection of
-	// streaming commands).
-	timeout time.Duration
+	// streaming commands); parsed from timeoutFlag before any command
+	// runs.
+	timeout     time.Duration
+	timeoutFlag durationFlag
 	// logLevel and logFormat configure the slog logger on stderr; an empty
 	// level means the command's own default.
 	logLevel  string
@@ -130,7 +133,8 @@ const rootExample = `  # a 3-node cell on loopback, with consumers that show sha
 
 // NewRootCommand returns the wds command with every subcommand.
 func NewRootCommand() *cobra.Command {
-	g := &globals{}
+	g := &globals{timeoutFlag: durationFlag{s: "10s"}}
+	var showVersion bool
 	root := &cobra.Command{
 		Use:           "wds",
 		Short:         "WDS: leased shard ownership and routing for sharded services",
@@ -138,12 +142,25 @@ func NewRootCommand() *cobra.Command {
 		Example:       rootExample,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// No Args: cobra's own check says "unknown command" with
+		// suggestions for `wds <typo>`.
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if showVersion {
+				return printVersion(cmd.OutOrStdout(), g.json())
+			}
+			return cmd.Help()
+		},
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
 			switch g.output {
 			case outputTable, outputJSON:
 			default:
 				return usageErrorf(cmd, "invalid value %q for -o/--output: want table or json", g.output)
 			}
+			timeout, err := g.timeoutFlag.parse("--timeout")
+			if err != nil {
+				return &usageError{cmd: cmd, err: err}
+			}
+			g.timeout = timeout
 			if g.timeout <= 0 {
 				return usageErrorf(cmd, "invalid value %s for --timeout: must be positive", g.timeout)
 			}
@@ -166,13 +183,13 @@ func NewRootCommand() *cobra.Command {
 	pf.StringVar(&g.endpoint, "endpoint", defEndpoint,
 		"cell endpoints, host:port, comma-separated (any node; env "+EnvEndpoint+")")
 	pf.StringVarP(&g.output, "output", "o", outputTable, "output format: table or json")
-	pf.DurationVar(&g.timeout, "timeout", 10*time.Second, "how long to wait for an answer from the cell")
+	pf.Var(&g.timeoutFlag, "timeout", "how long to wait for an answer from the cell, with a unit (10s, 1m)")
 	pf.StringVar(&g.logLevel, "log-level", "", "log level on stderr: trace, debug, info, warn, error or off (default: info for server, error for dev, off for client commands)")
 	pf.StringVar(&g.logFormat, "log-format", logging.FormatText, "log format on stderr: text or json")
 
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
-		return &usageError{cmd: cmd, err: err}
-	})
+	root.Flags().BoolVar(&showVersion, "version", false, "print the version of wds (same as wds version)")
+
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(
 		NewServerCommand(g),
 		NewDevCommand(g),
@@ -184,7 +201,9 @@ func NewRootCommand() *cobra.Command {
 		NewStatusCommand(g),
 		NewConsumersCommand(g),
 		NewOwnerCommand(g),
+		NewVersionCommand(g),
 	)
+	nameCellFields(root)
 	return root
 }
 
@@ -214,7 +233,32 @@ func noArgs(cmd *cobra.Command, args []string) error {
 // its help; with an argument that is no subcommand it is a usage error.
 func groupRunE(cmd *cobra.Command, args []string) error {
 	if len(args) > 0 {
-		return usageErrorf(cmd, "unknown command %q for %q", args[0], cmd.CommandPath())
+		return usageErrorf(cmd, "unknown command %q for %q%s", args[0], cmd.CommandPath(), didYouMean(cmd.SuggestionsFor(args[0])))
 	}
 	return cmd.Help()
+}
+
+// durationFlag is a duration flag kept as typed and parsed once the
+// command runs, so that a bare number ("--ttl 5") gets the message a
+// topology file's ttl gets, naming the flag, instead of pflag's
+// `time: missing unit in duration "5"`.
+type durationFlag struct{ s string }
+
+func (f *durationFlag) String() string     { return f.s }
+func (f *durationFlag) Set(s string) error { f.s = s; return nil }
+func (f *durationFlag) Type() string       { return "duration" }
+
+// parse parses the flag's value with the wording of topology files.
+func (f *durationFlag) parse(flag string) (time.Duration, error) {
+	return parseDuration(flag, f.s)
+}
+
+// parseDuration parses a duration as topology files do (time.ParseDuration:
+// a unit is required), failing with their message under the name field.
+func parseDuration(field, s string) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, topology.Invalid(field, strconv.Quote(s), "must be a duration with a unit, such as 10s or 1m30s")
+	}
+	return d, nil
 }

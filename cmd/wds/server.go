@@ -137,7 +137,7 @@ func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Doma
 					ids = append(ids, n.ID)
 				}
 			}
-			return cfg, nil, topology.Invalid("node", fmt.Sprintf("%q", o.node), "no such node in %s (it has %s)", o.topology, strings.Join(ids, ", "))
+			return cfg, nil, topology.Invalid("--node", fmt.Sprintf("%q", o.node), "no such node in %s (it has %s)", o.topology, strings.Join(ids, ", "))
 		}
 		cfg.Region = region.Name
 		for _, n := range region.Nodes {

@@ -36,6 +36,16 @@ import (
 // of histograms and summaries. name is the exported name, e.g.
 // "wds_cell_renewals_total". A missing family is 0.
 func Metric(n *cell.Node, name string) float64 {
+	return MetricWith(n, name)
+}
+
+// MetricWith is Metric over only the series whose labels include every
+// name/value pair of labels, e.g. MetricWith(n,
+// "wds_cell_domain_shards_unowned", "domain", "orders"). No such series is 0.
+func MetricWith(n *cell.Node, name string, labels ...string) float64 {
+	if len(labels)%2 != 0 {
+		panic("celltest.MetricWith: labels must be name/value pairs")
+	}
 	if n == nil {
 		return 0
 	}
@@ -48,7 +58,20 @@ func Metric(n *cell.Node, name string) float64 {
 		if mf.GetName() != name {
 			continue
 		}
+	series:
 		for _, m := range mf.GetMetric() {
+			for i := 0; i < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					if lp.GetName() == labels[i] && lp.GetValue() == labels[i+1] {
+						found = true
+						break
+					}
+				}
+				if !found {
+					continue series
+				}
+			}
 			switch {
 			case m.Counter != nil:
 				sum += m.GetCounter().GetValue()

@@ -102,14 +102,14 @@ func DefaultLANConfig() Config {
 		// was most of an idle cell's CPU. Followers learn a routing
 		// change's commit from the leader's Nudge instead, one round trip
 		// after it.
-		CommitTimeout:      50 * time.Millisecond,
-		MaxAppendEntries:   256,
-		ConfirmWindow:      time.Second,
-		TransportTimeout:   2 * time.Second,
-		SnapshotInterval:   30 * time.Second,
-		SnapshotThreshold:  16384,
-		TrailingLogs:       10240,
-		SnapshotRetain:     2,
+		CommitTimeout:     50 * time.Millisecond,
+		MaxAppendEntries:  256,
+		ConfirmWindow:     time.Second,
+		TransportTimeout:  2 * time.Second,
+		SnapshotInterval:  30 * time.Second,
+		SnapshotThreshold: 16384,
+		TrailingLogs:      10240,
+		SnapshotRetain:    2,
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -23,8 +22,10 @@ const ServiceName = "wds"
 // Metrics is one node's metrics pipeline: instruments created through Meter
 // (or handed to otelgrpc through Provider) are exported by an OpenTelemetry
 // Prometheus exporter into a registry of this node's own, which Handler
-// serves. Nothing is registered with a global registry or provider, so
-// several nodes in one process keep separate values.
+// serves, together with the Go runtime (go_*) and process (process_*)
+// collectors. Nothing is registered with a global registry or provider, so
+// several nodes in one process keep separate values (the runtime and
+// process series, which describe the whole process, then repeat on each).
 type Metrics struct {
 	// Provider is the node's MeterProvider.
 	Provider *sdkmetric.MeterProvider
@@ -33,18 +34,13 @@ type Metrics struct {
 	// Registry is the node's Prometheus registry. Collectors that are not
 	// OpenTelemetry instruments may be registered on it directly.
 	Registry *prometheus.Registry
-
-	runtimeOnce sync.Once
-	runtimeErr  error
 }
 
 // NewMetrics builds a node's metrics pipeline. Its resource (exported as the
 // target_info metric) carries service.name=wds, the SDK's defaults and
 // OTEL_RESOURCE_ATTRIBUTES, and attrs (node id, region, ...), which win over
-// the others.
-//
-// Go runtime and process metrics are not included: call RegisterRuntime on
-// exactly one node of a process.
+// the others. Series carry no otel_scope_* labels (and there is no
+// otel_scope_info): metric names must therefore not repeat across meters.
 func NewMetrics(attrs ...attribute.KeyValue) (*Metrics, error) {
 	res, err := resource.Merge(resource.Default(),
 		resource.NewSchemaless(append([]attribute.KeyValue{semconv.ServiceName(ServiceName)}, attrs...)...))
@@ -52,7 +48,13 @@ func NewMetrics(attrs ...attribute.KeyValue) (*Metrics, error) {
 		return nil, fmt.Errorf("telemetry: metrics resource: %w", err)
 	}
 	reg := prometheus.NewRegistry()
-	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("telemetry: go collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("telemetry: process collector: %w", err)
+	}
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("telemetry: prometheus exporter: %w", err)
 	}
@@ -64,23 +66,6 @@ func NewMetrics(attrs ...attribute.KeyValue) (*Metrics, error) {
 		}),
 		Registry: reg,
 	}, nil
-}
-
-// RegisterRuntime adds the Go runtime (go_*) and process (process_*)
-// collectors to the registry. They describe the whole process, so in a
-// process running several nodes exactly one of them should call it. Calling
-// it again is a no-op.
-func (m *Metrics) RegisterRuntime() error {
-	m.runtimeOnce.Do(func() {
-		if err := m.Registry.Register(collectors.NewGoCollector()); err != nil {
-			m.runtimeErr = fmt.Errorf("telemetry: go collector: %w", err)
-			return
-		}
-		if err := m.Registry.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-			m.runtimeErr = fmt.Errorf("telemetry: process collector: %w", err)
-		}
-	})
-	return m.runtimeErr
 }
 
 // Meter returns the named meter (by convention the instrumenting package's

@@ -46,34 +46,67 @@ func TestMetricsServedOverHTTP(t *testing.T) {
 			t.Errorf("/metrics lacks %s (target_info)\n%s", want, body)
 		}
 	}
-	if strings.Contains(body, "go_goroutines") || strings.Contains(body, "process_cpu_seconds_total") {
-		t.Errorf("runtime metrics present without RegisterRuntime")
+}
+
+// Every node's registry has the Go runtime and process collectors.
+func TestMetricsRuntimeAndProcess(t *testing.T) {
+	m, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m.Shutdown(t.Context()) })
+	_, body := get(t, startAdmin(t, AdminConfig{Metrics: m.Handler}), "/metrics")
+	for _, want := range []string{
+		"go_goroutines", "go_threads", "go_memstats_heap_alloc_bytes", "go_memstats_alloc_bytes_total",
+		"go_gc_duration_seconds_count", "process_cpu_seconds_total", "process_resident_memory_bytes",
+		"process_open_fds", "process_start_time_seconds",
+	} {
+		if sample(body, want) == "" {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(body)
+	}
+	// A second node in the process has its own (not AlreadyRegistered).
+	m2, err := NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = m2.Shutdown(t.Context()) })
+	if _, err := m2.Registry.Gather(); err != nil {
+		t.Fatal(err)
 	}
 }
 
-func TestMetricsRuntimeOnlyWhenAsked(t *testing.T) {
-	with, err := NewMetrics()
+// No series carries the instrumentation scope (otel_scope_name, ...), and
+// there is no otel_scope_info family.
+func TestMetricsWithoutScopeLabels(t *testing.T) {
+	m, err := NewMetrics(attribute.String("node", "n1"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	without, err := NewMetrics()
+	t.Cleanup(func() { _ = m.Shutdown(t.Context()) })
+	meter := m.Meter("github.com/wdsio/wds/test")
+	c, err := meter.Int64Counter("wds.test.ops")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range 2 { // the second call is a no-op, not an AlreadyRegistered error
-		if err := with.RegisterRuntime(); err != nil {
-			t.Fatal(err)
-		}
+	c.Add(t.Context(), 1, metricAttr("op", "put"))
+	h, err := meter.Float64Histogram("wds.test.latency", metric.WithUnit("s"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	_, body := get(t, startAdmin(t, AdminConfig{Metrics: with.Handler}), "/metrics")
-	for _, want := range []string{"go_goroutines", "process_cpu_seconds_total"} {
-		if sample(body, want) == "" {
-			t.Errorf("/metrics lacks %s after RegisterRuntime", want)
-		}
+	h.Record(t.Context(), 0.01)
+	_, body := get(t, startAdmin(t, AdminConfig{Metrics: m.Handler}), "/metrics")
+	if got := sample(body, "wds_test_ops_total"); got != "1" {
+		t.Fatalf("wds_test_ops_total = %q; want 1\n%s", got, body)
 	}
-	_, body = get(t, startAdmin(t, AdminConfig{Metrics: without.Handler}), "/metrics")
-	if strings.Contains(body, "go_goroutines") {
-		t.Errorf("the other node's /metrics has runtime metrics")
+	if !strings.Contains(body, `wds_test_ops_total{op="put"} 1`) {
+		t.Errorf("wds_test_ops_total has labels other than op\n%s", body)
+	}
+	if strings.Contains(body, "otel_scope") {
+		t.Errorf("/metrics has otel_scope labels or otel_scope_info\n%s", body)
 	}
 }
 
