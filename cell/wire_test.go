@@ -101,6 +101,14 @@ func TestMalformedWireInput(t *testing.T) {
 		}
 	}
 
+	// No region named: the region of the cell reached.
+	anyRegion := c.NewConsumer("c5", []string{"orders"}, func(cfg *client.Config) { cfg.Region = "" })
+	wctx, wcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer wcancel()
+	if err := anyRegion.WaitConnected(wctx); err != nil {
+		t.Errorf("consumer with no region: %v", err)
+	}
+
 	// Still serving.
 	if _, err := c.ShardMap("orders"); err != nil {
 		t.Fatal(err)

@@ -72,7 +72,7 @@ func TestServerProcessesLeaderLoss(t *testing.T) {
 		base[cp.id] = [2]int{cp.count("revoke"), cp.count("grant")}
 	}
 
-	var elections, rewelcomes []time.Duration
+	var elections, rewelcomes, afterAccession []time.Duration
 	// waitRewelcomed waits for every consumer's Welcome after since and
 	// returns the latest.
 	waitRewelcomed := func(since time.Time, what string) time.Duration {
@@ -107,6 +107,7 @@ func TestServerProcessesLeaderLoss(t *testing.T) {
 		re := waitRewelcomed(killed, fmt.Sprintf("kill %d", k+1))
 		el := electedAfter(killed)
 		elections, rewelcomes = append(elections, el), append(rewelcomes, re)
+		afterAccession = append(afterAccession, re-el)
 		t.Logf("kill -9 %d of %s: new leader in office after %v, every consumer welcomed after %v", k+1, c.ids[l], el.Round(time.Millisecond), re.Round(time.Millisecond))
 		c.start(l)
 		c.caughtUp(l, 20*time.Second)
@@ -153,8 +154,9 @@ func TestServerProcessesLeaderLoss(t *testing.T) {
 	}
 
 	if len(elections) > 0 {
-		t.Logf("kill -9 over %d kills: accession median %v max %v; last Welcome median %v max %v",
-			len(elections), median(elections), slices.Max(elections), median(rewelcomes), slices.Max(rewelcomes))
+		t.Logf("kill -9 over %d kills: accession median %v max %v; last Welcome median %v max %v; last Welcome after the accession median %v max %v",
+			len(elections), median(elections), slices.Max(elections), median(rewelcomes), slices.Max(rewelcomes),
+			median(afterAccession), slices.Max(afterAccession))
 	}
 	for _, cp := range procs {
 		if n := cp.count("lost"); n != 0 {

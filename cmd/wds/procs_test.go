@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -122,10 +123,26 @@ func (c *procCell) leader(within time.Duration, skip ...int) (int, *wdsv1.Status
 	return -1, nil
 }
 
-// caughtUp waits until node i has applied everything the leader had
-// committed when asked.
+// caughtUp waits, as an operator would in a rolling restart, until node
+// i's /readyz says it is ready, and checks that it has then applied
+// everything the leader had committed before the probe.
 func (c *procCell) caughtUp(i int, within time.Duration) {
 	c.t.Helper()
+	celltest.Eventually(c.t, within, func() error {
+		_, lst := c.leader(within)
+		res, err := http.Get("http://" + c.http[i] + "/readyz")
+		if err != nil {
+			return err
+		}
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s /readyz: %s", c.ids[i], res.Status)
+		}
+		if st, err := c.status(i); err == nil && st.GetAppliedIndex() < lst.GetCommitIndex() {
+			c.t.Errorf("%s /readyz said ready at applied index %d, below the leader's commit index %d read before", c.ids[i], st.GetAppliedIndex(), lst.GetCommitIndex())
+		}
+		return nil
+	})
 	celltest.Eventually(c.t, within, func() error {
 		l, lst := c.leader(within)
 		if l == i {
