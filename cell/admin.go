@@ -262,14 +262,13 @@ func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wds
 		AppliedIndex:   r.AppliedIndex(),
 		Sessions:       uint32(n.sessionCount()),
 	}
-	// Readiness and the other nodes' health are asked at once.
-	rctx, cancel := context.WithTimeout(ctx, readinessTimeout)
-	defer cancel()
-	readyc := make(chan error, 1)
-	go func() { readyc <- n.readiness(rctx) }()
+	// The other nodes' health first: the leader's answer then tells
+	// whether this node has caught up, without asking it twice.
+	var leaderAnswer *wdsv1.LocateResponse
 	if f := r.GetConfiguration(); f.Error() == nil {
 		servers := f.Configuration().Servers
-		health := n.peerHealth(servers)
+		var health map[string]*wdsv1.NodeInfo
+		health, leaderAnswer = n.peerHealth(servers)
 		for _, srv := range servers {
 			p, _ := n.cfg.peer(string(srv.ID))
 			info := health[string(srv.ID)]
@@ -281,7 +280,9 @@ func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wds
 			out.Nodes = append(out.Nodes, info)
 		}
 	}
-	if err := <-readyc; err != nil {
+	rctx, cancel := context.WithTimeout(ctx, readinessTimeout)
+	defer cancel()
+	if err := n.readyAgainst(rctx, leaderAnswer); err != nil {
 		out.ReadyReason = err.Error()
 	} else {
 		out.Ready = true

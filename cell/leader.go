@@ -256,28 +256,29 @@ type consumerOwner struct {
 // lease is anchored at the heartbeat's receive time.
 func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
 	now := time.Now()
-	o.cl.mu.Lock()
-	if o.cl.conn == c && received.After(o.cl.heardAt) {
-		o.cl.heardAt = received
-	}
-	o.cl.mu.Unlock()
-	if !o.l.n.raft.Confirmed(now) {
-		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
-		return false, nil
-	}
+	confirmed := o.l.n.raft.Confirmed(now)
 	var revokes []outItem
-	for dom, ttl := range o.ttls {
-		if o.l.n.cfg.Authority.Covers(dom, now.Add(o.l.params(ttl).LeaderHold())) {
-			continue
+	if confirmed {
+		for dom, ttl := range o.ttls {
+			if o.l.n.cfg.Authority.Covers(dom, now.Add(o.l.params(ttl).LeaderHold())) {
+				continue
+			}
+			revokes = append(revokes, o.l.delegationRevokes(o.cl, dom)...)
 		}
-		revokes = append(revokes, o.l.delegationRevokes(o.cl, dom)...)
 	}
 	o.cl.mu.Lock()
-	ok := o.cl.conn == c && !o.cl.expiring
+	current := o.cl.conn == c
+	if current && received.After(o.cl.heardAt) {
+		o.cl.heardAt = received // heard, whether or not the ack goes out
+	}
+	ok := confirmed && current && !o.cl.expiring
 	if ok && received.After(o.cl.anchor) {
 		o.cl.anchor = received
 	}
 	o.cl.mu.Unlock()
+	if !confirmed {
+		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
+	}
 	return ok, revokes
 }
 

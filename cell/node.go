@@ -477,7 +477,11 @@ const readinessTimeout = time.Second
 // commit index is 0, or only as far as its log reaches, until the leader
 // catches it up); comparing its own applied and commit indexes would call
 // it ready while it still shows an empty or stale cell.
-func (n *Node) readiness(ctx context.Context) error {
+func (n *Node) readiness(ctx context.Context) error { return n.readyAgainst(ctx, nil) }
+
+// readyAgainst is readiness given the leader's answer to Locate when the
+// caller has it already (Status asked every node); nil asks the leader.
+func (n *Node) readyAgainst(ctx context.Context, lr *wdsv1.LocateResponse) error {
 	if err := n.health(); err != nil {
 		return err
 	}
@@ -488,13 +492,14 @@ func (n *Node) readiness(ctx context.Context) error {
 	if id == "" || ep == "" {
 		return errors.New("no leader known (none heard from within the heartbeat timeout)")
 	}
-	cc, err := n.dialPeer(ep)
-	if err != nil {
-		return fmt.Errorf("leader %s at %s: %v", id, ep, err)
-	}
-	lr, err := wdsv1.NewSessionClient(cc).Locate(ctx, &wdsv1.LocateRequest{})
-	if err != nil {
-		return fmt.Errorf("leader %s at %s does not answer: %v", id, ep, status.Convert(err).Message())
+	if lr == nil || lr.GetNodeId() != id || !lr.GetLeader() {
+		cc, err := n.dialPeer(ep)
+		if err != nil {
+			return fmt.Errorf("leader %s at %s: %v", id, ep, err)
+		}
+		if lr, err = wdsv1.NewSessionClient(cc).Locate(ctx, &wdsv1.LocateRequest{}); err != nil {
+			return fmt.Errorf("leader %s at %s does not answer: %v", id, ep, status.Convert(err).Message())
+		}
 	}
 	want := lr.GetCommitIndex()
 	t := time.NewTicker(5 * time.Millisecond)
@@ -513,9 +518,11 @@ func (n *Node) readiness(ctx context.Context) error {
 }
 
 // peerHealth asks every other voter, at once and for at most
-// peerHealthTimeout, what it knows (Locate), for Status.
-func (n *Node) peerHealth(servers []raft.Server) map[string]*wdsv1.NodeInfo {
+// peerHealthTimeout, what it knows (Locate), for Status. It returns each
+// one's health and the answer of the one that leads, if any did.
+func (n *Node) peerHealth(servers []raft.Server) (map[string]*wdsv1.NodeInfo, *wdsv1.LocateResponse) {
 	out := map[string]*wdsv1.NodeInfo{}
+	var leader *wdsv1.LocateResponse
 	var wg sync.WaitGroup
 	// A follower that has not applied the leader's commit index is behind;
 	// a healthy one may be a few entries behind even so (hashicorp/raft
@@ -557,7 +564,7 @@ func (n *Node) peerHealth(servers []raft.Server) map[string]*wdsv1.NodeInfo {
 	for a := range answers {
 		all = append(all, a)
 		if a.e == nil && a.r.GetLeader() {
-			leaderCommit = a.r.GetCommitIndex()
+			leaderCommit, leader = a.r.GetCommitIndex(), a.r
 		}
 	}
 	for _, a := range all {
@@ -580,7 +587,7 @@ func (n *Node) peerHealth(servers []raft.Server) map[string]*wdsv1.NodeInfo {
 		}
 		out[a.id] = info
 	}
-	return out
+	return out, leader
 }
 
 // peerHealthTimeout bounds how long Status waits for the other nodes: a

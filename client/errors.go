@@ -43,6 +43,19 @@ func (e *UnreachableError) Error() string {
 
 func (e *UnreachableError) Unwrap() error { return ErrUnavailable }
 
+// NoLeaderError is ErrUnavailable from a Locator whose context ended
+// before any node led: Summary says what the endpoints last answered.
+type NoLeaderError struct {
+	Summary string
+	Err     error // the context's error
+}
+
+func (e *NoLeaderError) Error() string {
+	return fmt.Sprintf("%v: %s: %v", ErrUnavailable, e.Summary, e.Err)
+}
+
+func (e *NoLeaderError) Unwrap() []error { return []error{ErrUnavailable, e.Err} }
+
 // fromStatus maps a gRPC error to the library's sentinel errors.
 func fromStatus(err error) error {
 	if err == nil {

@@ -254,7 +254,7 @@ func NewLocator(endpoints []string, opts ...grpc.DialOption) (*Locator, error) {
 		return nil, err
 	}
 	p := NewPool(1, opts...)
-	return &Locator{l: newLocator(endpoints, p.get), pool: p}, nil
+	return &Locator{l: p.locator(endpoints), pool: p}, nil
 }
 
 // Conn returns the locator's connection to endpoint.
@@ -293,7 +293,7 @@ func (l *Locator) find(ctx context.Context, pick func([]claim) (string, bool)) (
 		return "", down
 	}
 	if err != nil {
-		return "", fmt.Errorf("%w: %s: %w", ErrUnavailable, l.l.summary(), err)
+		return "", &NoLeaderError{Summary: l.l.summary(), Err: err}
 	}
 	return ep, nil
 }

@@ -421,7 +421,7 @@ func TestOperatorCommands(t *testing.T) {
 	ep := "--endpoint=" + strings.Join(c.Endpoints(), ",")
 	c.CreateDomain("orders", topology.KindGlobal, 8, 3*time.Second)
 	c.CreateDomain("solo", topology.KindGlobal, 2, 3*time.Second)
-	c1 := c.NewConsumer("op-1", []string{"orders", "solo"})
+	c.NewConsumer("op-1", []string{"orders", "solo"})
 	c.NewConsumer("op-2", []string{"orders"})
 	celltest.Eventually(t, 10*time.Second, func() error {
 		counts, err := c.OwnerCounts("orders")
@@ -499,5 +499,4 @@ func TestOperatorCommands(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "consumer op-1 is drained") || !strings.Contains(r.stdout, "no other consumer serves solo") {
 		t.Errorf("drain --wait: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	_ = c1
 }

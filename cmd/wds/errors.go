@@ -234,8 +234,8 @@ func callError(err error, endpoints []string, timeout string) error {
 		return status.Errorf(codes.Unavailable, "cannot reach the cell at %s: %s (is `wds dev` or `wds server` running? set --endpoint or %s)",
 			strings.Join(endpoints, ","), strings.Join(ue.Causes, "; "), EnvEndpoint)
 	}
-	if errors.Is(err, client.ErrUnavailable) && errors.Is(err, context.DeadlineExceeded) {
-		return status.Errorf(codes.DeadlineExceeded, "%s within %s (--timeout)", strings.TrimPrefix(strings.TrimSuffix(err.Error(), ": "+context.DeadlineExceeded.Error()), client.ErrUnavailable.Error()+": "), timeout)
+	if nl := (*client.NoLeaderError)(nil); errors.As(err, &nl) && errors.Is(nl.Err, context.DeadlineExceeded) {
+		return status.Errorf(codes.DeadlineExceeded, "%s within %s (--timeout)", nl.Summary, timeout)
 	}
 	st, ok := status.FromError(err)
 	if !ok {

@@ -123,6 +123,7 @@ func nameFields(err error, name fieldNamer) error {
 // cell's errors name; nameCellFields applies it to the command's error.
 var cellFieldNames = map[string]func(cmd *cobra.Command, args []string) fieldNamer{
 	"wds shards":          argDomainNamer("domain", "DOMAIN"),
+	"wds owner":           argDomainNamer("domain", "DOMAIN"),
 	"wds domain describe": argDomainNamer("name", "NAME"),
 	"wds domain delete":   argDomainNamer("name", "NAME"),
 	"wds domain create":   domainCreateNamer,

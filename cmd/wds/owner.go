@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -44,32 +42,16 @@ in "wds shards -o json".`,
 				return err
 			}
 			defer a.close()
-			var res *wdsv1.ShardMapResponse
-			err = a.call(cmd.Context(), func(ctx context.Context, c wdsv1.AdminClient) (err error) {
-				res, err = c.ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: args[0]})
-				return err
-			})
+			shards, ranges, err := fetchShardMap(cmd.Context(), a, args[0])
 			if err != nil {
 				return err
-			}
-			ranges := make([]topology.Range, len(res.GetShards()))
-			for i, s := range res.GetShards() {
-				if ranges[i], err = topology.RangeFromProto(fmt.Sprintf("shards[%d].range", i), s.GetRange()); err != nil {
-					return fmt.Errorf("the cell sent a malformed shard map: %w", err)
-				}
 			}
 			i := topology.Find(ranges, key)
 			if i < 0 {
 				return fmt.Errorf("the cell's shard map of %s does not cover %s", args[0], key)
 			}
-			s := res.GetShards()[i]
-			from, _ := boundJSON(ranges[i].From)
-			to, end := boundJSON(ranges[i].To)
-			v := ownerJSON{Domain: args[0], Key: key.String(), shardJSON: shardJSON{
-				From: from, To: to, ToEnd: end, Owner: s.GetOwner(), State: grantState(s.GetState()),
-				Token: tokenString(topology.TokenFromProto(s.GetToken())), Endpoint: s.GetEndpoint(),
-				NextOwner: s.GetNextOwner(), Unconfirmed: s.GetUnconfirmed(),
-			}}
+			v := ownerJSON{Domain: args[0], Key: key.String(), shardJSON: shards[i]}
+			to, end := v.To, v.ToEnd
 			out := cmd.OutOrStdout()
 			if g.json() {
 				return writeJSON(out, v)

@@ -29,6 +29,38 @@ type shardJSON struct {
 	Unconfirmed bool `json:"unconfirmed"`
 }
 
+// fetchShardMap reads a domain's shard map from the leader, as shards in
+// key order with their ranges.
+func fetchShardMap(ctx context.Context, a *adminClient, domain string) ([]shardJSON, []topology.Range, error) {
+	var res *wdsv1.ShardMapResponse
+	err := a.call(ctx, func(ctx context.Context, c wdsv1.AdminClient) (err error) {
+		res, err = c.ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: domain})
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	shards := make([]shardJSON, 0, len(res.GetShards()))
+	ranges := make([]topology.Range, 0, len(res.GetShards()))
+	for i, s := range res.GetShards() {
+		rng, err := topology.RangeFromProto(fmt.Sprintf("shards[%d].range", i), s.GetRange())
+		if err != nil {
+			return nil, nil, fmt.Errorf("the cell sent a malformed shard map: %w", err)
+		}
+		from, _ := boundJSON(rng.From)
+		to, end := boundJSON(rng.To)
+		shards = append(shards, shardJSON{
+			From: from, To: to, ToEnd: end,
+			Owner: s.GetOwner(), State: grantState(s.GetState()),
+			Token:    tokenString(topology.TokenFromProto(s.GetToken())),
+			Endpoint: s.GetEndpoint(), NextOwner: s.GetNextOwner(),
+			Unconfirmed: s.GetUnconfirmed(),
+		})
+		ranges = append(ranges, rng)
+	}
+	return shards, ranges, nil
+}
+
 // shardStates are the values --state accepts.
 var shardStates = []string{"active", "revoked", "allocated", "unowned", "unconfirmed"}
 
@@ -96,29 +128,12 @@ and unconfirmed.`,
 				return err
 			}
 			defer a.close()
-			var res *wdsv1.ShardMapResponse
-			err = a.call(cmd.Context(), func(ctx context.Context, c wdsv1.AdminClient) (err error) {
-				res, err = c.ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: args[0]})
-				return err
-			})
+			all, _, err := fetchShardMap(cmd.Context(), a, args[0])
 			if err != nil {
 				return err
 			}
-			shards := make([]shardJSON, 0, len(res.GetShards()))
-			for i, s := range res.GetShards() {
-				rng, err := topology.RangeFromProto(fmt.Sprintf("shards[%d].range", i), s.GetRange())
-				if err != nil {
-					return fmt.Errorf("the cell sent a malformed shard map: %w", err)
-				}
-				from, _ := boundJSON(rng.From)
-				to, end := boundJSON(rng.To)
-				sj := shardJSON{
-					From: from, To: to, ToEnd: end,
-					Owner: s.GetOwner(), State: grantState(s.GetState()),
-					Token:    tokenString(topology.TokenFromProto(s.GetToken())),
-					Endpoint: s.GetEndpoint(), NextOwner: s.GetNextOwner(),
-					Unconfirmed: s.GetUnconfirmed(),
-				}
+			shards := make([]shardJSON, 0, len(all))
+			for _, sj := range all {
 				if sj.matches(owner, state) {
 					shards = append(shards, sj)
 				}
