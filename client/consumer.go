@@ -23,6 +23,10 @@ const DefaultEndpoint = "127.0.0.1:7100"
 // Token, until the handler's context is cancelled.
 type Shard struct {
 	Domain string
+	// Region is the key space's region for a REGIONAL domain (after a
+	// regional failover a consumer may serve another region's key space of
+	// the domain); empty for GLOBAL and UNIT domains.
+	Region string
 	Range  topology.Range
 	Token  topology.Token
 }

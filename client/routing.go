@@ -13,6 +13,9 @@ import (
 // Route is one routing entry: who owns a shard.
 type Route struct {
 	Domain string
+	// Region is the key space's region for a REGIONAL domain; empty for
+	// GLOBAL and UNIT domains.
+	Region string
 	Range  topology.Range
 	// Owner is the consumer id, empty when the shard has no active owner
 	// (unassigned, or being handed over).

@@ -782,7 +782,9 @@ type ShardInfo struct {
 	// leader for a while (it disconnected, or the leader is new and it has
 	// not resumed). The grant still stands (nothing else may be granted the
 	// shard until the owner's deadline passes), but the owner may be gone.
-	Unconfirmed   bool `protobuf:"varint,7,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
+	Unconfirmed bool `protobuf:"varint,7,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
+	// The key space's region for a REGIONAL domain; empty for GLOBAL and UNIT.
+	Region        string `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -864,6 +866,13 @@ func (x *ShardInfo) GetUnconfirmed() bool {
 		return x.Unconfirmed
 	}
 	return false
+}
+
+func (x *ShardInfo) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
 }
 
 type StatusRequest struct {
@@ -1309,7 +1318,7 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\x10ShardMapResponse\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
-	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\xf5\x01\n" +
+	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\x8d\x02\n" +
 	"\tShardInfo\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12(\n" +
@@ -1318,7 +1327,8 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\bendpoint\x18\x05 \x01(\tR\bendpoint\x12\x1d\n" +
 	"\n" +
 	"next_owner\x18\x06 \x01(\tR\tnextOwner\x12 \n" +
-	"\vunconfirmed\x18\a \x01(\bR\vunconfirmed\"\x0f\n" +
+	"\vunconfirmed\x18\a \x01(\bR\vunconfirmed\x12\x16\n" +
+	"\x06region\x18\b \x01(\tR\x06region\"\x0f\n" +
 	"\rStatusRequest\"\xc6\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +

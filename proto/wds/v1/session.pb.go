@@ -666,7 +666,12 @@ type Welcome struct {
 	// HeartbeatAck.
 	Acked bool `protobuf:"varint,8,opt,name=acked,proto3" json:"acked,omitempty"`
 	// The cell's region (a Hello may leave its region empty to mean this one).
-	Region        string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,9,opt,name=region,proto3" json:"region,omitempty"`
+	// Domains whose leases this acknowledgement does not extend (their
+	// delegation to the cell is lapsing or not yet confirmed by a new cell
+	// leader): the client keeps their old validity. Only meaningful when
+	// acked is true.
+	Withheld      []string `protobuf:"bytes,10,rep,name=withheld,proto3" json:"withheld,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -762,6 +767,13 @@ func (x *Welcome) GetRegion() string {
 		return x.Region
 	}
 	return ""
+}
+
+func (x *Welcome) GetWithheld() []string {
+	if x != nil {
+		return x.Withheld
+	}
+	return nil
 }
 
 type DomainLease struct {
@@ -864,8 +876,12 @@ func (x *Heartbeat) GetSeq() uint64 {
 }
 
 type HeartbeatAck struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Domains whose leases this ack does not extend (contract (5): the cell's
+	// delegation for them would not cover the extension). The others are
+	// extended as usual.
+	Withheld      []string `protobuf:"bytes,2,rep,name=withheld,proto3" json:"withheld,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -905,6 +921,13 @@ func (x *HeartbeatAck) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *HeartbeatAck) GetWithheld() []string {
+	if x != nil {
+		return x.Withheld
+	}
+	return nil
 }
 
 // Grant hands the consumer exclusive ownership of shards, each with its
@@ -1316,9 +1339,13 @@ type DomainRouting struct {
 	// re-sharding). Otherwise they replace entries with the same range start.
 	Replace bool `protobuf:"varint,2,opt,name=replace,proto3" json:"replace,omitempty"`
 	// The domain was deleted; drop its table.
-	Deleted       bool          `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	Kind          DomainKind    `protobuf:"varint,4,opt,name=kind,proto3,enum=wds.v1.DomainKind" json:"kind,omitempty"`
-	Entries       []*RouteEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	Deleted bool          `protobuf:"varint,3,opt,name=deleted,proto3" json:"deleted,omitempty"`
+	Kind    DomainKind    `protobuf:"varint,4,opt,name=kind,proto3,enum=wds.v1.DomainKind" json:"kind,omitempty"`
+	Entries []*RouteEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
+	// The key space the entries belong to: its region for a REGIONAL domain
+	// (one DomainRouting per key space), empty for GLOBAL and UNIT. replace
+	// and deleted apply to this key space only.
+	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1386,6 +1413,13 @@ func (x *DomainRouting) GetEntries() []*RouteEntry {
 		return x.Entries
 	}
 	return nil
+}
+
+func (x *DomainRouting) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
 }
 
 type RouteEntry struct {
@@ -1510,7 +1544,7 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x05watch\x18\x06 \x03(\tR\x05watch\x12#\n" +
 	"\rsession_token\x18\a \x01(\fR\fsessionToken\x12&\n" +
 	"\x04held\x18\b \x03(\v2\x12.wds.v1.ShardGrantR\x04held\x12\x10\n" +
-	"\x03seq\x18\t \x01(\x04R\x03seq\"\xb9\x02\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\"\xd5\x02\n" +
 	"\aWelcome\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12:\n" +
@@ -1520,15 +1554,18 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x06grants\x18\x06 \x03(\v2\x12.wds.v1.ShardGrantR\x06grants\x12\x17\n" +
 	"\aack_seq\x18\a \x01(\x04R\x06ackSeq\x12\x14\n" +
 	"\x05acked\x18\b \x01(\bR\x05acked\x12\x16\n" +
-	"\x06region\x18\t \x01(\tR\x06region\"D\n" +
+	"\x06region\x18\t \x01(\tR\x06region\x12\x1a\n" +
+	"\bwithheld\x18\n" +
+	" \x03(\tR\bwithheld\"D\n" +
 	"\vDomainLease\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1d\n" +
 	"\n" +
 	"ttl_millis\x18\x02 \x01(\x03R\tttlMillis\"\x1d\n" +
 	"\tHeartbeat\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\" \n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"<\n" +
 	"\fHeartbeatAck\x12\x10\n" +
-	"\x03seq\x18\x01 \x01(\x04R\x03seq\"3\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x1a\n" +
+	"\bwithheld\x18\x02 \x03(\tR\bwithheld\"3\n" +
 	"\x05Grant\x12*\n" +
 	"\x06shards\x18\x01 \x03(\v2\x12.wds.v1.ShardGrantR\x06shards\"3\n" +
 	"\aPrepare\x12(\n" +
@@ -1548,13 +1585,14 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x12/\n" +
-	"\adomains\x18\x04 \x03(\v2\x15.wds.v1.DomainRoutingR\adomains\"\xb1\x01\n" +
+	"\adomains\x18\x04 \x03(\v2\x15.wds.v1.DomainRoutingR\adomains\"\xc9\x01\n" +
 	"\rDomainRouting\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\bR\adeleted\x12&\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x12.wds.v1.DomainKindR\x04kind\x12,\n" +
-	"\aentries\x18\x05 \x03(\v2\x12.wds.v1.RouteEntryR\aentries\"\xad\x01\n" +
+	"\aentries\x18\x05 \x03(\v2\x12.wds.v1.RouteEntryR\aentries\x12\x16\n" +
+	"\x06region\x18\x06 \x01(\tR\x06region\"\xad\x01\n" +
 	"\n" +
 	"RouteEntry\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +

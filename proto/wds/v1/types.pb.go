@@ -307,11 +307,15 @@ func (x *Token) GetIndex() uint64 {
 }
 
 // ShardRef names one shard of a domain, optionally with the grant's token.
+// A shard is (domain, key-space region, range start): after a regional
+// failover one cell serves two key spaces of a REGIONAL domain.
 type ShardRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	Range         *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
-	Token         *Token                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Range  *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	Token  *Token                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// The key space's region for a REGIONAL domain; empty for GLOBAL and UNIT.
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -367,12 +371,21 @@ func (x *ShardRef) GetToken() *Token {
 	return nil
 }
 
+func (x *ShardRef) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // ShardGrant is one grant: a shard of a domain with its fencing token.
 type ShardGrant struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	Range         *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
-	Token         *Token                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Range  *KeyRange              `protobuf:"bytes,2,opt,name=range,proto3" json:"range,omitempty"`
+	Token  *Token                 `protobuf:"bytes,3,opt,name=token,proto3" json:"token,omitempty"`
+	// The key space's region for a REGIONAL domain; empty for GLOBAL and UNIT.
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -428,6 +441,13 @@ func (x *ShardGrant) GetToken() *Token {
 	return nil
 }
 
+func (x *ShardGrant) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 var File_wds_v1_types_proto protoreflect.FileDescriptor
 
 const file_wds_v1_types_proto_rawDesc = "" +
@@ -440,16 +460,18 @@ const file_wds_v1_types_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x01 \x01(\x04R\n" +
 	"generation\x12\x14\n" +
-	"\x05index\x18\x02 \x01(\x04R\x05index\"o\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\"\x87\x01\n" +
 	"\bShardRef\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12&\n" +
 	"\x05range\x18\x02 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12#\n" +
-	"\x05token\x18\x03 \x01(\v2\r.wds.v1.TokenR\x05token\"q\n" +
+	"\x05token\x18\x03 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\x89\x01\n" +
 	"\n" +
 	"ShardGrant\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12&\n" +
 	"\x05range\x18\x02 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12#\n" +
-	"\x05token\x18\x03 \x01(\v2\r.wds.v1.TokenR\x05token*q\n" +
+	"\x05token\x18\x03 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region*q\n" +
 	"\n" +
 	"DomainKind\x12\x1b\n" +
 	"\x17DOMAIN_KIND_UNSPECIFIED\x10\x00\x12\x14\n" +

@@ -124,8 +124,15 @@ func (x *Entry) GetOps() []*Op {
 	return nil
 }
 
+// Op is one state change. A node that meets an op it does not know (a newer
+// leader's, during a rolling upgrade) skips it only when the op says it may
+// (ignorable: informational ops such as SetConfirmed); any other unknown op
+// stops the node, since applying the log without it would fork the state.
 type Op struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
+	// The op only informs (routing hints, bookkeeping): an older node may skip
+	// it without diverging in anything that decides ownership.
+	Ignorable bool `protobuf:"varint,15,opt,name=ignorable,proto3" json:"ignorable,omitempty"`
 	// Types that are valid to be assigned to Op:
 	//
 	//	*Op_CreateDomain
@@ -137,6 +144,8 @@ type Op struct {
 	//	*Op_Move
 	//	*Op_Release
 	//	*Op_SetConfirmed
+	//	*Op_Delegate
+	//	*Op_Relinquish
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -170,6 +179,13 @@ func (x *Op) ProtoReflect() protoreflect.Message {
 // Deprecated: Use Op.ProtoReflect.Descriptor instead.
 func (*Op) Descriptor() ([]byte, []int) {
 	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Op) GetIgnorable() bool {
+	if x != nil {
+		return x.Ignorable
+	}
+	return false
 }
 
 func (x *Op) GetOp() isOp_Op {
@@ -260,6 +276,24 @@ func (x *Op) GetSetConfirmed() *SetConfirmed {
 	return nil
 }
 
+func (x *Op) GetDelegate() *Delegate {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Delegate); ok {
+			return x.Delegate
+		}
+	}
+	return nil
+}
+
+func (x *Op) GetRelinquish() *Relinquish {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Relinquish); ok {
+			return x.Relinquish
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -300,6 +334,14 @@ type Op_SetConfirmed struct {
 	SetConfirmed *SetConfirmed `protobuf:"bytes,9,opt,name=set_confirmed,json=setConfirmed,proto3,oneof"`
 }
 
+type Op_Delegate struct {
+	Delegate *Delegate `protobuf:"bytes,10,opt,name=delegate,proto3,oneof"`
+}
+
+type Op_Relinquish struct {
+	Relinquish *Relinquish `protobuf:"bytes,11,opt,name=relinquish,proto3,oneof"`
+}
+
 func (*Op_CreateDomain) isOp_Op() {}
 
 func (*Op_DeleteDomain) isOp_Op() {}
@@ -318,9 +360,18 @@ func (*Op_Release) isOp_Op() {}
 
 func (*Op_SetConfirmed) isOp_Op() {}
 
+func (*Op_Delegate) isOp_Op() {}
+
+func (*Op_Relinquish) isOp_Op() {}
+
+// CreateDomain adds a domain to the cell's catalog. Its shards are grantable
+// only under a delegation (Delegate). self_delegate: the cell is alone (not
+// part of a federation) and delegates every key space of the domain to
+// itself, at generation 1 and without expiry.
 type CreateDomain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        *v1.Domain             `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	SelfDelegate  bool                   `protobuf:"varint,2,opt,name=self_delegate,json=selfDelegate,proto3" json:"self_delegate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +413,170 @@ func (x *CreateDomain) GetDomain() *v1.Domain {
 	return nil
 }
 
+func (x *CreateDomain) GetSelfDelegate() bool {
+	if x != nil {
+		return x.SelfDelegate
+	}
+	return false
+}
+
+// Delegate records a delegation to the cell: ranges of one key space of a
+// domain, on shard boundaries, under a generation (the delegator's log
+// index; it is the first half of every token granted in them). A later
+// Delegate of a range replaces its delegation only with a higher
+// generation. Shards outside every delegation are never activated.
+type Delegate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Key-space region: the region of a REGIONAL domain's key space; empty for
+	// GLOBAL and UNIT domains.
+	Region     string         `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Generation uint64         `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Ranges     []*v1.KeyRange `protobuf:"bytes,4,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	// D, the delegation's duration (contract (5)), for status and the report.
+	DurationMillis int64 `protobuf:"varint,5,opt,name=duration_millis,json=durationMillis,proto3" json:"duration_millis,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *Delegate) Reset() {
+	*x = Delegate{}
+	mi := &file_wds_cell_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Delegate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Delegate) ProtoMessage() {}
+
+func (x *Delegate) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_cell_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Delegate.ProtoReflect.Descriptor instead.
+func (*Delegate) Descriptor() ([]byte, []int) {
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Delegate) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Delegate) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Delegate) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Delegate) GetRanges() []*v1.KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
+func (x *Delegate) GetDurationMillis() int64 {
+	if x != nil {
+		return x.DurationMillis
+	}
+	return 0
+}
+
+// Relinquish gives up a delegation (the cell leader's sweep when it lapses,
+// or the delegator moving it): the ACTIVE grants in its ranges are revoked,
+// ALLOCATED successors dropped, and nothing is activated there again —
+// promotion of a successor included — until a new Delegate covers it.
+// Empty ranges: every range of that generation.
+type Relinquish struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	Generation    uint64                 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	Ranges        []*v1.KeyRange         `protobuf:"bytes,4,rep,name=ranges,proto3" json:"ranges,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Relinquish) Reset() {
+	*x = Relinquish{}
+	mi := &file_wds_cell_v1_log_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Relinquish) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Relinquish) ProtoMessage() {}
+
+func (x *Relinquish) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_cell_v1_log_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Relinquish.ProtoReflect.Descriptor instead.
+func (*Relinquish) Descriptor() ([]byte, []int) {
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Relinquish) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Relinquish) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Relinquish) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *Relinquish) GetRanges() []*v1.KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
+}
+
 // DeleteDomain first (purge = false) marks a domain deleting: its active
 // grants are revoked and nothing new is granted; its name cannot be reused.
 // Once no grant is left (released or expired), the leader proposes it again
@@ -376,7 +591,7 @@ type DeleteDomain struct {
 
 func (x *DeleteDomain) Reset() {
 	*x = DeleteDomain{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[3]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -388,7 +603,7 @@ func (x *DeleteDomain) String() string {
 func (*DeleteDomain) ProtoMessage() {}
 
 func (x *DeleteDomain) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[3]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -401,7 +616,7 @@ func (x *DeleteDomain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomain.ProtoReflect.Descriptor instead.
 func (*DeleteDomain) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeleteDomain) GetName() string {
@@ -434,7 +649,7 @@ type Join struct {
 
 func (x *Join) Reset() {
 	*x = Join{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[4]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -446,7 +661,7 @@ func (x *Join) String() string {
 func (*Join) ProtoMessage() {}
 
 func (x *Join) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[4]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -459,7 +674,7 @@ func (x *Join) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Join.ProtoReflect.Descriptor instead.
 func (*Join) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Join) GetConsumerId() string {
@@ -510,7 +725,7 @@ type Leave struct {
 
 func (x *Leave) Reset() {
 	*x = Leave{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[5]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -522,7 +737,7 @@ func (x *Leave) String() string {
 func (*Leave) ProtoMessage() {}
 
 func (x *Leave) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[5]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -535,7 +750,7 @@ func (x *Leave) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Leave.ProtoReflect.Descriptor instead.
 func (*Leave) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Leave) GetConsumerId() string {
@@ -569,7 +784,7 @@ type SetDraining struct {
 
 func (x *SetDraining) Reset() {
 	*x = SetDraining{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[6]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +796,7 @@ func (x *SetDraining) String() string {
 func (*SetDraining) ProtoMessage() {}
 
 func (x *SetDraining) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[6]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +809,7 @@ func (x *SetDraining) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetDraining.ProtoReflect.Descriptor instead.
 func (*SetDraining) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SetDraining) GetConsumerId() string {
@@ -615,17 +830,19 @@ func (x *SetDraining) GetIncarnation() []byte {
 // the shard has no holder, ALLOCATED (successor of a revoked holder)
 // otherwise. Rejected when the shard's holder is ACTIVE.
 type Assign struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	ConsumerId    string                 `protobuf:"bytes,3,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Domain     string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	From       []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	ConsumerId string                 `protobuf:"bytes,3,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
+	// Key-space region (see Delegate).
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Assign) Reset() {
 	*x = Assign{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[7]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +854,7 @@ func (x *Assign) String() string {
 func (*Assign) ProtoMessage() {}
 
 func (x *Assign) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[7]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +867,7 @@ func (x *Assign) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Assign.ProtoReflect.Descriptor instead.
 func (*Assign) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Assign) GetDomain() string {
@@ -674,23 +891,32 @@ func (x *Assign) GetConsumerId() string {
 	return ""
 }
 
+func (x *Assign) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // Move revokes the ACTIVE grant (holder, token) of a shard and allocates the
 // shard to next (if set). Rejected unless the holder and token match.
 type Move struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	From          []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
-	Holder        string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
-	Token         *v1.Token              `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
-	Next          string                 `protobuf:"bytes,5,opt,name=next,proto3" json:"next,omitempty"`
-	Reason        v1.RevokeReason        `protobuf:"varint,6,opt,name=reason,proto3,enum=wds.v1.RevokeReason" json:"reason,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	From   []byte                 `protobuf:"bytes,2,opt,name=from,proto3" json:"from,omitempty"`
+	Holder string                 `protobuf:"bytes,3,opt,name=holder,proto3" json:"holder,omitempty"`
+	Token  *v1.Token              `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	Next   string                 `protobuf:"bytes,5,opt,name=next,proto3" json:"next,omitempty"`
+	Reason v1.RevokeReason        `protobuf:"varint,6,opt,name=reason,proto3,enum=wds.v1.RevokeReason" json:"reason,omitempty"`
+	// Key-space region (see Delegate).
+	Region        string `protobuf:"bytes,7,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[8]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -702,7 +928,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[8]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -715,7 +941,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Move) GetDomain() string {
@@ -760,6 +986,13 @@ func (x *Move) GetReason() v1.RevokeReason {
 	return v1.RevokeReason(0)
 }
 
+func (x *Move) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // Release ends a grant: the holder's (matching consumer and token), which
 // promotes the successor to ACTIVE, or an ALLOCATED successor's (matching
 // consumer).
@@ -778,7 +1011,7 @@ type SetConfirmed struct {
 
 func (x *SetConfirmed) Reset() {
 	*x = SetConfirmed{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -790,7 +1023,7 @@ func (x *SetConfirmed) String() string {
 func (*SetConfirmed) ProtoMessage() {}
 
 func (x *SetConfirmed) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[9]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -803,7 +1036,7 @@ func (x *SetConfirmed) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetConfirmed.ProtoReflect.Descriptor instead.
 func (*SetConfirmed) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *SetConfirmed) GetConsumerId() string {
@@ -834,14 +1067,16 @@ type Release struct {
 	ConsumerId string                 `protobuf:"bytes,3,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
 	Token      *v1.Token              `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
 	// The grant lapsed (leader deadline) rather than being released.
-	Expired       bool `protobuf:"varint,5,opt,name=expired,proto3" json:"expired,omitempty"`
+	Expired bool `protobuf:"varint,5,opt,name=expired,proto3" json:"expired,omitempty"`
+	// Key-space region (see Delegate).
+	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Release) Reset() {
 	*x = Release{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -853,7 +1088,7 @@ func (x *Release) String() string {
 func (*Release) ProtoMessage() {}
 
 func (x *Release) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[10]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -866,7 +1101,7 @@ func (x *Release) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Release.ProtoReflect.Descriptor instead.
 func (*Release) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Release) GetDomain() string {
@@ -904,6 +1139,13 @@ func (x *Release) GetExpired() bool {
 	return false
 }
 
+func (x *Release) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 // Snapshot is the whole FSM state.
 type Snapshot struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -916,7 +1158,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1170,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[11]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1183,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Snapshot) GetIndex() uint64 {
@@ -968,18 +1210,22 @@ func (x *Snapshot) GetConsumers() []*ConsumerState {
 type DomainState struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Domain *v1.Domain             `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	// Delegation generation of the domain's grants.
+	// Written by versions before key spaces: the generation of every shard,
+	// all self-delegated (shards then holds the one key space). Read only.
 	Generation uint64        `protobuf:"varint,2,opt,name=generation,proto3" json:"generation,omitempty"`
 	Shards     []*ShardState `protobuf:"bytes,3,rep,name=shards,proto3" json:"shards,omitempty"`
 	// The domain is being deleted (see DeleteDomain).
-	Deleting      bool `protobuf:"varint,4,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	Deleting bool `protobuf:"varint,4,opt,name=deleting,proto3" json:"deleting,omitempty"`
+	// The domain's key spaces (one for GLOBAL and UNIT; one per region the
+	// cell serves for REGIONAL). When set, shards and generation are unused.
+	KeySpaces     []*KeySpaceState `protobuf:"bytes,5,rep,name=key_spaces,json=keySpaces,proto3" json:"key_spaces,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DomainState) Reset() {
 	*x = DomainState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -991,7 +1237,7 @@ func (x *DomainState) String() string {
 func (*DomainState) ProtoMessage() {}
 
 func (x *DomainState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[12]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1004,7 +1250,7 @@ func (x *DomainState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainState.ProtoReflect.Descriptor instead.
 func (*DomainState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DomainState) GetDomain() *v1.Domain {
@@ -1035,18 +1281,93 @@ func (x *DomainState) GetDeleting() bool {
 	return false
 }
 
+func (x *DomainState) GetKeySpaces() []*KeySpaceState {
+	if x != nil {
+		return x.KeySpaces
+	}
+	return nil
+}
+
+type KeySpaceState struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Shards []*ShardState          `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	// D of the latest delegation, in milliseconds.
+	DurationMillis int64 `protobuf:"varint,3,opt,name=duration_millis,json=durationMillis,proto3" json:"duration_millis,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *KeySpaceState) Reset() {
+	*x = KeySpaceState{}
+	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeySpaceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeySpaceState) ProtoMessage() {}
+
+func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeySpaceState.ProtoReflect.Descriptor instead.
+func (*KeySpaceState) Descriptor() ([]byte, []int) {
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *KeySpaceState) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *KeySpaceState) GetShards() []*ShardState {
+	if x != nil {
+		return x.Shards
+	}
+	return nil
+}
+
+func (x *KeySpaceState) GetDurationMillis() int64 {
+	if x != nil {
+		return x.DurationMillis
+	}
+	return 0
+}
+
 type ShardState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Range         *v1.KeyRange           `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
-	Holder        *GrantRecord           `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
-	Next          *GrantRecord           `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Range  *v1.KeyRange           `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Holder *GrantRecord           `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
+	Next   *GrantRecord           `protobuf:"bytes,3,opt,name=next,proto3" json:"next,omitempty"`
+	// Generation of the delegation covering the shard (0: none).
+	Generation uint64 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The delegation was relinquished: nothing is activated here until a new
+	// delegation.
+	Relinquished bool `protobuf:"varint,5,opt,name=relinquished,proto3" json:"relinquished,omitempty"`
+	// Log index of the shard's last activation.
+	ActivatedAt   uint64 `protobuf:"varint,6,opt,name=activated_at,json=activatedAt,proto3" json:"activated_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1058,7 +1379,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[13]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1071,7 +1392,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ShardState) GetRange() *v1.KeyRange {
@@ -1095,6 +1416,27 @@ func (x *ShardState) GetNext() *GrantRecord {
 	return nil
 }
 
+func (x *ShardState) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *ShardState) GetRelinquished() bool {
+	if x != nil {
+		return x.Relinquished
+	}
+	return false
+}
+
+func (x *ShardState) GetActivatedAt() uint64 {
+	if x != nil {
+		return x.ActivatedAt
+	}
+	return 0
+}
+
 type GrantRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ConsumerId    string                 `protobuf:"bytes,1,opt,name=consumer_id,json=consumerId,proto3" json:"consumer_id,omitempty"`
@@ -1106,7 +1448,7 @@ type GrantRecord struct {
 
 func (x *GrantRecord) Reset() {
 	*x = GrantRecord{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1460,7 @@ func (x *GrantRecord) String() string {
 func (*GrantRecord) ProtoMessage() {}
 
 func (x *GrantRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[14]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1473,7 @@ func (x *GrantRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantRecord.ProtoReflect.Descriptor instead.
 func (*GrantRecord) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GrantRecord) GetConsumerId() string {
@@ -1171,7 +1513,7 @@ type ConsumerState struct {
 
 func (x *ConsumerState) Reset() {
 	*x = ConsumerState{}
-	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1183,7 +1525,7 @@ func (x *ConsumerState) String() string {
 func (*ConsumerState) ProtoMessage() {}
 
 func (x *ConsumerState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_cell_v1_log_proto_msgTypes[15]
+	mi := &file_wds_cell_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1196,7 +1538,7 @@ func (x *ConsumerState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerState.ProtoReflect.Descriptor instead.
 func (*ConsumerState) Descriptor() ([]byte, []int) {
-	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_wds_cell_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ConsumerState) GetId() string {
@@ -1261,8 +1603,9 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"\x15wds/cell/v1/log.proto\x12\vwds.cell.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\"*\n" +
 	"\x05Entry\x12!\n" +
-	"\x03ops\x18\x01 \x03(\v2\x0f.wds.cell.v1.OpR\x03ops\"\xee\x03\n" +
-	"\x02Op\x12@\n" +
+	"\x03ops\x18\x01 \x03(\v2\x0f.wds.cell.v1.OpR\x03ops\"\xfc\x04\n" +
+	"\x02Op\x12\x1c\n" +
+	"\tignorable\x18\x0f \x01(\bR\tignorable\x12@\n" +
 	"\rcreate_domain\x18\x01 \x01(\v2\x19.wds.cell.v1.CreateDomainH\x00R\fcreateDomain\x12@\n" +
 	"\rdelete_domain\x18\x02 \x01(\v2\x19.wds.cell.v1.DeleteDomainH\x00R\fdeleteDomain\x12'\n" +
 	"\x04join\x18\x03 \x01(\v2\x11.wds.cell.v1.JoinH\x00R\x04join\x12*\n" +
@@ -1271,10 +1614,32 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\x06assign\x18\x06 \x01(\v2\x13.wds.cell.v1.AssignH\x00R\x06assign\x12'\n" +
 	"\x04move\x18\a \x01(\v2\x11.wds.cell.v1.MoveH\x00R\x04move\x120\n" +
 	"\arelease\x18\b \x01(\v2\x14.wds.cell.v1.ReleaseH\x00R\arelease\x12@\n" +
-	"\rset_confirmed\x18\t \x01(\v2\x19.wds.cell.v1.SetConfirmedH\x00R\fsetConfirmedB\x04\n" +
-	"\x02op\"6\n" +
+	"\rset_confirmed\x18\t \x01(\v2\x19.wds.cell.v1.SetConfirmedH\x00R\fsetConfirmed\x123\n" +
+	"\bdelegate\x18\n" +
+	" \x01(\v2\x15.wds.cell.v1.DelegateH\x00R\bdelegate\x129\n" +
+	"\n" +
+	"relinquish\x18\v \x01(\v2\x17.wds.cell.v1.RelinquishH\x00R\n" +
+	"relinquishB\x04\n" +
+	"\x02op\"[\n" +
 	"\fCreateDomain\x12&\n" +
-	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\"8\n" +
+	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12#\n" +
+	"\rself_delegate\x18\x02 \x01(\bR\fselfDelegate\"\xad\x01\n" +
+	"\bDelegate\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12(\n" +
+	"\x06ranges\x18\x04 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\x12'\n" +
+	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\x86\x01\n" +
+	"\n" +
+	"Relinquish\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x04R\n" +
+	"generation\x12(\n" +
+	"\x06ranges\x18\x04 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"8\n" +
 	"\fDeleteDomain\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
 	"\x05purge\x18\x02 \x01(\bR\x05purge\"\x97\x01\n" +
@@ -1293,47 +1658,61 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\vSetDraining\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12 \n" +
-	"\vincarnation\x18\x02 \x01(\fR\vincarnation\"U\n" +
+	"\vincarnation\x18\x02 \x01(\fR\vincarnation\"m\n" +
 	"\x06Assign\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1f\n" +
 	"\vconsumer_id\x18\x03 \x01(\tR\n" +
-	"consumerId\"\xb1\x01\n" +
+	"consumerId\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xc9\x01\n" +
 	"\x04Move\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x16\n" +
 	"\x06holder\x18\x03 \x01(\tR\x06holder\x12#\n" +
 	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x12\n" +
 	"\x04next\x18\x05 \x01(\tR\x04next\x12,\n" +
-	"\x06reason\x18\x06 \x01(\x0e2\x14.wds.v1.RevokeReasonR\x06reason\"s\n" +
+	"\x06reason\x18\x06 \x01(\x0e2\x14.wds.v1.RevokeReasonR\x06reason\x12\x16\n" +
+	"\x06region\x18\a \x01(\tR\x06region\"s\n" +
 	"\fSetConfirmed\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12 \n" +
 	"\vincarnation\x18\x02 \x01(\fR\vincarnation\x12 \n" +
-	"\vunconfirmed\x18\x03 \x01(\bR\vunconfirmed\"\x95\x01\n" +
+	"\vunconfirmed\x18\x03 \x01(\bR\vunconfirmed\"\xad\x01\n" +
 	"\aRelease\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x12\n" +
 	"\x04from\x18\x02 \x01(\fR\x04from\x12\x1f\n" +
 	"\vconsumer_id\x18\x03 \x01(\tR\n" +
 	"consumerId\x12#\n" +
 	"\x05token\x18\x04 \x01(\v2\r.wds.v1.TokenR\x05token\x12\x18\n" +
-	"\aexpired\x18\x05 \x01(\bR\aexpired\"\x8e\x01\n" +
+	"\aexpired\x18\x05 \x01(\bR\aexpired\x12\x16\n" +
+	"\x06region\x18\x06 \x01(\tR\x06region\"\x8e\x01\n" +
 	"\bSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x122\n" +
 	"\adomains\x18\x02 \x03(\v2\x18.wds.cell.v1.DomainStateR\adomains\x128\n" +
-	"\tconsumers\x18\x03 \x03(\v2\x1a.wds.cell.v1.ConsumerStateR\tconsumers\"\xa2\x01\n" +
+	"\tconsumers\x18\x03 \x03(\v2\x1a.wds.cell.v1.ConsumerStateR\tconsumers\"\xdd\x01\n" +
 	"\vDomainState\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x02 \x01(\x04R\n" +
 	"generation\x12/\n" +
 	"\x06shards\x18\x03 \x03(\v2\x17.wds.cell.v1.ShardStateR\x06shards\x12\x1a\n" +
-	"\bdeleting\x18\x04 \x01(\bR\bdeleting\"\x94\x01\n" +
+	"\bdeleting\x18\x04 \x01(\bR\bdeleting\x129\n" +
+	"\n" +
+	"key_spaces\x18\x05 \x03(\v2\x1a.wds.cell.v1.KeySpaceStateR\tkeySpaces\"\x81\x01\n" +
+	"\rKeySpaceState\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12/\n" +
+	"\x06shards\x18\x02 \x03(\v2\x17.wds.cell.v1.ShardStateR\x06shards\x12'\n" +
+	"\x0fduration_millis\x18\x03 \x01(\x03R\x0edurationMillis\"\xfb\x01\n" +
 	"\n" +
 	"ShardState\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x120\n" +
 	"\x06holder\x18\x02 \x01(\v2\x18.wds.cell.v1.GrantRecordR\x06holder\x12,\n" +
-	"\x04next\x18\x03 \x01(\v2\x18.wds.cell.v1.GrantRecordR\x04next\"}\n" +
+	"\x04next\x18\x03 \x01(\v2\x18.wds.cell.v1.GrantRecordR\x04next\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\x12\"\n" +
+	"\frelinquished\x18\x05 \x01(\bR\frelinquished\x12!\n" +
+	"\factivated_at\x18\x06 \x01(\x04R\vactivatedAt\"}\n" +
 	"\vGrantRecord\x12\x1f\n" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\x12#\n" +
@@ -1366,61 +1745,70 @@ func file_wds_cell_v1_log_proto_rawDescGZIP() []byte {
 }
 
 var file_wds_cell_v1_log_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wds_cell_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wds_cell_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_wds_cell_v1_log_proto_goTypes = []any{
 	(LeaveReason)(0),      // 0: wds.cell.v1.LeaveReason
 	(*Entry)(nil),         // 1: wds.cell.v1.Entry
 	(*Op)(nil),            // 2: wds.cell.v1.Op
 	(*CreateDomain)(nil),  // 3: wds.cell.v1.CreateDomain
-	(*DeleteDomain)(nil),  // 4: wds.cell.v1.DeleteDomain
-	(*Join)(nil),          // 5: wds.cell.v1.Join
-	(*Leave)(nil),         // 6: wds.cell.v1.Leave
-	(*SetDraining)(nil),   // 7: wds.cell.v1.SetDraining
-	(*Assign)(nil),        // 8: wds.cell.v1.Assign
-	(*Move)(nil),          // 9: wds.cell.v1.Move
-	(*SetConfirmed)(nil),  // 10: wds.cell.v1.SetConfirmed
-	(*Release)(nil),       // 11: wds.cell.v1.Release
-	(*Snapshot)(nil),      // 12: wds.cell.v1.Snapshot
-	(*DomainState)(nil),   // 13: wds.cell.v1.DomainState
-	(*ShardState)(nil),    // 14: wds.cell.v1.ShardState
-	(*GrantRecord)(nil),   // 15: wds.cell.v1.GrantRecord
-	(*ConsumerState)(nil), // 16: wds.cell.v1.ConsumerState
-	(*v1.Domain)(nil),     // 17: wds.v1.Domain
-	(*v1.Token)(nil),      // 18: wds.v1.Token
-	(v1.RevokeReason)(0),  // 19: wds.v1.RevokeReason
-	(*v1.KeyRange)(nil),   // 20: wds.v1.KeyRange
-	(v1.GrantState)(0),    // 21: wds.v1.GrantState
+	(*Delegate)(nil),      // 4: wds.cell.v1.Delegate
+	(*Relinquish)(nil),    // 5: wds.cell.v1.Relinquish
+	(*DeleteDomain)(nil),  // 6: wds.cell.v1.DeleteDomain
+	(*Join)(nil),          // 7: wds.cell.v1.Join
+	(*Leave)(nil),         // 8: wds.cell.v1.Leave
+	(*SetDraining)(nil),   // 9: wds.cell.v1.SetDraining
+	(*Assign)(nil),        // 10: wds.cell.v1.Assign
+	(*Move)(nil),          // 11: wds.cell.v1.Move
+	(*SetConfirmed)(nil),  // 12: wds.cell.v1.SetConfirmed
+	(*Release)(nil),       // 13: wds.cell.v1.Release
+	(*Snapshot)(nil),      // 14: wds.cell.v1.Snapshot
+	(*DomainState)(nil),   // 15: wds.cell.v1.DomainState
+	(*KeySpaceState)(nil), // 16: wds.cell.v1.KeySpaceState
+	(*ShardState)(nil),    // 17: wds.cell.v1.ShardState
+	(*GrantRecord)(nil),   // 18: wds.cell.v1.GrantRecord
+	(*ConsumerState)(nil), // 19: wds.cell.v1.ConsumerState
+	(*v1.Domain)(nil),     // 20: wds.v1.Domain
+	(*v1.KeyRange)(nil),   // 21: wds.v1.KeyRange
+	(*v1.Token)(nil),      // 22: wds.v1.Token
+	(v1.RevokeReason)(0),  // 23: wds.v1.RevokeReason
+	(v1.GrantState)(0),    // 24: wds.v1.GrantState
 }
 var file_wds_cell_v1_log_proto_depIdxs = []int32{
 	2,  // 0: wds.cell.v1.Entry.ops:type_name -> wds.cell.v1.Op
 	3,  // 1: wds.cell.v1.Op.create_domain:type_name -> wds.cell.v1.CreateDomain
-	4,  // 2: wds.cell.v1.Op.delete_domain:type_name -> wds.cell.v1.DeleteDomain
-	5,  // 3: wds.cell.v1.Op.join:type_name -> wds.cell.v1.Join
-	6,  // 4: wds.cell.v1.Op.leave:type_name -> wds.cell.v1.Leave
-	7,  // 5: wds.cell.v1.Op.set_draining:type_name -> wds.cell.v1.SetDraining
-	8,  // 6: wds.cell.v1.Op.assign:type_name -> wds.cell.v1.Assign
-	9,  // 7: wds.cell.v1.Op.move:type_name -> wds.cell.v1.Move
-	11, // 8: wds.cell.v1.Op.release:type_name -> wds.cell.v1.Release
-	10, // 9: wds.cell.v1.Op.set_confirmed:type_name -> wds.cell.v1.SetConfirmed
-	17, // 10: wds.cell.v1.CreateDomain.domain:type_name -> wds.v1.Domain
-	0,  // 11: wds.cell.v1.Leave.reason:type_name -> wds.cell.v1.LeaveReason
-	18, // 12: wds.cell.v1.Move.token:type_name -> wds.v1.Token
-	19, // 13: wds.cell.v1.Move.reason:type_name -> wds.v1.RevokeReason
-	18, // 14: wds.cell.v1.Release.token:type_name -> wds.v1.Token
-	13, // 15: wds.cell.v1.Snapshot.domains:type_name -> wds.cell.v1.DomainState
-	16, // 16: wds.cell.v1.Snapshot.consumers:type_name -> wds.cell.v1.ConsumerState
-	17, // 17: wds.cell.v1.DomainState.domain:type_name -> wds.v1.Domain
-	14, // 18: wds.cell.v1.DomainState.shards:type_name -> wds.cell.v1.ShardState
-	20, // 19: wds.cell.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	15, // 20: wds.cell.v1.ShardState.holder:type_name -> wds.cell.v1.GrantRecord
-	15, // 21: wds.cell.v1.ShardState.next:type_name -> wds.cell.v1.GrantRecord
-	18, // 22: wds.cell.v1.GrantRecord.token:type_name -> wds.v1.Token
-	21, // 23: wds.cell.v1.GrantRecord.state:type_name -> wds.v1.GrantState
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	6,  // 2: wds.cell.v1.Op.delete_domain:type_name -> wds.cell.v1.DeleteDomain
+	7,  // 3: wds.cell.v1.Op.join:type_name -> wds.cell.v1.Join
+	8,  // 4: wds.cell.v1.Op.leave:type_name -> wds.cell.v1.Leave
+	9,  // 5: wds.cell.v1.Op.set_draining:type_name -> wds.cell.v1.SetDraining
+	10, // 6: wds.cell.v1.Op.assign:type_name -> wds.cell.v1.Assign
+	11, // 7: wds.cell.v1.Op.move:type_name -> wds.cell.v1.Move
+	13, // 8: wds.cell.v1.Op.release:type_name -> wds.cell.v1.Release
+	12, // 9: wds.cell.v1.Op.set_confirmed:type_name -> wds.cell.v1.SetConfirmed
+	4,  // 10: wds.cell.v1.Op.delegate:type_name -> wds.cell.v1.Delegate
+	5,  // 11: wds.cell.v1.Op.relinquish:type_name -> wds.cell.v1.Relinquish
+	20, // 12: wds.cell.v1.CreateDomain.domain:type_name -> wds.v1.Domain
+	21, // 13: wds.cell.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
+	21, // 14: wds.cell.v1.Relinquish.ranges:type_name -> wds.v1.KeyRange
+	0,  // 15: wds.cell.v1.Leave.reason:type_name -> wds.cell.v1.LeaveReason
+	22, // 16: wds.cell.v1.Move.token:type_name -> wds.v1.Token
+	23, // 17: wds.cell.v1.Move.reason:type_name -> wds.v1.RevokeReason
+	22, // 18: wds.cell.v1.Release.token:type_name -> wds.v1.Token
+	15, // 19: wds.cell.v1.Snapshot.domains:type_name -> wds.cell.v1.DomainState
+	19, // 20: wds.cell.v1.Snapshot.consumers:type_name -> wds.cell.v1.ConsumerState
+	20, // 21: wds.cell.v1.DomainState.domain:type_name -> wds.v1.Domain
+	17, // 22: wds.cell.v1.DomainState.shards:type_name -> wds.cell.v1.ShardState
+	16, // 23: wds.cell.v1.DomainState.key_spaces:type_name -> wds.cell.v1.KeySpaceState
+	17, // 24: wds.cell.v1.KeySpaceState.shards:type_name -> wds.cell.v1.ShardState
+	21, // 25: wds.cell.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	18, // 26: wds.cell.v1.ShardState.holder:type_name -> wds.cell.v1.GrantRecord
+	18, // 27: wds.cell.v1.ShardState.next:type_name -> wds.cell.v1.GrantRecord
+	22, // 28: wds.cell.v1.GrantRecord.token:type_name -> wds.v1.Token
+	24, // 29: wds.cell.v1.GrantRecord.state:type_name -> wds.v1.GrantState
+	30, // [30:30] is the sub-list for method output_type
+	30, // [30:30] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_wds_cell_v1_log_proto_init() }
@@ -1438,6 +1826,8 @@ func file_wds_cell_v1_log_proto_init() {
 		(*Op_Move)(nil),
 		(*Op_Release)(nil),
 		(*Op_SetConfirmed)(nil),
+		(*Op_Delegate)(nil),
+		(*Op_Relinquish)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1445,7 +1835,7 @@ func file_wds_cell_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_cell_v1_log_proto_rawDesc), len(file_wds_cell_v1_log_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
