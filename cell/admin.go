@@ -6,48 +6,52 @@ import (
 	"sort"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/wdsio/wds/internal/rpcfwd"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
 
-// forwardedKey marks an admin call a follower forwarded, so a call never
-// bounces between two nodes that each think the other leads.
-const forwardedKey = "wds-forwarded-by"
-
 // adminService implements wdsv1.AdminServer. Every call but Status is
-// answered by the leader: followers forward it.
+// answered by the leader: followers forward it (adminForwarder).
 type adminService struct {
 	wdsv1.UnimplementedAdminServer
 	n *Node
 }
 
-// leaderClient returns nil when this node is the ready leader (answer
-// locally), else a client for the leader.
-func (a *adminService) leaderClient(ctx context.Context) (wdsv1.AdminClient, context.Context, error) {
-	if a.n.currentLeader() != nil {
-		return nil, ctx, nil
+// leaderOnlyAdmin are the Admin methods only the ready leader answers:
+// every one but Status.
+var leaderOnlyAdmin = []string{
+	wdsv1.Admin_CreateDomain_FullMethodName,
+	wdsv1.Admin_ListDomains_FullMethodName,
+	wdsv1.Admin_DescribeDomain_FullMethodName,
+	wdsv1.Admin_ListConsumers_FullMethodName,
+	wdsv1.Admin_DeleteDomain_FullMethodName,
+	wdsv1.Admin_ShardMap_FullMethodName,
+	wdsv1.Admin_Drain_FullMethodName,
+}
+
+// adminForwarder is the interceptor that forwards the leader-only Admin
+// calls a follower receives to the leader (rpcfwd): the handlers below
+// run only on the ready leader.
+func (n *Node) adminForwarder() grpc.UnaryServerInterceptor {
+	f := &rpcfwd.Forwarder{
+		Self:  n.cfg.NodeID,
+		Group: "cell",
+		Leader: func() (bool, string, string) {
+			if n.currentLeader() != nil {
+				return true, "", ""
+			}
+			id, ep := n.leaderEndpoint()
+			return false, id, ep
+		},
+		Dial: func(ep string) (grpc.ClientConnInterface, error) { return n.dialPeer(ep) },
 	}
-	if md, ok := metadata.FromIncomingContext(ctx); ok && len(md.Get(forwardedKey)) > 0 {
-		return nil, ctx, status.Errorf(codes.Unavailable, "node %s is not the leader (forwarded by %s); retry", a.n.cfg.NodeID, md.Get(forwardedKey)[0])
-	}
-	id, ep := a.n.leaderEndpoint()
-	if ep == "" || id == a.n.cfg.NodeID {
-		return nil, ctx, status.Error(codes.Unavailable, "the cell has no leader right now; retry shortly")
-	}
-	cc, err := a.n.dialPeer(ep)
-	if err != nil {
-		return nil, ctx, status.Errorf(codes.Unavailable, "forward to leader %s at %s: %v", id, ep, err)
-	}
-	out := metadata.AppendToOutgoingContext(ctx, forwardedKey, a.n.cfg.NodeID)
-	return wdsv1.NewAdminClient(cc), out, nil
+	return f.Interceptor(leaderOnlyAdmin...)
 }
 
 func (a *adminService) CreateDomain(ctx context.Context, req *wdsv1.CreateDomainRequest) (*wdsv1.CreateDomainResponse, error) {
@@ -55,36 +59,20 @@ func (a *adminService) CreateDomain(ctx context.Context, req *wdsv1.CreateDomain
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.CreateDomain(fctx, req)
-	}
-	res, err := a.n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{Domain: topology.DomainToProto(spec)}}})
+	res, err := a.n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{
+		Domain: topology.DomainToProto(spec), Federated: a.n.cfg.Delegator != nil,
+	}}})
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if res[0] != nil {
-		return nil, toStatus(res[0])
+	if res[0].Err != nil {
+		return nil, toStatus(res[0].Err)
 	}
-	s := a.n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	d, ok := s.domains[spec.Name]
-	if !ok {
-		return nil, status.Errorf(codes.Aborted, "domain %q was deleted concurrently", spec.Name)
-	}
-	return &wdsv1.CreateDomainResponse{Domain: s.domainProto(d)}, nil
+	// The domain as the entry created it (the state may have moved on).
+	return &wdsv1.CreateDomainResponse{Domain: res[0].Resp.(*wdsv1.Domain)}, nil
 }
 
 func (a *adminService) ListDomains(ctx context.Context, req *wdsv1.ListDomainsRequest) (*wdsv1.ListDomainsResponse, error) {
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.ListDomains(fctx, req)
-	}
 	s := a.n.state
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -110,12 +98,6 @@ func (a *adminService) lookupDomain(field, name string) (*domain, error) {
 }
 
 func (a *adminService) DescribeDomain(ctx context.Context, req *wdsv1.DescribeDomainRequest) (*wdsv1.DescribeDomainResponse, error) {
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.DescribeDomain(fctx, req)
-	}
 	connected := a.n.connectedConsumers()
 	s := a.n.state
 	s.mu.RLock()
@@ -126,19 +108,24 @@ func (a *adminService) DescribeDomain(ctx context.Context, req *wdsv1.DescribeDo
 	}
 	out := &wdsv1.DescribeDomainResponse{Domain: s.domainProto(d)}
 	counts := map[*consumer]uint32{}
-	for i := range d.shards {
-		sh := &d.shards[i]
-		switch {
-		case sh.holder.consumer == nil:
-			out.Unowned++
-		case sh.holder.state == stateActive:
-			counts[sh.holder.consumer]++
-			if sh.holder.consumer.unconfirmed {
-				out.Unconfirmed++
+	for _, ks := range d.spaces {
+		for i := range ks.shards {
+			sh := &ks.shards[i]
+			if !sh.delegated() {
+				continue // not this cell's to grant: neither owned nor unowned here
 			}
-		default:
-			out.Moving++
-			out.Unowned++
+			switch {
+			case sh.holder.consumer == nil:
+				out.Unowned++
+			case sh.holder.state == stateActive:
+				counts[sh.holder.consumer]++
+				if sh.holder.consumer.unconfirmed {
+					out.Unconfirmed++
+				}
+			default:
+				out.Moving++
+				out.Unowned++
+			}
 		}
 	}
 	for _, c := range sortedConsumers(s) {
@@ -162,12 +149,6 @@ func consumerInfo(c *consumer, connected bool) *wdsv1.ConsumerInfo {
 // ListConsumers lists every registered consumer with its active shards per
 // domain.
 func (a *adminService) ListConsumers(ctx context.Context, req *wdsv1.ListConsumersRequest) (*wdsv1.ListConsumersResponse, error) {
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.ListConsumers(fctx, req)
-	}
 	connected := a.n.connectedConsumers()
 	s := a.n.state
 	s.mu.RLock()
@@ -177,8 +158,8 @@ func (a *adminService) ListConsumers(ctx context.Context, req *wdsv1.ListConsume
 		info := consumerInfo(c, connected[c.id])
 		info.ShardsByDomain = map[string]uint32{}
 		for ref := range c.grants {
-			if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
-				info.ShardsByDomain[ref.d.spec.Name]++
+			if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+				info.ShardsByDomain[ref.ks.name()]++
 				info.Shards++
 			}
 		}
@@ -191,12 +172,6 @@ func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomain
 	if err := topology.ValidateName("name", req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.DeleteDomain(fctx, req)
-	}
 	a.n.state.mu.RLock()
 	d, ok := a.n.state.domains[req.GetName()]
 	deleting := ok && d.deleting
@@ -208,19 +183,13 @@ func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomain
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if res[0] != nil {
-		return nil, toStatus(res[0])
+	if res[0].Err != nil {
+		return nil, toStatus(res[0].Err)
 	}
 	return &wdsv1.DeleteDomainResponse{}, nil
 }
 
 func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest) (*wdsv1.ShardMapResponse, error) {
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.ShardMap(fctx, req)
-	}
 	s := a.n.state
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -228,54 +197,64 @@ func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &wdsv1.ShardMapResponse{Domain: d.spec.Name, Version: s.index, Shards: make([]*wdsv1.ShardInfo, len(d.shards))}
-	for i := range d.shards {
-		sh := &d.shards[i]
-		info := &wdsv1.ShardInfo{Range: topology.RangeToProto(d.ranges[i])}
-		if h := sh.holder; h.consumer != nil {
-			info.Owner = h.consumer.id
-			info.State = h.state.proto()
-			info.Token = topology.TokenToProto(h.token)
-			info.Endpoint = h.consumer.endpoint
-			info.Unconfirmed = h.consumer.unconfirmed && h.state == stateActive
+	out := &wdsv1.ShardMapResponse{Domain: d.spec.Name, Version: s.index}
+	for _, ks := range d.spaces {
+		for i := range ks.shards {
+			sh := &ks.shards[i]
+			if !sh.delegated() && sh.holder.consumer == nil && sh.next.consumer == nil {
+				continue // outside the cell's delegations
+			}
+			out.Shards = append(out.Shards, shardInfoLocked(ks, i))
 		}
-		if sh.next.consumer != nil {
-			info.NextOwner = sh.next.consumer.id
-		}
-		out.Shards[i] = info
 	}
 	return out, nil
 }
 
+// shardInfoLocked describes shard i of ks. Caller holds the state lock.
+func shardInfoLocked(ks *keySpace, i int) *wdsv1.ShardInfo {
+	sh := &ks.shards[i]
+	info := &wdsv1.ShardInfo{Range: topology.RangeToProto(ks.ranges[i]), Region: ks.region}
+	if h := sh.holder; h.consumer != nil {
+		info.Owner = h.consumer.id
+		info.State = h.state.proto()
+		info.Token = topology.TokenToProto(h.token)
+		info.Endpoint = h.consumer.endpoint
+		info.Unconfirmed = h.consumer.unconfirmed && h.state == stateActive
+	}
+	if sh.next.consumer != nil {
+		info.NextOwner = sh.next.consumer.id
+	}
+	return info
+}
+
 func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wdsv1.StatusResponse, error) {
 	n := a.n
-	r := n.raft.Raft
+	r := n.raft.Status()
 	leaderID, leaderEP := n.leaderEndpoint()
 	out := &wdsv1.StatusResponse{
 		NodeId:         n.cfg.NodeID,
 		Region:         n.cfg.Region,
-		State:          r.State().String(),
+		State:          r.State.String(),
 		LeaderId:       leaderID,
 		LeaderEndpoint: leaderEP,
-		Term:           r.CurrentTerm(),
-		CommitIndex:    r.CommitIndex(),
-		AppliedIndex:   r.AppliedIndex(),
+		Term:           r.Term,
+		CommitIndex:    r.CommitIndex,
+		AppliedIndex:   r.AppliedIndex,
 		Sessions:       uint32(n.sessionCount()),
 	}
 	// The other nodes' health first: the leader's answer then tells
 	// whether this node has caught up, without asking it twice.
 	var leaderAnswer *wdsv1.LocateResponse
-	if f := r.GetConfiguration(); f.Error() == nil {
-		servers := f.Configuration().Servers
+	if servers, err := n.raft.Servers(); err == nil {
 		var health map[string]*wdsv1.NodeInfo
 		health, leaderAnswer = n.peerHealth(servers)
 		for _, srv := range servers {
-			p, _ := n.cfg.peer(string(srv.ID))
+			ep, _ := n.peers.Endpoint(string(srv.ID))
 			info := health[string(srv.ID)]
 			if info == nil {
 				info = &wdsv1.NodeInfo{}
 			}
-			info.Id, info.RaftAddress, info.Endpoint = string(srv.ID), string(srv.Address), p.GRPC
+			info.Id, info.RaftAddress, info.Endpoint = string(srv.ID), string(srv.Address), ep
 			info.Suffrage, info.Leader = suffrage(srv.Suffrage), string(srv.ID) == leaderID
 			out.Nodes = append(out.Nodes, info)
 		}
@@ -322,12 +301,6 @@ func (a *adminService) Drain(ctx context.Context, req *wdsv1.DrainRequest) (*wds
 	if err := topology.ValidateConsumerID("consumer_id", req.GetConsumerId()); err != nil {
 		return nil, toStatus(err)
 	}
-	if c, fctx, err := a.leaderClient(ctx); err != nil || c != nil {
-		if err != nil {
-			return nil, err
-		}
-		return c.Drain(fctx, req)
-	}
 	a.n.state.mu.RLock()
 	c, ok := a.n.state.consumers[req.GetConsumerId()]
 	var inc string
@@ -335,7 +308,7 @@ func (a *adminService) Drain(ctx context.Context, req *wdsv1.DrainRequest) (*wds
 	if ok {
 		inc = c.incarnation
 		for ref := range c.grants {
-			if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+			if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
 				shards++
 			}
 		}
@@ -350,8 +323,8 @@ func (a *adminService) Drain(ctx context.Context, req *wdsv1.DrainRequest) (*wds
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	if res[0] != nil {
-		return nil, toStatus(res[0])
+	if res[0].Err != nil {
+		return nil, toStatus(res[0].Err)
 	}
 	return &wdsv1.DrainResponse{Shards: shards}, nil
 }

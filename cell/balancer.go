@@ -1,13 +1,14 @@
 package cell
 
 import (
+	"fmt"
 	"sort"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/internal/lease"
+	"github.com/wdsio/wds/internal/rpcerr"
 
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -174,21 +175,23 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	// deterministic order.
 	for _, name := range names {
 		d := s.domains[name]
-		for i := range d.shards {
-			h := d.shards[i].holder
-			if h.consumer == nil || leaving[h.consumer] {
-				continue
-			}
-			dl := deadline(h.consumer, d.spec.TTL)
-			anchored := h.consumer.id
-			if h.state == stateRevoked {
-				if f, ok := frozen[grantKey{domain: name, from: d.ranges[i].From, token: h.token}]; ok && f.Before(dl) {
-					dl, anchored = f, "" // later acks cannot extend a revoked grant
+		for _, ks := range d.spaces {
+			for i := range ks.shards {
+				h := ks.shards[i].holder
+				if h.consumer == nil || leaving[h.consumer] {
+					continue
 				}
-			}
-			if now.After(dl) {
-				ops = append(ops, releaseOp(d, i, h.consumer.id, h.token, true))
-				sc.expiryIDs = append(sc.expiryIDs, anchored)
+				dl := deadline(h.consumer, d.spec.TTL)
+				anchored := h.consumer.id
+				if h.state == stateRevoked {
+					if f, ok := frozen[grantKey{domain: name, region: ks.region, from: ks.ranges[i].From, token: h.token}]; ok && f.Before(dl) {
+						dl, anchored = f, "" // later acks cannot extend a revoked grant
+					}
+				}
+				if now.After(dl) {
+					ops = append(ops, releaseOp(ks, i, h.consumer.id, h.token, true))
+					sc.expiryIDs = append(sc.expiryIDs, anchored)
+				}
 			}
 		}
 	}
@@ -213,8 +216,10 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			}
 			continue
 		}
-		if !l.n.cfg.Authority.Covers(name, now.Add(l.params(d.spec.TTL).LeaderHold())) {
-			continue // contract (5): grant nothing new outside a live delegation
+		if !l.delegations.grantable(name, now.Add(l.params(d.spec.TTL).LeaderHold())) {
+			// Contract (5): grant nothing new while the delegation is
+			// unconfirmed or lapsing (the FSM refuses outside one anyway).
+			continue
 		}
 		var eligible []*consumer
 		for _, c := range servers[name] {
@@ -230,13 +235,15 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 				// session's Welcome: the client would compute its deadline
 				// from the old one. Make it reconnect and learn the new one.
 				if _, announced := v.ttls[name]; announced {
-					go v.conn.close(status.Errorf(codes.Unavailable, "domain %q changed (ttl %v); reconnect", name, d.spec.TTL), nil)
+					go v.conn.close(rpcerr.New(codes.Unavailable, rpcerr.ReasonDomainChanged, fmt.Sprintf("domain %q changed (ttl %v); reconnect", name, d.spec.TTL), rpcerr.KeyDomain, name), nil)
 				}
 				continue
 			}
 			eligible = append(eligible, c)
 		}
-		ops = append(ops, planDomain(d, eligible, views, l.n.cfg.MaxMovesInFlight)...)
+		for _, ks := range d.spaces {
+			ops = append(ops, planDomain(ks, eligible, views, l.n.cfg.MaxMovesInFlight)...)
+		}
 	}
 	return append(ops, confirmOps(all, views, now)...)
 }
@@ -266,7 +273,8 @@ func confirmOps(all []*consumer, views map[string]leaseView, now time.Time) []*c
 			grace = max(grace, lease.HeartbeatInterval(minTTL(v.ttls))*5/2)
 		}
 		if want := now.Sub(v.heardAt) > grace; want != c.unconfirmed {
-			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_SetConfirmed{SetConfirmed: &cellv1.SetConfirmed{
+			// Ignorable: informational, an older node may skip it.
+			ops = append(ops, &cellv1.Op{Ignorable: true, Op: &cellv1.Op_SetConfirmed{SetConfirmed: &cellv1.SetConfirmed{
 				ConsumerId: c.id, Incarnation: []byte(c.incarnation), Unconfirmed: want,
 			}}})
 		}
@@ -274,29 +282,35 @@ func confirmOps(all []*consumer, views map[string]leaseView, now time.Time) []*c
 	return ops
 }
 
-// planDomain balances one domain: every eligible consumer ends with ⌊n/k⌋
-// or ⌈n/k⌉ shards, with the fewest moves. Shards without an eligible owner
+// planDomain balances one key space of a domain over the shards under a
+// live delegation: every eligible consumer ends with ⌊n/k⌋ or ⌈n/k⌉ of
+// them, with the fewest moves. Shards without an eligible owner
 // are assigned (at once when unheld, as successors when their holder is
 // revoked) or moved away from a draining holder; then consumers above their
 // target give shards to those below. Moves in flight are capped.
-func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, maxMoves int) []*cellv1.Op {
+func planDomain(ks *keySpace, eligible []*consumer, views map[string]leaseView, maxMoves int) []*cellv1.Op {
 	var ops []*cellv1.Op
-	n, k := len(d.shards), len(eligible)
+	n, k := 0, len(eligible)
+	for i := range ks.shards {
+		if ks.shards[i].delegated() {
+			n++
+		}
+	}
 	// Moves in flight: every revoked grant not yet released or expired,
 	// with or without a successor.
 	inflight := 0
-	for i := range d.shards {
-		if d.shards[i].holder.state == stateRevoked {
+	for i := range ks.shards {
+		if ks.shards[i].holder.state == stateRevoked {
 			inflight++
 		}
 	}
 	if k == 0 {
 		// Nobody can take over: a draining holder still gets its shards
 		// revoked so it can finish draining.
-		for i := range d.shards {
-			h := d.shards[i].holder
-			if h.consumer != nil && h.state == stateActive && h.consumer.draining && d.shards[i].next.consumer == nil && inflight < maxMoves {
-				ops = append(ops, moveOp(d, i, h, "", wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
+		for i := range ks.shards {
+			h := ks.shards[i].holder
+			if h.consumer != nil && h.state == stateActive && h.consumer.draining && ks.shards[i].next.consumer == nil && inflight < maxMoves {
+				ops = append(ops, moveOp(ks, i, h, "", wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
 				inflight++
 			}
 		}
@@ -308,7 +322,7 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 	}
 	// effective owner: the successor if any, else an ACTIVE holder.
 	owner := func(i int) *consumer {
-		sh := &d.shards[i]
+		sh := &ks.shards[i]
 		if sh.next.consumer != nil {
 			return sh.next.consumer
 		}
@@ -318,7 +332,7 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 		return nil
 	}
 	load := make(map[*consumer]int, k)
-	for i := range d.shards {
+	for i := range ks.shards {
 		if o := owner(i); o != nil && isEligible[o] {
 			load[o]++
 		}
@@ -362,8 +376,11 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 	})
 
 	// 1. Shards without an eligible effective owner.
-	for i := range d.shards {
-		sh := &d.shards[i]
+	for i := range ks.shards {
+		sh := &ks.shards[i]
+		if !sh.delegated() {
+			continue // nothing is granted outside a live delegation
+		}
 		if o := owner(i); o != nil && isEligible[o] {
 			continue
 		}
@@ -376,17 +393,17 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 		}
 		switch {
 		case sh.holder.consumer == nil:
-			ops = append(ops, assignOp(d, i, r))
+			ops = append(ops, assignOp(ks, i, r))
 		case sh.holder.state == stateRevoked:
 			if sh.holder.consumer == r {
 				continue
 			}
-			ops = append(ops, assignOp(d, i, r)) // already counted in flight
+			ops = append(ops, assignOp(ks, i, r)) // already counted in flight
 		default: // ACTIVE holder that is not eligible: draining or leaving
 			if inflight >= maxMoves {
 				continue
 			}
-			ops = append(ops, moveOp(d, i, sh.holder, r.id, wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
+			ops = append(ops, moveOp(ks, i, sh.holder, r.id, wdsv1.RevokeReason_REVOKE_REASON_DRAIN))
 			inflight++
 		}
 		load[r]++
@@ -394,13 +411,13 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 
 	// 2. Over-target consumers give shards to under-target ones.
 	if inflight < maxMoves {
-		for i := range d.shards {
+		for i := range ks.shards {
 			if inflight >= maxMoves {
 				break
 			}
-			sh := &d.shards[i]
+			sh := &ks.shards[i]
 			h := sh.holder
-			if h.consumer == nil || h.state != stateActive || sh.next.consumer != nil || !isEligible[h.consumer] {
+			if !sh.delegated() || h.consumer == nil || h.state != stateActive || sh.next.consumer != nil || !isEligible[h.consumer] {
 				continue
 			}
 			if load[h.consumer] <= target[h.consumer] {
@@ -410,7 +427,7 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 			if r == nil {
 				break
 			}
-			ops = append(ops, moveOp(d, i, h, r.id, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE))
+			ops = append(ops, moveOp(ks, i, h, r.id, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE))
 			load[h.consumer]--
 			load[r]++
 			inflight++
@@ -419,13 +436,13 @@ func planDomain(d *domain, eligible []*consumer, views map[string]leaseView, max
 	return ops
 }
 
-func assignOp(d *domain, i int, c *consumer) *cellv1.Op {
-	return &cellv1.Op{Op: &cellv1.Op_Assign{Assign: &cellv1.Assign{Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), ConsumerId: c.id}}}
+func assignOp(ks *keySpace, i int, c *consumer) *cellv1.Op {
+	return &cellv1.Op{Op: &cellv1.Op_Assign{Assign: &cellv1.Assign{Domain: ks.name(), Region: ks.region, From: ks.ranges[i].From.Bytes(), ConsumerId: c.id}}}
 }
 
-func moveOp(d *domain, i int, h grant, next string, reason wdsv1.RevokeReason) *cellv1.Op {
+func moveOp(ks *keySpace, i int, h grant, next string, reason wdsv1.RevokeReason) *cellv1.Op {
 	return &cellv1.Op{Op: &cellv1.Op_Move{Move: &cellv1.Move{
-		Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), Holder: h.consumer.id,
+		Domain: ks.name(), Region: ks.region, From: ks.ranges[i].From.Bytes(), Holder: h.consumer.id,
 		Token: topology.TokenToProto(h.token), Next: next, Reason: reason,
 	}}}
 }
@@ -492,20 +509,11 @@ func unfence(fenced []*consumerLease) {
 	}
 }
 
-func releaseOp(d *domain, i int, consumerID string, tok topology.Token, expired bool) *cellv1.Op {
+func releaseOp(ks *keySpace, i int, consumerID string, tok topology.Token, expired bool) *cellv1.Op {
 	return &cellv1.Op{Op: &cellv1.Op_Release{Release: &cellv1.Release{
-		Domain: d.spec.Name, From: d.ranges[i].From.Bytes(), ConsumerId: consumerID,
+		Domain: ks.name(), Region: ks.region, From: ks.ranges[i].From.Bytes(), ConsumerId: consumerID,
 		Token: topology.TokenToProto(tok), Expired: expired,
 	}}}
-}
-
-func domainEmpty(d *domain) bool {
-	for i := range d.shards {
-		if d.shards[i].holder.consumer != nil || d.shards[i].next.consumer != nil {
-			return false
-		}
-	}
-	return true
 }
 
 func sortedConsumers(s *State) []*consumer {

@@ -25,24 +25,6 @@ type Peer struct {
 	GRPC string
 }
 
-// Authority decides which key space the cell may grant: the seam where the
-// global group's delegations plug in (DESIGN.md, contract (5)). A lone cell
-// owns its whole region and uses SelfAuthority.
-type Authority interface {
-	// Covers reports whether grants of domain may be held until the local
-	// monotonic instant until. When it returns false the cell revokes the
-	// domain's grants before acknowledging heartbeats and grants nothing
-	// new in it.
-	Covers(domain string, until time.Time) bool
-}
-
-// SelfAuthority is the authority of a cell that is not part of a
-// federation: it owns every domain of its region without end.
-type SelfAuthority struct{}
-
-// Covers always reports true.
-func (SelfAuthority) Covers(string, time.Time) bool { return true }
-
 // Config configures one cell node. Start from DefaultConfig.
 type Config struct {
 	// NodeID is this node's id; it must be one of Peers.
@@ -54,14 +36,20 @@ type Config struct {
 	// Peers are the cell's voters (1 or 3; 5 and 7 work too), this node
 	// included.
 	Peers []Peer
+	// Resolver finds the other nodes' client endpoints (sessions are
+	// redirected, admin calls forwarded and Status reports there); nil
+	// means StaticPeers(Peers). Gossip membership will resolve them later.
+	Resolver PeerResolver
 	// RaftBind is the Raft listen address; empty means this node's
 	// Peers[].Raft.
 	RaftBind string
 	// GRPCBind is the gRPC listen address; empty means this node's
-	// Peers[].GRPC.
+	// Peers[].GRPC (see GRPCListenAddr). The node does not listen: the
+	// process serving it (internal/serve) binds it.
 	GRPCBind string
 	// HTTPBind is the admin HTTP address (/metrics, /healthz, /readyz);
-	// empty disables it.
+	// empty disables it. Read by the process serving the node, like
+	// GRPCBind.
 	HTTPBind string
 
 	// Drift is ε, the allowed clock-rate drift between machines (0.01 = 1%).
@@ -89,8 +77,13 @@ type Config struct {
 	// Raft tunes the Raft member (timings, compaction). ID, Dir, Bind and
 	// Peers are filled in from the fields above.
 	Raft raftnode.Config
-	// Authority decides what the cell may grant (default SelfAuthority).
-	Authority Authority
+	// Delegator delegates key space to the cell (contract (5)): the global
+	// group in a federation. Nil means a lone cell, which delegates every
+	// key space of its domains to itself without expiry.
+	Delegator Delegator
+	// RenewInterval is how often the leader renews its delegations (with a
+	// Delegator); D must exceed it by far (seconds).
+	RenewInterval time.Duration
 	// Faults lets tests partition the node's Raft transport.
 	Faults *raftnode.Faults
 	// Logger is the node's logger (component attributes are added).
@@ -98,8 +91,8 @@ type Config struct {
 	// Metrics, if set, receives the node's metrics; otherwise the node
 	// creates its own registry.
 	Metrics *telemetry.Metrics
-	// TracerProvider traces the node's gRPC servers (otelgrpc); nil means
-	// no tracing. See telemetry.NewTracing (OTEL_EXPORTER_OTLP_ENDPOINT).
+	// TracerProvider traces the gRPC server of the process serving the
+	// node (otelgrpc, set up by internal/serve); nil means no tracing. See telemetry.NewTracing (OTEL_EXPORTER_OTLP_ENDPOINT).
 	TracerProvider trace.TracerProvider
 }
 
@@ -111,6 +104,7 @@ func DefaultConfig() Config {
 		MaxMovesInFlight: 64,
 		RoutingCoalesce:  2 * time.Millisecond,
 		BalanceInterval:  100 * time.Millisecond,
+		RenewInterval:    time.Second,
 		HelloTimeout:     10 * time.Second,
 		MaxSessionQueue:  1 << 16,
 		MaxRoutingQueue:  256,
@@ -161,6 +155,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxMovesInFlight < 1 {
 		return topology.Invalid("max_moves_in_flight", fmt.Sprint(c.MaxMovesInFlight), "must be at least 1")
+	}
+	if c.Delegator != nil && c.RenewInterval <= 0 {
+		return topology.Invalid("renew_interval", c.RenewInterval.String(), "must be positive with a delegator")
 	}
 	if c.RoutingCoalesce <= 0 || c.BalanceInterval <= 0 || c.HelloTimeout <= 0 {
 		return topology.Invalid("routing_coalesce/balance_interval/hello_timeout", "", "must be positive")

@@ -1,12 +1,13 @@
 package cell
 
 import (
+	"slices"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/wdsio/wds/internal/rpcerr"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -36,6 +37,7 @@ type outItem struct {
 
 	// grant / revoke / prepare
 	domain string
+	region string
 	rng    topology.Range
 	token  topology.Token
 	reason wdsv1.RevokeReason
@@ -75,15 +77,21 @@ type sessionConn struct {
 	maxCritical int
 	maxRouting  int
 	sub         *subscription
+	// delegationRevokes counts, per domain, queued revocations of a
+	// relinquished delegation not yet sent. Acks withhold those domains
+	// until they are out: the leader stops withholding a domain as soon as
+	// its relinquish applies, and an ack queued ahead of the revocations
+	// must not extend the grants they revoke.
+	delegationRevokes map[string]int
 }
 
 // connOwner is what the sender consults while sending: the leader for
 // consumer sessions (lease bookkeeping), nothing for observers.
 type connOwner interface {
 	// beforeAck is called just before a heartbeat ack is sent; it returns
-	// false to drop the ack (leadership not confirmed) and may return
-	// revocations to send first (delegation lapsing).
-	beforeAck(c *sessionConn, received time.Time) (ok bool, revoke []outItem)
+	// false to drop the ack (leadership not confirmed), and the domains
+	// the ack must not extend (their delegation is unknown or lapsing).
+	beforeAck(c *sessionConn, received time.Time) (ok bool, withheld []string)
 	// beforeRevoke freezes the deadlines of revoked grants as they are sent.
 	beforeRevoke(c *sessionConn, keys []grantKey)
 	// resync asks the routing hub for a fresh snapshot.
@@ -119,11 +127,45 @@ func (c *sessionConn) enqueue(it outItem) {
 	if len(c.queue) >= c.maxCritical {
 		// Unavailable, not ResourceExhausted: the client should reconnect
 		// and resume, not give up.
-		c.closeLocked(status.Error(codes.Unavailable, "session stream too slow: outbound queue full; reconnect"), nil)
+		c.closeLocked(rpcerr.New(codes.Unavailable, rpcerr.ReasonSlowConsumer, "session stream too slow: outbound queue full; reconnect"), nil)
 		return
+	}
+	if it.kind == itemRevoke && it.reason == wdsv1.RevokeReason_REVOKE_REASON_DELEGATION {
+		if c.delegationRevokes == nil {
+			c.delegationRevokes = map[string]int{}
+		}
+		c.delegationRevokes[it.domain]++
 	}
 	c.queue = append(c.queue, it)
 	c.signal()
+}
+
+// withheldLocked adds to withheld the domains with delegation revocations
+// still queued.
+func (c *sessionConn) withheld(withheld []string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for d, n := range c.delegationRevokes {
+		if n > 0 && !slices.Contains(withheld, d) {
+			withheld = append(withheld, d)
+		}
+	}
+	slices.Sort(withheld)
+	return withheld
+}
+
+// sentDelegationRevokes marks delegation revocations as sent.
+func (c *sessionConn) sentDelegationRevokes(items []outItem) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, it := range items {
+		if it.kind == itemRevoke && it.reason == wdsv1.RevokeReason_REVOKE_REASON_DELEGATION && c.delegationRevokes[it.domain] > 0 {
+			c.delegationRevokes[it.domain]--
+			if c.delegationRevokes[it.domain] == 0 {
+				delete(c.delegationRevokes, it.domain)
+			}
+		}
+	}
 }
 
 // enqueueFront puts the welcome ahead of effects queued while it was built,
@@ -245,22 +287,19 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 		case itemWelcome:
 			c.owner.beforeRevoke(c, it.frozen)
 			if it.welcome.GetAcked() {
-				ok, _ := c.owner.beforeAck(c, it.received)
+				ok, withheld := c.owner.beforeAck(c, it.received)
 				it.welcome.Acked = ok
+				it.welcome.Withheld = c.withheld(withheld)
 			}
 			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Welcome{Welcome: it.welcome}}); err != nil {
 				return err
 			}
 			i++
 		case itemAck:
-			ok, revokes := c.owner.beforeAck(c, it.received)
-			if len(revokes) > 0 {
-				if err := c.sendBatch(revokes, 0); err != nil {
-					return err
-				}
-			}
+			ok, withheld := c.owner.beforeAck(c, it.received)
 			if ok {
-				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_HeartbeatAck{HeartbeatAck: &wdsv1.HeartbeatAck{Seq: it.seq}}}); err != nil {
+				withheld = c.withheld(withheld)
+				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_HeartbeatAck{HeartbeatAck: &wdsv1.HeartbeatAck{Seq: it.seq, Withheld: withheld}}}); err != nil {
 					return err
 				}
 			}
@@ -269,7 +308,7 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 			g := &wdsv1.Grant{}
 			for ; i < len(batch) && batch[i].kind == itemGrant; i++ {
 				if b := batch[i]; b.index == 0 || b.index > watermark {
-					g.Shards = append(g.Shards, &wdsv1.ShardGrant{Domain: b.domain, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
+					g.Shards = append(g.Shards, &wdsv1.ShardGrant{Domain: b.domain, Region: b.region, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
 				}
 			}
 			if len(g.Shards) == 0 {
@@ -281,26 +320,29 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 		case itemRevoke:
 			r := &wdsv1.Revoke{Reason: it.reason}
 			var keys []grantKey
+			first := i
 			for ; i < len(batch) && batch[i].kind == itemRevoke && batch[i].reason == it.reason; i++ {
 				if b := batch[i]; b.index == 0 || b.index > watermark {
-					r.Shards = append(r.Shards, &wdsv1.ShardRef{Domain: b.domain, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
-					keys = append(keys, grantKey{domain: b.domain, from: b.rng.From, token: b.token})
+					r.Shards = append(r.Shards, &wdsv1.ShardRef{Domain: b.domain, Region: b.region, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
+					keys = append(keys, grantKey{domain: b.domain, region: b.region, from: b.rng.From, token: b.token})
 				}
 			}
 			// Freeze before sending: acks sent from here on do not extend
 			// these grants in the client's view.
 			c.owner.beforeRevoke(c, keys)
-			if len(r.Shards) == 0 {
-				continue
+			if len(r.Shards) > 0 {
+				if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Revoke{Revoke: r}}); err != nil {
+					return err
+				}
 			}
-			if err := c.send(&wdsv1.ServerMessage{Msg: &wdsv1.ServerMessage_Revoke{Revoke: r}}); err != nil {
-				return err
-			}
+			// Sent (or already reflected in the welcome): later acks may
+			// extend the domain's other grants again.
+			c.sentDelegationRevokes(batch[first:i])
 		case itemPrepare:
 			p := &wdsv1.Prepare{}
 			for ; i < len(batch) && batch[i].kind == itemPrepare; i++ {
 				if b := batch[i]; b.index == 0 || b.index > watermark {
-					p.Shards = append(p.Shards, &wdsv1.ShardRef{Domain: b.domain, Range: topology.RangeToProto(b.rng)})
+					p.Shards = append(p.Shards, &wdsv1.ShardRef{Domain: b.domain, Region: b.region, Range: topology.RangeToProto(b.rng)})
 				}
 			}
 			if len(p.Shards) == 0 {

@@ -39,7 +39,7 @@ func newExpiryRig(t *testing.T) *expiryRig {
 	cfg.NodeID, cfg.Region, cfg.DataDir = "n1", "local", t.TempDir()
 	cfg.Peers = []Peer{{ID: "n1", Raft: addrs[0], GRPC: addrs[1]}}
 	cfg.Logger = logging.Discard()
-	n, err := Start(cfg)
+	n, err := startServed(t, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +50,7 @@ func newExpiryRig(t *testing.T) *expiryRig {
 		t.Fatal(err)
 	}
 	d := topology.Domain{Name: "d", Kind: topology.KindRegional, Shards: 1, TTL: 3 * time.Second}
-	if res, err := n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{Domain: topology.DomainToProto(d)}}}); err != nil || res[0] != nil {
+	if res, err := n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{Domain: topology.DomainToProto(d)}}}); err != nil || res[0].Err != nil {
 		t.Fatal(err, res)
 	}
 	cc, err := grpc.NewClient(addrs[1], grpc.WithTransportCredentials(insecure.NewCredentials()))

@@ -25,7 +25,7 @@ type fsm struct {
 
 var _ raft.FSM = (*fsm)(nil)
 
-// Apply applies one committed entry and returns []error, one per op.
+// Apply applies one committed entry and returns []Result, one per op.
 func (f *fsm) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil

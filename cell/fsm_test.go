@@ -105,7 +105,7 @@ func grantIndex(s *State) map[string][]string {
 	for id, c := range s.consumers {
 		refs := []string{}
 		for r := range c.grants {
-			refs = append(refs, fmt.Sprintf("%s[%d]", r.d.spec.Name, r.idx))
+			refs = append(refs, fmt.Sprintf("%s/%s[%d]", r.ks.name(), r.ks.region, r.idx))
 		}
 		slices.Sort(refs)
 		out[id] = refs
@@ -287,6 +287,34 @@ func TestSnapshotEmptyRoundTrip(t *testing.T) {
 	checkInvariants(t, full.state())
 }
 
+// TestSnapshotRestoreLegacyFormat: a snapshot written before key spaces
+// (one shard list per domain and a domain-wide generation) restores as one
+// self-delegated key space per domain — the REGIONAL domain's is the
+// cell's region — and the same grants.
+func TestSnapshotRestoreLegacyFormat(t *testing.T) {
+	h := richState(t)
+	cur := h.state().snapshot()
+	legacy := proto.Clone(cur).(*cellv1.Snapshot)
+	for _, d := range legacy.Domains {
+		ks := d.KeySpaces[0]
+		d.KeySpaces = nil
+		d.Generation = 1
+		for _, sh := range ks.Shards {
+			sh.Generation, sh.Relinquished = 0, false
+		}
+		d.Shards = ks.Shards
+	}
+	rep := newHarness(t)
+	if err := restoreInto(t, rep.f, marshalDet(t, legacy)); err != nil {
+		t.Fatal(err)
+	}
+	checkInvariants(t, rep.state())
+	got := rep.state().snapshot()
+	if !proto.Equal(got, cur) {
+		t.Fatalf("legacy snapshot restored as\n%v\nwant\n%v", got, cur)
+	}
+}
+
 func TestSnapshotRestoreBadDataKeepsState(t *testing.T) {
 	h := richState(t)
 	good := h.state().snapshot()
@@ -304,10 +332,14 @@ func TestSnapshotRestoreBadDataKeepsState(t *testing.T) {
 		{"unknown consumer", mutate(func(s *cellv1.Snapshot) { s.Consumers = s.Consumers[1:] })},
 		{"gap in ranges", mutate(func(s *cellv1.Snapshot) {
 			d := s.Domains[slices.IndexFunc(s.Domains, func(d *cellv1.DomainState) bool { return d.Domain.Name == "orders" })]
-			d.Shards = slices.Delete(d.Shards, 0, 1)
+			d.KeySpaces[0].Shards = slices.Delete(d.KeySpaces[0].Shards, 0, 1)
 		})},
-		{"no shards", mutate(func(s *cellv1.Snapshot) { s.Domains[0].Shards = nil })},
-		{"bad range", mutate(func(s *cellv1.Snapshot) { s.Domains[0].Shards[0].Range.From = []byte{1} })},
+		{"no shards", mutate(func(s *cellv1.Snapshot) { s.Domains[0].KeySpaces[0].Shards = nil })},
+		{"bad range", mutate(func(s *cellv1.Snapshot) { s.Domains[0].KeySpaces[0].Shards[0].Range.From = []byte{1} })},
+		{"key space of a GLOBAL domain with a region", mutate(func(s *cellv1.Snapshot) {
+			d := s.Domains[slices.IndexFunc(s.Domains, func(d *cellv1.DomainState) bool { return d.Domain.Name == "orders" })]
+			d.KeySpaces[0].Region = "eu-west"
+		})},
 		{"invalid domain", mutate(func(s *cellv1.Snapshot) { s.Domains[0].Domain.Kind = wdsv1.DomainKind_DOMAIN_KIND_UNSPECIFIED })},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -416,7 +448,11 @@ func TestRegressionSameEntryReactivationStrandsSuccessor(t *testing.T) {
 	tok := topology.Token{Generation: 1, Index: h.index + 1}
 	raw := func(ops ...*cellv1.Op) []error {
 		h.index++
-		return h.f.Apply(logEntry(t, h.index, ops...)).([]error)
+		var errs []error
+		for _, r := range h.f.Apply(logEntry(t, h.index, ops...)).([]Result) {
+			errs = append(errs, r.Err)
+		}
+		return errs
 	}
 	errs := raw(opAssign("orders", f0, "a"), opMove("orders", f0, "a", tok, "b", rebalance), opRelease("orders", f0, "a", tok, false))
 	t.Logf("entry %d results %v; holder %q/%v next %q/%v", h.index, errs,
@@ -464,6 +500,7 @@ func TestTokenRandomOps(t *testing.T) {
 
 type shardKey struct {
 	domain string
+	region string
 	from   topology.Bound
 }
 
@@ -471,31 +508,111 @@ type randOps struct {
 	r    *rand.Rand
 	h    *harness
 	incN int
+	// gen plays the delegator's log index: each new delegation's generation.
+	gen uint64
 }
 
 var (
 	randConsumers = []string{"c0", "c1", "c2", "c3", "c4", "c5"}
 	randDomains   = []string{"alpha", "beta", "gamma"}
+	// randRegions are key-space regions of REGIONAL domains: the cell's own
+	// and another region's (served after a failover).
+	randRegions = []string{testRegion, "eu-west"}
 )
+
+// inSpace sets the key-space region of a shard op.
+func inSpace(op *cellv1.Op, region string) *cellv1.Op {
+	switch o := op.GetOp().(type) {
+	case *cellv1.Op_Assign:
+		o.Assign.Region = region
+	case *cellv1.Op_Move:
+		o.Move.Region = region
+	case *cellv1.Op_Release:
+		o.Release.Region = region
+	}
+	return op
+}
+
+func opDelegate(name, region string, gen uint64, ranges ...topology.Range) *cellv1.Op {
+	op := &cellv1.Delegate{Domain: name, Region: region, Generation: gen, DurationMillis: 13000}
+	for _, r := range ranges {
+		op.Ranges = append(op.Ranges, topology.RangeToProto(r))
+	}
+	return &cellv1.Op{Op: &cellv1.Op_Delegate{Delegate: op}}
+}
+
+func opRelinquish(name, region string, gen uint64, ranges ...topology.Range) *cellv1.Op {
+	op := &cellv1.Relinquish{Domain: name, Region: region, Generation: gen}
+	for _, r := range ranges {
+		op.Ranges = append(op.Ranges, topology.RangeToProto(r))
+	}
+	return &cellv1.Op{Op: &cellv1.Op_Relinquish{Relinquish: op}}
+}
 
 func (g *randOps) pick(xs []string) string { return xs[g.r.IntN(len(xs))] }
 
 // randShard picks a shard of an existing domain, preferring (a few tries)
 // one for which want holds.
-func (g *randOps) randShard(want func(sh *shard) bool) (*domain, int, bool) {
+func (g *randOps) randShard(want func(sh *shard) bool) (*keySpace, int, bool) {
 	s := g.h.state()
-	var d *domain
+	var ks *keySpace
 	var i int
 	for try := 0; try < 6; try++ {
-		var ok bool
-		if d, ok = s.domains[g.pick(randDomains)]; !ok {
+		d, ok := s.domains[g.pick(randDomains)]
+		if !ok || len(d.spaces) == 0 {
 			continue
 		}
-		if i = g.r.IntN(len(d.shards)); want(&d.shards[i]) {
+		ks = d.spaces[g.r.IntN(len(d.spaces))]
+		if i = g.r.IntN(len(ks.shards)); want(&ks.shards[i]) {
 			break
 		}
 	}
-	return d, i, d != nil
+	return ks, i, ks != nil
+}
+
+// randRanges picks a run of whole shards of the domain's even layout, or
+// (nil) the whole key space.
+func (g *randOps) randRanges(d *domain) []topology.Range {
+	if g.r.IntN(3) == 0 {
+		return nil
+	}
+	ranges, err := topology.SplitEven(d.spec.Shards)
+	if err != nil {
+		return nil
+	}
+	a := g.r.IntN(len(ranges))
+	b := a + g.r.IntN(len(ranges)-a)
+	return []topology.Range{{From: ranges[a].From, To: ranges[b].To}}
+}
+
+// delegationOp is a random Delegate (mostly of a fresh generation, now and
+// then a stale or repeated one) or Relinquish (mostly of a generation in use).
+func (g *randOps) delegationOp() *cellv1.Op {
+	r := g.r
+	name := g.pick(randDomains)
+	d, ok := g.h.state().domains[name]
+	if !ok {
+		return opDelegate(name, "", 1)
+	}
+	region := ""
+	if d.spec.Kind == topology.KindRegional {
+		region = g.pick(randRegions)
+	}
+	if r.IntN(3) == 0 {
+		gen := g.gen
+		if ks := d.space(region); ks != nil && r.IntN(4) > 0 {
+			gen = ks.shards[r.IntN(len(ks.shards))].generation
+		}
+		return opRelinquish(name, region, gen, g.randRanges(d)...)
+	}
+	gen := g.gen + 1
+	switch r.IntN(8) {
+	case 0:
+		gen = uint64(r.IntN(int(g.gen) + 1)) // stale, repeated or 0
+	default:
+		g.gen = gen
+	}
+	return opDelegate(name, region, gen, g.randRanges(d)...)
 }
 
 func (g *randOps) incOf(id string) string {
@@ -515,7 +632,10 @@ func (g *randOps) op() *cellv1.Op {
 		if k == unit {
 			n = 0
 		}
-		return opCreate(g.pick(randDomains), k, n)
+		op := opCreate(g.pick(randDomains), k, n)
+		// Half the domains wait for delegations, as in a federated cell.
+		op.GetCreateDomain().Federated = r.IntN(2) == 0
+		return op
 	case w < 6:
 		name := g.pick(randDomains)
 		d, ok := g.h.state().domains[name]
@@ -543,6 +663,8 @@ func (g *randOps) op() *cellv1.Op {
 	case w < 18:
 		id := g.pick(randConsumers)
 		return opDrain(id, g.incOf(id))
+	case w < 24:
+		return g.delegationOp()
 	case w < 45:
 		d, i, ok := g.randShard(func(sh *shard) bool { return sh.holder.state != stateActive && sh.next.consumer == nil })
 		if !ok {
@@ -553,7 +675,7 @@ func (g *randOps) op() *cellv1.Op {
 			// Mostly to a consumer that serves the domain.
 			var serving []string
 			for _, c := range sortedConsumers(g.h.state()) {
-				if c.serves(d.spec.Name) {
+				if c.serves(d.name()) {
 					serving = append(serving, c.id)
 				}
 			}
@@ -561,7 +683,7 @@ func (g *randOps) op() *cellv1.Op {
 				id = g.pick(serving)
 			}
 		}
-		return opAssign(d.spec.Name, d.ranges[i].From, id)
+		return inSpace(opAssign(d.name(), d.ranges[i].From, id), d.region)
 	case w < 65:
 		d, i, ok := g.randShard(func(sh *shard) bool { return sh.holder.state == stateActive })
 		if !ok || d.shards[i].holder.consumer == nil {
@@ -576,7 +698,7 @@ func (g *randOps) op() *cellv1.Op {
 		if r.IntN(4) > 0 {
 			next = g.pick(randConsumers)
 		}
-		return opMove(d.spec.Name, d.ranges[i].From, ho.consumer.id, tok, next, rebalance)
+		return inSpace(opMove(d.name(), d.ranges[i].From, ho.consumer.id, tok, next, rebalance), d.region)
 	case w < 97:
 		d, i, ok := g.randShard(func(sh *shard) bool { return sh.holder.consumer != nil })
 		if !ok {
@@ -585,13 +707,13 @@ func (g *randOps) op() *cellv1.Op {
 		sh := d.shards[i]
 		switch {
 		case sh.next.consumer != nil && r.IntN(3) == 0:
-			return opRelease(d.spec.Name, d.ranges[i].From, sh.next.consumer.id, topology.Token{}, false)
+			return inSpace(opRelease(d.name(), d.ranges[i].From, sh.next.consumer.id, topology.Token{}, false), d.region)
 		case sh.holder.consumer != nil && r.IntN(8) > 0:
-			return opRelease(d.spec.Name, d.ranges[i].From, sh.holder.consumer.id, sh.holder.token, r.IntN(2) == 0)
+			return inSpace(opRelease(d.name(), d.ranges[i].From, sh.holder.consumer.id, sh.holder.token, r.IntN(2) == 0), d.region)
 		}
-		return opRelease(d.spec.Name, d.ranges[i].From, g.pick(randConsumers), topology.Token{Generation: 1, Index: uint64(r.IntN(100))}, false)
+		return inSpace(opRelease(d.name(), d.ranges[i].From, g.pick(randConsumers), topology.Token{Generation: 1, Index: uint64(r.IntN(100))}, false), d.region)
 	default:
-		return &cellv1.Op{} // unknown op
+		return &cellv1.Op{Ignorable: true} // an informational op of a newer version
 	}
 }
 
@@ -602,6 +724,7 @@ func runRandomOps(t *testing.T, seed uint64, steps int) {
 	g := &randOps{r: r, h: h}
 	last := map[shardKey]topology.Token{}
 	activations, rejected, restores := 0, 0, 0
+	generations := map[uint64]bool{}
 	for step := 0; step < steps; step++ {
 		n := 1 + r.IntN(4)
 		if r.IntN(2) == 0 {
@@ -643,30 +766,48 @@ func runRandomOps(t *testing.T, seed uint64, steps int) {
 		}
 
 		// Tokens strictly increase per shard.
+		delegates := slices.ContainsFunc(ops, func(op *cellv1.Op) bool { return op.GetDelegate() != nil || op.GetRelinquish() != nil })
 		for _, e := range h.last.effects {
 			if e.Kind != EffectGranted {
 				continue
 			}
 			activations++
-			d := h.state().domains[e.Domain]
-			if want := (topology.Token{Generation: d.generation, Index: h.index}); e.Token != want {
-				t.Fatalf("step %d: granted token %s, want %s", step, e.Token, want)
+			ks := h.state().domains[e.Domain].space(e.Region)
+			sh := &ks.shards[ks.shardAt(e.Range.From)]
+			if !sh.delegated() && !delegates {
+				t.Fatalf("step %d: granted %s %s/%s outside a live delegation", step, e.Token, e.Domain, e.Region)
 			}
-			k := shardKey{e.Domain, e.Range.From}
+			// A Delegate later in the entry may have raised the shard's
+			// generation since the activation.
+			if e.Token.Index != h.index || e.Token.Generation == 0 || e.Token.Generation > sh.generation ||
+				(!delegates && e.Token.Generation != sh.generation) {
+				t.Fatalf("step %d: granted token %s, want (%d, %d)", step, e.Token, sh.generation, h.index)
+			}
+			generations[sh.generation] = true
+			k := shardKey{e.Domain, e.Region, e.Range.From}
 			if prev, ok := last[k]; ok && !prev.Less(e.Token) {
 				t.Fatalf("step %d: %s %s granted token %s after %s", step, e.Domain, e.Range, e.Token, prev)
 			}
 			last[k] = e.Token
 		}
 		for name, d := range h.state().domains {
-			for i := range d.shards {
-				ho := d.shards[i].holder
-				if ho.consumer == nil {
-					continue
+			for _, ks := range d.spaces {
+				for i := range ks.shards {
+					ho := ks.shards[i].holder
+					if ho.consumer == nil {
+						continue
+					}
+					if k := (shardKey{name, ks.region, ks.ranges[i].From}); last[k] != ho.token {
+						t.Fatalf("step %d: %s/%s[%d] holder token %s, last activation %s", step, name, ks.region, i, ho.token, last[k])
+					}
 				}
-				if k := (shardKey{name, d.ranges[i].From}); last[k] != ho.token {
-					t.Fatalf("step %d: %s[%d] holder token %s, last activation %s", step, name, i, ho.token, last[k])
-				}
+			}
+		}
+		// Tokens are per key of one domain incarnation: a purged domain's
+		// name starts afresh (a lone cell's generation is always 1).
+		for k := range last {
+			if _, ok := h.state().domains[k.domain]; !ok {
+				delete(last, k)
 			}
 		}
 
@@ -682,8 +823,8 @@ func runRandomOps(t *testing.T, seed uint64, steps int) {
 			restores++
 		}
 	}
-	if activations < steps/10 || rejected == 0 || restores == 0 {
-		t.Fatalf("weak run: %d activations, %d rejected single ops, %d restores in %d steps", activations, rejected, restores, steps)
+	if activations < steps/10 || rejected == 0 || restores == 0 || len(generations) < 3 {
+		t.Fatalf("weak run: %d activations (under %d generations), %d rejected single ops, %d restores in %d steps", activations, len(generations), rejected, restores, steps)
 	}
 	t.Logf("%d steps: %d activations, %d rejected single ops, %d restores", steps, activations, rejected, restores)
 }

@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/internal/lease"
+	"github.com/wdsio/wds/internal/rpcerr"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -23,6 +23,7 @@ import (
 // to the shard's ALLOCATED successor must never touch the holder's.
 type grantKey struct {
 	domain string
+	region string
 	from   topology.Bound
 	token  topology.Token
 }
@@ -82,7 +83,11 @@ type leader struct {
 	stopped bool
 
 	kick chan struct{}
-	wg   sync.WaitGroup
+	// delegations is the leader's view of the cell's delegations; sweepKick
+	// asks the renewal loop to relinquish lapsing ones now.
+	delegations *delegationView
+	sweepKick   chan struct{}
+	wg          sync.WaitGroup
 	// scratch is owned by the balancer goroutine.
 	scratch planScratch
 }
@@ -98,7 +103,10 @@ func newLeader(n *Node, accession time.Time) *leader {
 		leases:    map[string]*consumerLease{},
 		frozen:    map[grantKey]time.Time{},
 		kick:      make(chan struct{}, 1),
+		sweepKick: make(chan struct{}, 1),
 	}
+	l.delegations = newDelegationView(n.cfg.Delegator == nil, accession, n.cfg.Drift)
+	l.delegations.setLive(n.state.liveDelegations())
 	// Contract (4): every inherited grant is held until
 	// accession + T·(1+ε) + L, i.e. its lease is anchored at accession + L.
 	anchor := accession.Add(lease.AccessionSlack(n.cfg.Raft.ConfirmWindow, n.cfg.Drift))
@@ -113,6 +121,10 @@ func newLeader(n *Node, accession time.Time) *leader {
 func (l *leader) start() {
 	l.wg.Add(1)
 	go l.balanceLoop()
+	if l.n.cfg.Delegator != nil {
+		l.wg.Add(1)
+		go l.renewLoop()
+	}
 	l.poke()
 }
 
@@ -177,8 +189,8 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 		if cl == nil || cl.incarnation != e.Incarnation {
 			continue
 		}
-		key := grantKey{domain: e.Domain, from: e.Range.From, token: e.Token}
-		item := outItem{index: index, domain: e.Domain, rng: e.Range, token: e.Token, reason: e.Reason}
+		key := grantKey{domain: e.Domain, region: e.Region, from: e.Range.From, token: e.Token}
+		item := outItem{index: index, domain: e.Domain, region: e.Region, rng: e.Range, token: e.Token, reason: e.Reason}
 		switch e.Kind {
 		case EffectGranted:
 			item.kind = itemGrant
@@ -205,7 +217,7 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 			cl.conn = nil
 			cl.mu.Unlock()
 			if conn != nil {
-				conn.close(status.Error(codes.FailedPrecondition, "session ended: the consumer's lease expired or it left; reconnect to join again"), nil)
+				conn.close(rpcerr.New(codes.FailedPrecondition, rpcerr.ReasonLeaseExpired, "session ended: the consumer's lease expired or it left; reconnect to join again"), nil)
 			}
 			continue
 		default:
@@ -251,19 +263,20 @@ type consumerOwner struct {
 
 // beforeAck implements contracts (2), (3), (4) and (5) at the moment an ack
 // is handed to the stream: the node must have confirmed its leadership
-// within the window, the delegation must cover the extended lease, no
-// expiry decided from the current anchor may be in flight, and then the
-// lease is anchored at the heartbeat's receive time.
-func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []outItem) {
+// within the window, no expiry decided from the current anchor may be in
+// flight, and then the lease is anchored at the heartbeat's receive time.
+// The domains whose delegation would not cover the extended lease (unknown
+// to a new leader, or lapsing) are withheld: the ack does not extend them,
+// and a lapsing one gets its relinquish sweep.
+func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []string) {
 	now := time.Now()
 	confirmed := o.l.n.raft.Confirmed(now)
-	var revokes []outItem
+	var withheld []string
 	if confirmed {
-		for dom, ttl := range o.ttls {
-			if o.l.n.cfg.Authority.Covers(dom, now.Add(o.l.params(ttl).LeaderHold())) {
-				continue
-			}
-			revokes = append(revokes, o.l.delegationRevokes(o.cl, dom)...)
+		var sweep bool
+		withheld, sweep = o.l.delegations.withheld(o.ttls, now)
+		if sweep {
+			o.l.wantSweep()
 		}
 	}
 	o.cl.mu.Lock()
@@ -278,8 +291,10 @@ func (o *consumerOwner) beforeAck(c *sessionConn, received time.Time) (bool, []o
 	o.cl.mu.Unlock()
 	if !confirmed {
 		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
+	} else if len(withheld) > 0 {
+		o.l.n.metrics.acksWithheld.Add(context.Background(), 1)
 	}
-	return ok, revokes
+	return ok, withheld
 }
 
 // beforeRevoke freezes revoked grants at the lease's current deadline: the
@@ -312,38 +327,6 @@ func (o *consumerOwner) resync(c *sessionConn) {
 	if c.sub != nil {
 		o.l.n.hub.resync(c.sub)
 	}
-}
-
-// delegationRevokes revokes a consumer's active grants in a domain whose
-// delegation no longer covers a lease extension (contract (5)): the
-// revocations go out on the stream before the ack, and the moves are
-// proposed to the log.
-func (l *leader) delegationRevokes(cl *consumerLease, dom string) []outItem {
-	var items []outItem
-	var ops []*cellv1.Op
-	l.n.state.mu.RLock()
-	if c, ok := l.n.state.consumers[cl.id]; ok && c.incarnation == cl.incarnation {
-		for ref := range c.grants {
-			if ref.d.spec.Name != dom {
-				continue
-			}
-			h := ref.d.shards[ref.idx].holder
-			if h.consumer != c || h.state != stateActive {
-				continue
-			}
-			r := ref.d.ranges[ref.idx]
-			items = append(items, outItem{kind: itemRevoke, domain: dom, rng: r, token: h.token, reason: wdsv1.RevokeReason_REVOKE_REASON_DELEGATION})
-			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Move{Move: &cellv1.Move{
-				Domain: dom, From: r.From.Bytes(), Holder: c.id, Token: topology.TokenToProto(h.token),
-				Reason: wdsv1.RevokeReason_REVOKE_REASON_DELEGATION,
-			}}})
-		}
-	}
-	l.n.state.mu.RUnlock()
-	if len(ops) > 0 {
-		go func() { _, _ = l.n.propose(l.ctx, ops...) }()
-	}
-	return items
 }
 
 // --- attaching sessions ---
@@ -387,11 +370,11 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 				if attached {
 					// A live process heartbeats on it: no countdown would end.
 					return nil, nil, fmt.Errorf("%w: consumer_id %q is held by a live, heartbeating session (duplicate consumer id): give this process another id; it is admitted under this one only if that session ends and its lease lapses",
-						ErrFailedPrecondition, id)
+						ErrDuplicateConsumer, id)
 				}
 				if time.Now().Before(until) {
 					return nil, nil, fmt.Errorf("%w: consumer_id %q is still held by an earlier session that ended without a drain (duplicate consumer id); a restarted process is admitted once its lease lapses, at most %v from now",
-						ErrFailedPrecondition, id, time.Until(until).Round(time.Millisecond))
+						ErrDuplicateConsumer, id, time.Until(until).Round(time.Millisecond))
 				}
 			}
 		}
@@ -406,8 +389,8 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 		if err != nil {
 			return nil, nil, err
 		}
-		if res[0] != nil {
-			return nil, nil, res[0]
+		if res[0].Err != nil {
+			return nil, nil, res[0].Err
 		}
 	}
 
@@ -431,7 +414,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	cl.mu.Unlock()
 	l.mu.Unlock()
 	if old != nil {
-		old.close(status.Error(codes.Aborted, "session superseded by a newer stream of the same consumer"), nil)
+		old.close(rpcerr.New(codes.Aborted, rpcerr.ReasonSessionSuperseded, "session superseded by a newer stream of the same consumer"), nil)
 	}
 
 	// Build the welcome after attaching, so no effect is missed: effects up
@@ -454,17 +437,17 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	watermark := l.n.state.index
 	if c, ok := l.n.state.consumers[id]; ok && c.incarnation == inc {
 		draining = c.draining
-		for ref := range c.grants {
-			h := ref.d.shards[ref.idx].holder
+		for _, ref := range sortedRefs(c) {
+			h := ref.ks.shards[ref.idx].holder
 			if h.consumer != c {
 				continue
 			}
-			r := ref.d.ranges[ref.idx]
+			r := ref.ks.ranges[ref.idx]
 			switch h.state {
 			case stateActive:
-				w.Grants = append(w.Grants, &wdsv1.ShardGrant{Domain: ref.d.spec.Name, Range: topology.RangeToProto(r), Token: topology.TokenToProto(h.token)})
+				w.Grants = append(w.Grants, &wdsv1.ShardGrant{Domain: ref.ks.name(), Region: ref.ks.region, Range: topology.RangeToProto(r), Token: topology.TokenToProto(h.token)})
 			case stateRevoked:
-				frozen = append(frozen, grantKey{domain: ref.d.spec.Name, from: r.From, token: h.token})
+				frozen = append(frozen, grantKey{domain: ref.ks.name(), region: ref.ks.region, from: r.From, token: h.token})
 			}
 		}
 	}

@@ -129,7 +129,7 @@ func TestShutdownHandsLeadershipOver(t *testing.T) {
 	c.Nodes[l] = nil
 	led := false
 	for i, n := range c.Nodes {
-		if n != nil && n.Raft().State() == raft.Leader {
+		if n != nil && n.RaftStatus().State == raft.Leader {
 			led = true
 			t.Logf("node %d leads as the old leader's Shutdown returns", i)
 		}
@@ -163,9 +163,9 @@ func TestIdleCellAppendsNothing(t *testing.T) {
 	c.CreateDomain("orders", topology.KindGlobal, 4, 3*time.Second)
 	l := c.Leader()
 	time.Sleep(200 * time.Millisecond) // the creation's nudge
-	before := c.Nodes[l].Raft().LastIndex()
+	before := c.Nodes[l].RaftStatus().LastIndex
 	time.Sleep(1500 * time.Millisecond)
-	if after := c.Nodes[l].Raft().LastIndex(); after != before {
+	if after := c.Nodes[l].RaftStatus().LastIndex; after != before {
 		t.Fatalf("an idle cell appended %d entries in 1.5 s", after-before)
 	}
 	tc := c.NewConsumer("c1", []string{"orders"})

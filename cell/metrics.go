@@ -33,6 +33,8 @@ type cellMetrics struct {
 	commitOps        metric.Int64Counter
 	commitLatency    metric.Float64Histogram
 	acksWithheld     metric.Int64Counter
+	renewals         metric.Int64Counter
+	renewalFailures  metric.Int64Counter
 	routingVersion   atomic.Int64
 	isLeader         atomic.Int64
 }
@@ -52,6 +54,10 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 	cm.consumerSessions, e = m.Int64UpDownCounter("wds.cell.consumer_sessions", metric.WithDescription("Consumer session streams attached to this leader."))
 	must(e)
 	cm.heartbeats, e = m.Int64Counter("wds.cell.renewals", metric.WithDescription("Heartbeats received (each renews all of a session's grants)."))
+	must(e)
+	cm.renewals, e = m.Int64Counter("wds.cell.delegation.renewals", metric.WithDescription("Delegation renewals answered by the delegator (the global group)."))
+	must(e)
+	cm.renewalFailures, e = m.Int64Counter("wds.cell.delegation.renewal_failures", metric.WithDescription("Delegation renewals that failed or timed out."))
 	must(e)
 	cm.grants, e = m.Int64Counter("wds.cell.grants", metric.WithDescription("Grants activated (applied log)."))
 	must(e)
@@ -112,13 +118,18 @@ func countDomains(s *State) []domainCounts {
 			continue
 		}
 		dc := domainCounts{name: name}
-		for i := range d.shards {
-			h := &d.shards[i].holder
-			if h.consumer == nil || h.state != stateActive {
-				dc.unowned++
-			}
-			if h.consumer != nil && h.state == stateRevoked {
-				dc.moving++
+		for _, ks := range d.spaces {
+			for i := range ks.shards {
+				if !ks.shards[i].delegated() {
+					continue // not this cell's to grant
+				}
+				h := &ks.shards[i].holder
+				if h.consumer == nil || h.state != stateActive {
+					dc.unowned++
+				}
+				if h.consumer != nil && h.state == stateRevoked {
+					dc.moving++
+				}
 			}
 		}
 		at[name] = len(out)

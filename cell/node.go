@@ -5,16 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
 	"github.com/hashicorp/raft"
@@ -27,9 +25,11 @@ import (
 	"github.com/wdsio/wds/topology"
 )
 
-// Node is one running cell node: a Raft member, its FSM, the routing hub,
-// the gRPC Session and Admin services and the HTTP admin port. While it is
-// the ready leader it also runs a leader (leases, sessions, balancer).
+// Node is one running cell node: a Raft member, its FSM, the routing hub
+// and the gRPC Session and Admin services, which it registers on a server
+// it does not own (Register): the process's listener, gRPC server and HTTP
+// admin port are internal/serve's. While it is the ready leader it also
+// runs a leader (leases, sessions, balancer).
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
@@ -37,10 +37,10 @@ type Node struct {
 	fsm     *fsm
 	hub     *routingHub
 	raft    *raftnode.Node
-	batcher *raftnode.Batcher[*cellv1.Op, error]
-	grpc    *grpc.Server
-	lis     net.Listener
-	http    *telemetry.AdminServer
+	batcher *raftnode.Batcher[*cellv1.Op, Result]
+	peers   PeerResolver
+	served  atomic.Pointer[servedAddrs] // where the process serves the node (Serving)
+	done    chan struct{}               // closed by Close once sessions are ended
 	metrics *cellMetrics
 	ownsMet bool
 	tm      *telemetry.Metrics
@@ -54,12 +54,12 @@ type Node struct {
 	peerConns map[string]*grpc.ClientConn
 }
 
-// Start starts a cell node. It returns once the node serves gRPC; the cell
-// may not have a leader yet (see WaitLeader).
-func Start(cfg Config) (*Node, error) {
-	if cfg.Authority == nil {
-		cfg.Authority = SelfAuthority{}
-	}
+// NewNode starts a cell node: it opens the data dir and starts the Raft
+// member. It serves nothing by itself: the process registers the node's
+// services on its gRPC server (Register, with ServerOptions), which
+// internal/serve does for `wds server`, `wds dev` and the test harness.
+// The cell may not have a leader yet (see WaitLeader).
+func NewNode(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = logging.Discard()
 	}
@@ -73,6 +73,11 @@ func Start(cfg Config) (*Node, error) {
 		state:     NewState(cfg.Region),
 		observers: map[*sessionConn]struct{}{},
 		peerConns: map[string]*grpc.ClientConn{},
+		peers:     cfg.Resolver,
+		done:      make(chan struct{}),
+	}
+	if n.peers == nil {
+		n.peers = StaticPeers(cfg.Peers)
 	}
 	n.tm = cfg.Metrics
 	if n.tm == nil {
@@ -95,12 +100,6 @@ func Start(cfg Config) (*Node, error) {
 		onRestore: n.hub.markAll,
 	}
 
-	lis, err := net.Listen("tcp", firstNonEmpty(cfg.GRPCBind, self.GRPC))
-	if err != nil {
-		return nil, fmt.Errorf("cell: listen grpc %s: %w", firstNonEmpty(cfg.GRPCBind, self.GRPC), err)
-	}
-	n.lis = lis
-
 	rc := cfg.Raft
 	rc.ID = cfg.NodeID
 	rc.Dir = cfg.DataDir
@@ -116,54 +115,20 @@ func Start(cfg Config) (*Node, error) {
 	rc.WantConfirmed = n.wantConfirmed
 	rn, err := raftnode.Start(rc, n.fsm)
 	if err != nil {
-		lis.Close()
+		if n.ownsMet {
+			n.tm.Shutdown(context.Background())
+		}
 		return nil, err
 	}
 	n.raft = rn
-	n.batcher = raftnode.NewBatcher[*cellv1.Op, error](rn, raftnode.BatcherConfig{
+	n.batcher = raftnode.NewBatcher[*cellv1.Op, Result](rn, raftnode.BatcherConfig{
 		OnCommitted: func(ops int, took time.Duration) {
 			n.metrics.commitOps.Add(context.Background(), int64(ops))
 			n.metrics.commitLatency.Record(context.Background(), took.Seconds())
 		},
 	}, encodeEntry)
 
-	tp := cfg.TracerProvider
-	if tp == nil {
-		tp = noop.NewTracerProvider()
-	}
-	opts := append(telemetry.ServerOptions(n.tm, tp),
-		grpc.MaxRecvMsgSize(cfg.MaxRecvMsgBytes),
-		grpc.ForceServerCodecV2(newWireCodec()),
-		grpc.SharedWriteBuffer(true),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
-	n.grpc = grpc.NewServer(opts...)
-	registerService(n.grpc, &wdsv1.Session_ServiceDesc, &sessionService{n: n})
-	registerService(n.grpc, &wdsv1.Admin_ServiceDesc, &adminService{n: n})
-	go func() {
-		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			n.log.Error("grpc server stopped", "err", err)
-		}
-	}()
-
-	if cfg.HTTPBind != "" {
-		adm, err := telemetry.NewAdminServer(cfg.HTTPBind, telemetry.AdminConfig{
-			Metrics: n.tm.Handler,
-			Health:  n.health,
-			Ready:   n.ready,
-			Logger:  n.log,
-		})
-		if err == nil {
-			err = adm.Start()
-		}
-		if err != nil {
-			n.Close()
-			return nil, fmt.Errorf("cell: http admin %s: %w", cfg.HTTPBind, err)
-		}
-		n.http = adm
-	}
-	n.log.Info("cell node started", "grpc", lis.Addr().String(), "raft", rn.Addr())
+	n.log.Info("cell node started", "raft", rn.Addr())
 	return n, nil
 }
 
@@ -181,7 +146,7 @@ func firstNonEmpty(a, b string) string {
 // leader as they end; then the node closes as Close does. ctx bounds the
 // handover: when it ends first, the node closes anyway.
 func (n *Node) Shutdown(ctx context.Context) error {
-	if n.raft.Raft.State() == raft.Leader {
+	if n.raft.State() == raft.Leader {
 		start := time.Now()
 		if err := n.raft.TransferLeadership(ctx); err != nil {
 			n.log.Warn("leadership not handed over before stopping", "err", err)
@@ -193,8 +158,9 @@ func (n *Node) Shutdown(ctx context.Context) error {
 }
 
 // Close stops the node at once: sessions end with a redirect to the leader
-// if one is known (clients reconnect elsewhere), Raft shuts down, the data
-// dir stays. A leader closed this way leaves the cell to elect another after
+// if one is known (clients reconnect elsewhere), the node stops serving
+// (Done is closed, and internal/serve stops the process's gRPC server and
+// HTTP port), Raft shuts down, the data dir stays. A leader closed this way leaves the cell to elect another after
 // the election timeout; Shutdown hands leadership over first.
 func (n *Node) Close() error {
 	n.mu.Lock()
@@ -221,15 +187,11 @@ func (n *Node) Close() error {
 	}
 	n.hub.close()
 	n.batcher.Close()
-	// Streams are ended above; Stop (not GracefulStop) so a stuck stream
-	// cannot hold shutdown.
-	n.grpc.Stop()
+	// Streams are ended above: the node serves no more (its handlers
+	// refuse new calls, see Register), and the process that serves it
+	// stops its gRPC server and HTTP port (internal/serve waits on Done).
+	close(n.done)
 	err := n.raft.Shutdown()
-	if n.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		n.http.Close(ctx)
-		cancel()
-	}
 	n.peerMu.Lock()
 	for _, cc := range n.peerConns {
 		cc.Close()
@@ -241,15 +203,22 @@ func (n *Node) Close() error {
 	return err
 }
 
-// Endpoint is the node's gRPC address.
-func (n *Node) Endpoint() string { return n.lis.Addr().String() }
-
-// HTTPAddr is the admin HTTP address ("" when disabled).
-func (n *Node) HTTPAddr() string {
-	if n.http == nil {
-		return ""
+// Endpoint is the node's gRPC address: where the process serves it (see
+// Serving), else its advertised client endpoint (Config.Peers).
+func (n *Node) Endpoint() string {
+	if a := n.served.Load(); a != nil && a.grpc != "" {
+		return a.grpc
 	}
-	return n.http.Addr()
+	return n.cfg.self().GRPC
+}
+
+// HTTPAddr is the admin HTTP address of the process serving the node (""
+// when it has none, or the node is not served).
+func (n *Node) HTTPAddr() string {
+	if a := n.served.Load(); a != nil {
+		return a.http
+	}
+	return ""
 }
 
 // ID is the node id.
@@ -258,8 +227,8 @@ func (n *Node) ID() string { return n.cfg.NodeID }
 // IsLeader reports whether this node is the cell's ready leader.
 func (n *Node) IsLeader() bool { return n.currentLeader() != nil }
 
-// Raft exposes the Raft member (tests, status).
-func (n *Node) Raft() *raft.Raft { return n.raft.Raft }
+// RaftStatus reports the node's Raft state and indexes (tests, status).
+func (n *Node) RaftStatus() raftnode.Status { return n.raft.Status() }
 
 // Faults returns the node's transport fault hook (nil unless configured).
 func (n *Node) Faults() *raftnode.Faults { return n.cfg.Faults }
@@ -286,8 +255,8 @@ func (n *Node) leaderEndpoint() (id, endpoint string) {
 	if id == n.cfg.NodeID && n.currentLeader() == nil {
 		return "", "" // elected, not yet in office (catching up)
 	}
-	if p, ok := n.cfg.peer(id); ok {
-		return id, p.GRPC
+	if ep, ok := n.peers.Endpoint(id); ok {
+		return id, ep
 	}
 	return id, ""
 }
@@ -340,6 +309,12 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 	}
 	if l := n.currentLeader(); l != nil {
 		l.dispatch(index, res.effects)
+		if res.delegations {
+			// After dispatch: a relinquish's revocations are queued (and
+			// counted by their sessions) before the leader stops
+			// withholding acks for the delegation's domain.
+			l.delegations.setLive(n.state.liveDelegations())
+		}
 		if len(res.routes) > 0 {
 			// Observers on followers see the change once the followers
 			// learn it committed, which only an AppendEntries sent after
@@ -357,7 +332,7 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 
 // propose commits ops through the batcher. It fails with ErrNotLeader on a
 // follower.
-func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]error, error) {
+func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]Result, error) {
 	if n.currentLeader() == nil {
 		return nil, ErrNotLeader
 	}
@@ -382,6 +357,16 @@ func (n *Node) domainTTLsLocked(names []string) (map[string]time.Duration, error
 	return out, nil
 }
 
+// domainTTL is the TTL of a domain of the catalog.
+func (n *Node) domainTTL(name string) (time.Duration, bool) {
+	n.state.mu.RLock()
+	defer n.state.mu.RUnlock()
+	if d, ok := n.state.domains[name]; ok {
+		return d.spec.TTL, true
+	}
+	return 0, false
+}
+
 // maxTTL is the largest TTL among the domains of the consumer incarnation.
 func (n *Node) maxTTL(incarnation string) (time.Duration, bool) {
 	n.state.mu.RLock()
@@ -397,8 +382,8 @@ func (n *Node) maxTTL(incarnation string) (time.Duration, bool) {
 			}
 		}
 		for ref := range c.grants {
-			if ref.d.spec.TTL > m {
-				m = ref.d.spec.TTL
+			if ref.ks.d.spec.TTL > m {
+				m = ref.ks.d.spec.TTL
 			}
 		}
 		return m, m > 0
@@ -453,7 +438,7 @@ func (l *leader) connected() map[string]bool {
 }
 
 func (n *Node) health() error {
-	if n.raft.Raft.State() == raft.Shutdown {
+	if n.raft.State() == raft.Shutdown {
 		return errors.New("raft is shut down")
 	}
 	return nil
@@ -505,7 +490,7 @@ func (n *Node) readyAgainst(ctx context.Context, lr *wdsv1.LocateResponse) error
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
 	for {
-		applied := n.raft.Raft.AppliedIndex()
+		applied := n.raft.AppliedIndex()
 		if applied >= want {
 			return nil
 		}
@@ -531,7 +516,7 @@ func (n *Node) peerHealth(servers []raft.Server) (map[string]*wdsv1.NodeInfo, *w
 	var leaderCommit uint64
 	const slack = 16
 	if l := n.currentLeader(); l != nil {
-		leaderCommit = n.raft.Raft.CommitIndex()
+		leaderCommit = n.raft.CommitIndex()
 	}
 	type answer struct {
 		id string
@@ -541,7 +526,7 @@ func (n *Node) peerHealth(servers []raft.Server) (map[string]*wdsv1.NodeInfo, *w
 	answers := make(chan answer, len(servers))
 	for _, srv := range servers {
 		id := string(srv.ID)
-		p, ok := n.cfg.peer(id)
+		ep, ok := n.peers.Endpoint(id)
 		if !ok || id == n.cfg.NodeID {
 			continue
 		}
@@ -550,7 +535,7 @@ func (n *Node) peerHealth(servers []raft.Server) (map[string]*wdsv1.NodeInfo, *w
 			defer wg.Done()
 			ctx, cancel := context.WithTimeout(context.Background(), peerHealthTimeout)
 			defer cancel()
-			cc, err := n.dialPeer(p.GRPC)
+			cc, err := n.dialPeer(ep)
 			var r *wdsv1.LocateResponse
 			if err == nil {
 				r, err = wdsv1.NewSessionClient(cc).Locate(ctx, &wdsv1.LocateRequest{})

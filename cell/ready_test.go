@@ -76,10 +76,10 @@ func TestReadyMeansCaughtUp(t *testing.T) {
 	c.Start(f)
 	sawNotReady := false
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		want := c.Nodes[l].Raft().CommitIndex()
+		want := c.Nodes[l].RaftStatus().CommitIndex
 		code, body := readyz(t, c.Nodes[f])
 		if code == http.StatusOK {
-			if got := c.Nodes[f].Raft().AppliedIndex(); got < want {
+			if got := c.Nodes[f].RaftStatus().AppliedIndex; got < want {
 				t.Fatalf("restarted follower ready at applied index %d, below the %d the leader had committed before the probe", got, want)
 			}
 			break

@@ -37,7 +37,7 @@ type routingHub struct {
 	window time.Duration
 
 	markMu   sync.Mutex
-	dirty    map[string]map[int]struct{}
+	dirty    map[string]map[shardPos]struct{}
 	replaced map[string]bool
 	deleted  map[string]bool
 	armed    bool
@@ -51,6 +51,12 @@ type routingHub struct {
 	onFlush func(version uint64, domains int, subscribers int)
 }
 
+// shardPos is a shard's position in a domain: its key space and index.
+type shardPos struct {
+	region string
+	i      int
+}
+
 // subscription is one session's interest in routing. deliver is called
 // under the hub lock, in version order; it must not block.
 type subscription struct {
@@ -62,7 +68,7 @@ func newRoutingHub(state *State, window time.Duration) *routingHub {
 	return &routingHub{
 		state:    state,
 		window:   window,
-		dirty:    map[string]map[int]struct{}{},
+		dirty:    map[string]map[shardPos]struct{}{},
 		replaced: map[string]bool{},
 		deleted:  map[string]bool{},
 		subs:     map[*subscription]struct{}{},
@@ -92,10 +98,10 @@ func (h *routingHub) mark(changes []RouteChange) {
 			}
 			m := h.dirty[c.Domain]
 			if m == nil {
-				m = map[int]struct{}{}
+				m = map[shardPos]struct{}{}
 				h.dirty[c.Domain] = m
 			}
-			m[c.Shard] = struct{}{}
+			m[shardPos{c.Region, c.Shard}] = struct{}{}
 		}
 	}
 	h.armLocked()
@@ -108,7 +114,7 @@ func (h *routingHub) markAll() {
 	defer h.subsMu.Unlock()
 	h.markMu.Lock()
 	defer h.markMu.Unlock()
-	h.dirty = map[string]map[int]struct{}{}
+	h.dirty = map[string]map[shardPos]struct{}{}
 	h.state.mu.RLock()
 	for name, d := range h.state.domains {
 		if d.deleting {
@@ -154,7 +160,7 @@ func (h *routingHub) flush() {
 	h.armed = false
 	closed := h.closed
 	dirty, replaced, deleted := h.dirty, h.replaced, h.deleted
-	h.dirty, h.replaced, h.deleted = map[string]map[int]struct{}{}, map[string]bool{}, map[string]bool{}
+	h.dirty, h.replaced, h.deleted = map[string]map[shardPos]struct{}{}, map[string]bool{}, map[string]bool{}
 	h.markMu.Unlock()
 	if closed {
 		return
@@ -176,21 +182,14 @@ func (h *routingHub) flush() {
 			changed[name] = []*wdsv1.DomainRouting{{Domain: name, Deleted: true, Replace: true}}
 			continue
 		}
-		changed[name] = domainRoutingLocked(d, nil)
+		changed[name] = domainRoutingLocked(d, h.state.region, nil)
 	}
 	for name, idx := range dirty {
 		d, ok := h.state.domains[name]
 		if !ok || d.deleting || changed[name] != nil {
 			continue
 		}
-		list := make([]int, 0, len(idx))
-		for i := range idx {
-			if i >= 0 && i < len(d.shards) {
-				list = append(list, i)
-			}
-		}
-		sort.Ints(list)
-		changed[name] = domainRoutingLocked(d, list)
+		changed[name] = domainRoutingLocked(d, h.state.region, idx)
 	}
 	h.state.mu.RUnlock()
 	h.version = version
@@ -270,7 +269,7 @@ func (h *routingHub) deliverSnapshotLocked(s *subscription) {
 			doms = append(doms, &wdsv1.DomainRouting{Domain: name, Deleted: true, Replace: true})
 			continue
 		}
-		doms = append(doms, domainRoutingLocked(d, nil)...)
+		doms = append(doms, domainRoutingLocked(d, h.state.region, nil)...)
 	}
 	h.state.mu.RUnlock()
 	s.deliver(encodeRouting(packRouting(version, true, doms)))
@@ -282,27 +281,61 @@ func (h *routingHub) unsubscribe(s *subscription) {
 	h.subsMu.Unlock()
 }
 
-// domainRoutingLocked builds routing entries of d: all of them (idx nil,
-// Replace) or the listed shards. Large tables come in several parts; only
-// the first part of a replacement has Replace set. Caller holds state.mu.
-func domainRoutingLocked(d *domain, idx []int) []*wdsv1.DomainRouting {
+// domainRoutingLocked builds routing entries of d, one DomainRouting (or
+// several, for large tables) per key space: all of them (dirty nil,
+// Replace) or the dirty shards. Only the first part of a key space's
+// replacement has Replace set. Caller holds state.mu.
+func domainRoutingLocked(d *domain, cellRegion string, dirty map[shardPos]struct{}) []*wdsv1.DomainRouting {
+	var out []*wdsv1.DomainRouting
+	for _, ks := range d.spaces {
+		var idx []int
+		if dirty != nil {
+			for p := range dirty {
+				if p.region == ks.region && p.i >= 0 && p.i < len(ks.shards) {
+					idx = append(idx, p.i)
+				}
+			}
+			if len(idx) == 0 {
+				continue
+			}
+			sort.Ints(idx)
+		}
+		out = append(out, keySpaceRoutingLocked(ks, idx)...)
+	}
+	if dirty == nil && len(d.spaces) == 0 {
+		// A domain none of whose key space the cell holds yet: an empty
+		// table, so watchers know it exists — for a REGIONAL domain, its
+		// key space of the cell's own region (never a region-less table,
+		// which clients would take for the domain's only key space).
+		region := ""
+		if d.spec.Kind == topology.KindRegional {
+			region = cellRegion
+		}
+		out = append(out, &wdsv1.DomainRouting{Domain: d.spec.Name, Region: region, Replace: true, Kind: topology.KindToProto(d.spec.Kind)})
+	}
+	return out
+}
+
+// keySpaceRoutingLocked builds the entries of one key space: all of them
+// (idx nil, Replace) or the listed shards.
+func keySpaceRoutingLocked(ks *keySpace, idx []int) []*wdsv1.DomainRouting {
 	replace := idx == nil
 	total := len(idx)
 	if replace {
-		total = len(d.shards)
+		total = len(ks.shards)
 	}
 	var out []*wdsv1.DomainRouting
-	kind := topology.KindToProto(d.spec.Kind)
+	kind := topology.KindToProto(ks.d.spec.Kind)
 	for start := 0; start < total || (start == 0 && total == 0); start += maxEntriesPerMessage {
 		end := min(start+maxEntriesPerMessage, total)
-		dr := &wdsv1.DomainRouting{Domain: d.spec.Name, Replace: replace && start == 0, Kind: kind,
+		dr := &wdsv1.DomainRouting{Domain: ks.name(), Region: ks.region, Replace: replace && start == 0, Kind: kind,
 			Entries: make([]*wdsv1.RouteEntry, 0, end-start)}
 		for k := start; k < end; k++ {
 			i := k
 			if !replace {
 				i = idx[k]
 			}
-			dr.Entries = append(dr.Entries, routeEntryLocked(d, i))
+			dr.Entries = append(dr.Entries, routeEntryLocked(ks, i))
 		}
 		out = append(out, dr)
 		if total == 0 {
@@ -312,9 +345,9 @@ func domainRoutingLocked(d *domain, idx []int) []*wdsv1.DomainRouting {
 	return out
 }
 
-func routeEntryLocked(d *domain, i int) *wdsv1.RouteEntry {
-	e := &wdsv1.RouteEntry{Range: topology.RangeToProto(d.ranges[i])}
-	if h := d.shards[i].holder; h.consumer != nil && h.state == stateActive {
+func routeEntryLocked(ks *keySpace, i int) *wdsv1.RouteEntry {
+	e := &wdsv1.RouteEntry{Range: topology.RangeToProto(ks.ranges[i])}
+	if h := ks.shards[i].holder; h.consumer != nil && h.state == stateActive {
 		e.Owner = h.consumer.id
 		e.Endpoint = h.consumer.endpoint
 		e.Token = topology.TokenToProto(h.token)

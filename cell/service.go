@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
+	"github.com/wdsio/wds/internal/rpcerr"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -75,7 +75,7 @@ func firstHello(stream wdsv1.Session_ConnectServer, timeout time.Duration) (*wds
 		}
 		return h, time.Now(), nil
 	case <-t.C:
-		return nil, time.Time{}, status.Errorf(codes.DeadlineExceeded, "no Hello within %v", timeout)
+		return nil, time.Time{}, rpcerr.Newf(codes.DeadlineExceeded, rpcerr.ReasonHelloTimeout, "no Hello within %v", timeout)
 	}
 }
 
@@ -156,16 +156,16 @@ func validateHello(h *wdsv1.Hello, region string) error {
 func (s *sessionService) Locate(ctx context.Context, _ *wdsv1.LocateRequest) (*wdsv1.LocateResponse, error) {
 	n := s.n
 	id, ep := n.leaderEndpoint()
-	r := n.raft.Raft
+	r := n.raft.Status()
 	return &wdsv1.LocateResponse{
 		NodeId:         n.cfg.NodeID,
 		Region:         n.cfg.Region,
 		Leader:         n.currentLeader() != nil,
 		LeaderId:       id,
 		LeaderEndpoint: ep,
-		Term:           r.CurrentTerm(),
-		CommitIndex:    r.CommitIndex(),
-		AppliedIndex:   r.AppliedIndex(),
+		Term:           r.Term,
+		CommitIndex:    r.CommitIndex,
+		AppliedIndex:   r.AppliedIndex,
 	}, nil
 }
 
@@ -257,12 +257,17 @@ func releaseOps(consumerID string, r *wdsv1.Release) ([]*cellv1.Op, error) {
 		if err := topology.ValidateName(f+".domain", ref.GetDomain()); err != nil {
 			return nil, err
 		}
+		if ref.GetRegion() != "" {
+			if err := topology.ValidateName(f+".region", ref.GetRegion()); err != nil {
+				return nil, err
+			}
+		}
 		rng, err := topology.RangeFromProto(f+".range", ref.GetRange())
 		if err != nil {
 			return nil, err
 		}
 		ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Release{Release: &cellv1.Release{
-			Domain: ref.GetDomain(), From: rng.From.Bytes(), ConsumerId: consumerID, Token: ref.GetToken(),
+			Domain: ref.GetDomain(), Region: ref.GetRegion(), From: rng.From.Bytes(), ConsumerId: consumerID, Token: ref.GetToken(),
 		}}})
 	}
 	return ops, nil
@@ -271,8 +276,8 @@ func releaseOps(consumerID string, r *wdsv1.Release) ([]*cellv1.Op, error) {
 // observerOwner serves observer sessions: no lease, routing only.
 type observerOwner struct{ hub *routingHub }
 
-func (o observerOwner) beforeAck(*sessionConn, time.Time) (bool, []outItem) { return true, nil }
-func (o observerOwner) beforeRevoke(*sessionConn, []grantKey)               {}
+func (o observerOwner) beforeAck(*sessionConn, time.Time) (bool, []string) { return true, nil }
+func (o observerOwner) beforeRevoke(*sessionConn, []grantKey)              {}
 func (o observerOwner) resync(c *sessionConn) {
 	if c.sub != nil {
 		o.hub.resync(c.sub)

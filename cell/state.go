@@ -6,6 +6,9 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -67,32 +70,91 @@ type shard struct {
 	// shard must never share a token, so a second activation in the same
 	// entry is refused.
 	activatedAt uint64
+	// generation is that of the delegation covering the shard (0: none); it
+	// is the first half of the token of every grant activated here.
+	generation uint64
+	// relinquished: the delegation of that generation was given up. Nothing
+	// is activated (promotion included) until a Delegate of a higher
+	// generation covers the shard again.
+	relinquished bool
 }
 
-// domain is a work domain and the grants of its shards. ranges and shards
-// are parallel; ranges tile the key space in order.
+// delegated reports whether the shard lies in a live delegation: the only
+// place a grant may be activated (contract (5)).
+func (sh *shard) delegated() bool { return sh.generation != 0 && !sh.relinquished }
+
+// domain is a work domain of the cell's catalog and the key spaces of it the
+// cell holds: one for GLOBAL and UNIT domains; for a REGIONAL domain its own
+// region's, and after a regional failover other regions' too.
 type domain struct {
 	spec         topology.Domain
-	generation   uint64
 	createdIndex uint64
 	deleting     bool
-	ranges       []topology.Range
-	shards       []shard
+	// spaces are sorted by region.
+	spaces []*keySpace
+}
+
+// keySpace is one key space of a domain: ranges tiling the UUID space and
+// the grants of its shards (parallel slices).
+type keySpace struct {
+	d *domain
+	// region is the key space's region for a REGIONAL domain, "" otherwise.
+	region string
+	ranges []topology.Range
+	shards []shard
+	// duration is D of the latest delegation (informational).
+	duration time.Duration
+}
+
+// space returns the key space of region, or nil.
+func (d *domain) space(region string) *keySpace {
+	for _, ks := range d.spaces {
+		if ks.region == region {
+			return ks
+		}
+	}
+	return nil
+}
+
+// addSpace creates the key space of region with the domain's even layout.
+func (d *domain) addSpace(region string) (*keySpace, error) {
+	ranges, err := topology.SplitEven(d.spec.Shards)
+	if err != nil {
+		return nil, err
+	}
+	ks := &keySpace{d: d, region: region, ranges: ranges, shards: make([]shard, len(ranges))}
+	d.spaces = append(d.spaces, ks)
+	sort.Slice(d.spaces, func(i, j int) bool { return d.spaces[i].region < d.spaces[j].region })
+	return ks, nil
 }
 
 // shardAt returns the index of the shard starting at from, or -1.
-func (d *domain) shardAt(from topology.Bound) int {
-	i := topology.FindBound(d.ranges, from)
-	if i < 0 || d.ranges[i].From != from {
+func (ks *keySpace) shardAt(from topology.Bound) int {
+	i := topology.FindBound(ks.ranges, from)
+	if i < 0 || ks.ranges[i].From != from {
 		return -1
 	}
 	return i
 }
 
-// shardRef names a shard of a domain in a consumer's grant index.
+// name is the key space's domain name.
+func (ks *keySpace) name() string { return ks.d.spec.Name }
+
+// shardRef names a shard of a key space in a consumer's grant index.
 type shardRef struct {
-	d   *domain
+	ks  *keySpace
 	idx int32
+}
+
+// lessRef orders shard references deterministically (domain, region, index).
+func lessRef(a, b shardRef) bool {
+	if a.ks != b.ks {
+		if a.ks.d != b.ks.d {
+			return a.ks.name() < b.ks.name()
+		}
+		return a.ks.region < b.ks.region
+	}
+	return a.idx < b.idx
 }
 
 // consumer is one registered consumer incarnation.
@@ -147,15 +209,20 @@ type Effect struct {
 	Consumer    string
 	Incarnation string
 	Domain      string
-	Range       topology.Range
-	Token       topology.Token
-	Reason      wdsv1.RevokeReason
+	// Region is the key space's region ("" for GLOBAL and UNIT domains).
+	Region string
+	Range  topology.Range
+	Token  topology.Token
+	Reason wdsv1.RevokeReason
 }
 
 // RouteChange marks routing entries an applied op changed.
 type RouteChange struct {
 	Domain string
-	// Shard is the index of a changed shard, or -1 with Replace or Deleted.
+	// Region is the key space of Shard.
+	Region string
+	// Shard is the index of a changed shard, or -1 with Replace or Deleted
+	// (which concern every key space of the domain).
 	Shard   int
 	Replace bool
 	Deleted bool
@@ -165,6 +232,9 @@ type RouteChange struct {
 type applyResult struct {
 	effects []Effect
 	routes  []RouteChange
+	// delegations: the entry changed which key space the cell holds
+	// (Delegate, Relinquish, a domain created or deleted).
+	delegations bool
 }
 
 // State is the cell's replicated state: domains, consumers and grants. It
@@ -190,23 +260,32 @@ func (s *State) Index() uint64 {
 	return s.index
 }
 
-// applyEntry applies the ops of the entry at index. It returns one result
-// per op (nil or the reason it was rejected; a rejected op changed nothing).
-func (s *State) applyEntry(index uint64, ops []*cellv1.Op, res *applyResult) []error {
+// Result is what one applied op answers its proposer, as etcd's apply
+// results do: Err is the reason it was rejected (a rejected op changed
+// nothing), Resp what the op made, for the ops that make something the
+// caller reports (CreateDomain: the *wdsv1.Domain as committed), so callers
+// need not read the state again after the commit, when it may have moved on.
+type Result struct {
+	Resp any
+	Err  error
+}
+
+// applyEntry applies the ops of the entry at index, one Result per op.
+func (s *State) applyEntry(index uint64, ops []*cellv1.Op, res *applyResult) []Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.index = index
-	out := make([]error, len(ops))
+	out := make([]Result, len(ops))
 	for i, op := range ops {
-		out[i] = s.applyOp(index, op, res)
+		out[i].Err = s.applyOp(index, op, res, &out[i].Resp)
 	}
 	return out
 }
 
-func (s *State) applyOp(index uint64, op *cellv1.Op, res *applyResult) error {
+func (s *State) applyOp(index uint64, op *cellv1.Op, res *applyResult, resp *any) error {
 	switch o := op.GetOp().(type) {
 	case *cellv1.Op_CreateDomain:
-		return s.createDomain(index, o.CreateDomain, res)
+		return s.createDomain(index, o.CreateDomain, res, resp)
 	case *cellv1.Op_DeleteDomain:
 		return s.deleteDomain(index, o.DeleteDomain, res)
 	case *cellv1.Op_Join:
@@ -223,37 +302,63 @@ func (s *State) applyOp(index uint64, op *cellv1.Op, res *applyResult) error {
 		return s.release(index, o.Release, res)
 	case *cellv1.Op_SetConfirmed:
 		return s.setConfirmed(o.SetConfirmed, res)
-	default:
-		// An op from a newer version: skip it, so a mixed-version cell keeps
-		// applying the log (the newer leader will not rely on it until all
-		// nodes are upgraded).
+	case *cellv1.Op_Delegate:
+		return s.delegate(o.Delegate, res)
+	case *cellv1.Op_Relinquish:
+		return s.relinquish(o.Relinquish, res)
+	}
+	// An op from a newer version. Skipping an informational one keeps a
+	// mixed-version cell applying the log; skipping any other would let
+	// this replica's ownership state fork from the newer ones' (Consul's
+	// IgnoreUnknownTypeFlag): stop instead, and let the operator upgrade.
+	if op.GetIgnorable() {
 		return ErrUnknownOp
 	}
+	panic(fmt.Sprintf("cell: log entry %d holds an op this version does not know and may not skip (upgrade this node): %v", index, op))
 }
 
-func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *applyResult) error {
+// keySpaceRegion is the key-space region a shard op names: region for a
+// REGIONAL domain, where an empty one (an entry or client from before key
+// spaces) means the cell's own region; always "" for GLOBAL and UNIT.
+func (s *State) keySpaceRegion(d *domain, region string) string {
+	if d.spec.Kind != topology.KindRegional {
+		return ""
+	}
+	if region == "" {
+		return s.region
+	}
+	return region
+}
+
+func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *applyResult, resp *any) error {
 	spec, err := topology.DomainFromProto(op.GetDomain())
 	if err != nil {
 		return err
 	}
 	if d, ok := s.domains[spec.Name]; ok {
 		if d.deleting {
-			return fmt.Errorf("%w: domain %q is still being deleted (its grants have not all ended)", ErrFailedPrecondition, spec.Name)
+			return fmt.Errorf("%w: domain %q is still being deleted (its grants have not all ended)", ErrDomainDeleting, spec.Name)
 		}
 		return fmt.Errorf("%w: domain %q", ErrExists, spec.Name)
 	}
-	ranges, err := topology.SplitEven(spec.Shards)
-	if err != nil {
+	d := &domain{spec: spec, createdIndex: index}
+	if !op.GetFederated() {
+		// A lone cell delegates the key space to itself: generation 1, the
+		// tokens of every cell before delegations existed.
+		ks, err := d.addSpace(s.keySpaceRegion(d, ""))
+		if err != nil {
+			return err
+		}
+		for i := range ks.shards {
+			ks.shards[i].generation = 1
+		}
+	} else if _, err := topology.SplitEven(spec.Shards); err != nil {
 		return err
 	}
-	s.domains[spec.Name] = &domain{
-		spec:         spec,
-		generation:   1,
-		createdIndex: index,
-		ranges:       ranges,
-		shards:       make([]shard, len(ranges)),
-	}
+	s.domains[spec.Name] = d
 	res.routes = append(res.routes, RouteChange{Domain: spec.Name, Shard: -1, Replace: true})
+	res.delegations = true
+	*resp = s.domainProto(d)
 	return nil
 }
 
@@ -266,29 +371,173 @@ func (s *State) deleteDomain(index uint64, op *cellv1.DeleteDomain, res *applyRe
 		if !d.deleting {
 			return fmt.Errorf("%w: domain %q is not being deleted", ErrFailedPrecondition, d.spec.Name)
 		}
-		for i := range d.shards {
-			if d.shards[i].holder.consumer != nil || d.shards[i].next.consumer != nil {
-				return fmt.Errorf("%w: domain %q still has grants", ErrFailedPrecondition, d.spec.Name)
-			}
+		if !domainEmpty(d) {
+			return fmt.Errorf("%w: domain %q still has grants", ErrFailedPrecondition, d.spec.Name)
 		}
 		delete(s.domains, d.spec.Name)
+		res.delegations = true
 		return nil
 	}
 	if d.deleting {
 		return nil // idempotent
 	}
 	d.deleting = true
-	for i := range d.shards {
-		sh := &d.shards[i]
-		if sh.next.consumer != nil {
-			s.dropNext(d, i, wdsv1.RevokeReason_REVOKE_REASON_DOMAIN_DELETED, res)
-		}
-		if sh.holder.consumer != nil && sh.holder.state == stateActive {
-			sh.holder.state = stateRevoked
-			res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, d, i, wdsv1.RevokeReason_REVOKE_REASON_DOMAIN_DELETED))
+	routes := len(res.routes)
+	for _, ks := range d.spaces {
+		for i := range ks.shards {
+			s.revokeShard(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DOMAIN_DELETED, res)
 		}
 	}
-	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: -1, Deleted: true})
+	// The whole table goes: no per-shard changes before it.
+	res.routes = append(res.routes[:routes], RouteChange{Domain: d.spec.Name, Shard: -1, Deleted: true})
+	res.delegations = true
+	return nil
+}
+
+// revokeShard drops a shard's successor and revokes its ACTIVE holder.
+func (s *State) revokeShard(ks *keySpace, i int, reason wdsv1.RevokeReason, res *applyResult) {
+	sh := &ks.shards[i]
+	if sh.next.consumer != nil {
+		s.dropNext(ks, i, reason, res)
+	}
+	if sh.holder.consumer != nil && sh.holder.state == stateActive {
+		sh.holder.state = stateRevoked
+		res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, ks, i, reason))
+		res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
+	}
+}
+
+// domainEmpty reports whether no shard of any key space of d has a grant.
+func domainEmpty(d *domain) bool {
+	for _, ks := range d.spaces {
+		for i := range ks.shards {
+			if ks.shards[i].holder.consumer != nil || ks.shards[i].next.consumer != nil {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// delegationRanges resolves a Delegate's or Relinquish's ranges to shard
+// indexes of ks; every range must start and end on shard boundaries.
+// Empty ranges mean every shard.
+func delegationRanges(ks *keySpace, ranges []*wdsv1.KeyRange) ([]int, error) {
+	if len(ranges) == 0 {
+		out := make([]int, len(ks.shards))
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	var out []int
+	for j, rp := range ranges {
+		f := fmt.Sprintf("ranges[%d]", j)
+		r, err := topology.RangeFromProto(f, rp)
+		if err != nil {
+			return nil, err
+		}
+		first := ks.shardAt(r.From)
+		if first < 0 {
+			return nil, topology.Invalid(f+".from", r.From.String(), "not a shard boundary of domain %q", ks.name())
+		}
+		last := first
+		for last < len(ks.ranges) && ks.ranges[last].To.Less(r.To) {
+			last++
+		}
+		if last == len(ks.ranges) || ks.ranges[last].To != r.To {
+			return nil, topology.Invalid(f+".to", r.To.String(), "not a shard boundary of domain %q", ks.name())
+		}
+		for i := first; i <= last; i++ {
+			out = append(out, i)
+		}
+	}
+	return out, nil
+}
+
+// delegate records a delegation (see cellv1.Delegate). It is all or
+// nothing: a stale generation anywhere in its ranges rejects the whole op.
+func (s *State) delegate(op *cellv1.Delegate, res *applyResult) error {
+	d, ok := s.domains[op.GetDomain()]
+	if !ok {
+		return fmt.Errorf("%w: domain %q", ErrNotFound, op.GetDomain())
+	}
+	if d.deleting {
+		return fmt.Errorf("%w: domain %q is being deleted", ErrDomainDeleting, d.spec.Name)
+	}
+	if op.GetGeneration() == 0 {
+		return topology.Invalid("generation", "0", "must be positive")
+	}
+	region := op.GetRegion()
+	if d.spec.Kind == topology.KindRegional {
+		if err := topology.ValidateName("region", region); err != nil {
+			return err
+		}
+	} else if region != "" {
+		return topology.Invalid("region", region, "only REGIONAL domains have per-region key spaces")
+	}
+	ks := d.space(region)
+	fresh := ks == nil
+	if fresh {
+		var err error
+		if ks, err = d.addSpace(region); err != nil {
+			return err
+		}
+	}
+	idx, err := delegationRanges(ks, op.GetRanges())
+	if err == nil {
+		for _, i := range idx {
+			sh := &ks.shards[i]
+			if sh.generation > op.GetGeneration() || (sh.generation == op.GetGeneration() && sh.relinquished) {
+				err = fmt.Errorf("%w: domain %q shard %s is under generation %d; generation %d is stale", ErrConflict, d.spec.Name, ks.ranges[i], sh.generation, op.GetGeneration())
+				break
+			}
+		}
+	}
+	if err != nil {
+		if fresh {
+			d.spaces = slices.DeleteFunc(d.spaces, func(x *keySpace) bool { return x == ks })
+		}
+		return err
+	}
+	for _, i := range idx {
+		sh := &ks.shards[i]
+		sh.generation, sh.relinquished = op.GetGeneration(), false
+	}
+	ks.duration = time.Duration(op.GetDurationMillis()) * time.Millisecond
+	if fresh {
+		res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: -1, Replace: true})
+	}
+	res.delegations = true
+	return nil
+}
+
+// relinquish gives up a delegation (see cellv1.Relinquish): the shards of
+// that generation in its ranges have their ACTIVE grants revoked and their
+// successors dropped, and activate nothing until delegated again. Shards
+// under another generation are left alone (their delegation was replaced).
+func (s *State) relinquish(op *cellv1.Relinquish, res *applyResult) error {
+	d, ok := s.domains[op.GetDomain()]
+	if !ok {
+		return fmt.Errorf("%w: domain %q", ErrNotFound, op.GetDomain())
+	}
+	ks := d.space(s.keySpaceRegion(d, op.GetRegion()))
+	if ks == nil {
+		return fmt.Errorf("%w: domain %q has no key space of region %q here", ErrNotFound, d.spec.Name, op.GetRegion())
+	}
+	idx, err := delegationRanges(ks, op.GetRanges())
+	if err != nil {
+		return err
+	}
+	for _, i := range idx {
+		sh := &ks.shards[i]
+		if sh.generation != op.GetGeneration() || sh.relinquished {
+			continue
+		}
+		sh.relinquished = true
+		s.revokeShard(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DELEGATION, res)
+	}
+	res.delegations = true
 	return nil
 }
 
@@ -341,25 +590,25 @@ func (s *State) consumerInc(id string, inc []byte) (*consumer, error) {
 	return c, nil
 }
 
-// removeConsumer drops every grant of c (promoting successors of shards it
-// held) and unregisters it.
-func (s *State) removeConsumer(index uint64, c *consumer, res *applyResult) {
+// sortedRefs returns c's grant references in a deterministic order: effects
+// and tokens must not depend on map order.
+func sortedRefs(c *consumer) []shardRef {
 	refs := make([]shardRef, 0, len(c.grants))
 	for r := range c.grants {
 		refs = append(refs, r)
 	}
-	// Deterministic order: effects and tokens must not depend on map order.
-	sort.Slice(refs, func(i, j int) bool {
-		if refs[i].d != refs[j].d {
-			return refs[i].d.spec.Name < refs[j].d.spec.Name
-		}
-		return refs[i].idx < refs[j].idx
-	})
-	for _, r := range refs {
-		sh := &r.d.shards[r.idx]
+	sort.Slice(refs, func(i, j int) bool { return lessRef(refs[i], refs[j]) })
+	return refs
+}
+
+// removeConsumer drops every grant of c (promoting successors of shards it
+// held) and unregisters it.
+func (s *State) removeConsumer(index uint64, c *consumer, res *applyResult) {
+	for _, r := range sortedRefs(c) {
+		sh := &r.ks.shards[r.idx]
 		if sh.holder.consumer == c {
-			res.effects = append(res.effects, s.effect(EffectDropped, sh.holder, r.d, int(r.idx), wdsv1.RevokeReason_REVOKE_REASON_LOST))
-			s.endHolder(index, r.d, int(r.idx), res)
+			res.effects = append(res.effects, s.effect(EffectDropped, sh.holder, r.ks, int(r.idx), wdsv1.RevokeReason_REVOKE_REASON_LOST))
+			s.endHolder(index, r.ks, int(r.idx), res)
 		} else if sh.next.consumer == c {
 			sh.next = grant{}
 		}
@@ -391,16 +640,16 @@ func (s *State) setConfirmed(op *cellv1.SetConfirmed, res *applyResult) error {
 		return nil
 	}
 	c.unconfirmed = op.GetUnconfirmed()
-	for ref := range c.grants {
-		if h := ref.d.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
-			res.routes = append(res.routes, RouteChange{Domain: ref.d.spec.Name, Shard: int(ref.idx)})
+	for _, ref := range sortedRefs(c) {
+		if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
+			res.routes = append(res.routes, RouteChange{Domain: ref.ks.name(), Region: ref.ks.region, Shard: int(ref.idx)})
 		}
 	}
 	return nil
 }
 
-// lookupShard resolves (domain, from) for grant ops.
-func (s *State) lookupShard(name string, from []byte) (*domain, int, error) {
+// lookupShard resolves (domain, key-space region, from) for grant ops.
+func (s *State) lookupShard(name, region string, from []byte) (*keySpace, int, error) {
 	d, ok := s.domains[name]
 	if !ok {
 		return nil, -1, fmt.Errorf("%w: domain %q", ErrNotFound, name)
@@ -409,20 +658,25 @@ func (s *State) lookupShard(name string, from []byte) (*domain, int, error) {
 	if err != nil {
 		return nil, -1, err
 	}
-	i := d.shardAt(b)
+	ks := d.space(s.keySpaceRegion(d, region))
+	if ks == nil {
+		return nil, -1, fmt.Errorf("%w: domain %q has no key space of region %q in this cell", ErrNotFound, name, region)
+	}
+	i := ks.shardAt(b)
 	if i < 0 {
 		return nil, -1, fmt.Errorf("%w: domain %q has no shard starting at %s", ErrNotFound, name, b)
 	}
-	return d, i, nil
+	return ks, i, nil
 }
 
 func (s *State) assign(index uint64, op *cellv1.Assign, res *applyResult) error {
-	d, i, err := s.lookupShard(op.GetDomain(), op.GetFrom())
+	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
 	}
+	d := ks.d
 	if d.deleting {
-		return fmt.Errorf("%w: domain %q is being deleted", ErrFailedPrecondition, d.spec.Name)
+		return fmt.Errorf("%w: domain %q is being deleted", ErrDomainDeleting, d.spec.Name)
 	}
 	c, ok := s.consumers[op.GetConsumerId()]
 	if !ok {
@@ -431,43 +685,52 @@ func (s *State) assign(index uint64, op *cellv1.Assign, res *applyResult) error 
 	if !c.serves(d.spec.Name) {
 		return fmt.Errorf("%w: consumer %q does not serve domain %q", ErrFailedPrecondition, c.id, d.spec.Name)
 	}
-	sh := &d.shards[i]
+	sh := &ks.shards[i]
+	if !sh.delegated() {
+		return fmt.Errorf("%w: shard %s of domain %q is not under a live delegation", ErrFailedPrecondition, ks.ranges[i], d.spec.Name)
+	}
 	switch {
 	case sh.next.consumer != nil:
 		return fmt.Errorf("%w: shard already has a successor", ErrConflict)
 	case sh.holder.consumer == nil:
-		return s.activate(index, d, i, c, res)
+		return s.activate(index, ks, i, c, res)
 	case sh.holder.state == stateRevoked && sh.holder.consumer != c:
 		sh.next = grant{consumer: c, state: stateAllocated}
-		c.grants[shardRef{d, int32(i)}] = struct{}{}
-		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, d, i, 0))
+		c.grants[shardRef{ks, int32(i)}] = struct{}{}
+		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
 		return nil
 	default:
 		return fmt.Errorf("%w: shard is held", ErrConflict)
 	}
 }
 
-// activate makes c the ACTIVE holder of an unheld shard with a fresh token.
-func (s *State) activate(index uint64, d *domain, i int, c *consumer, res *applyResult) error {
-	sh := &d.shards[i]
+// activate makes c the ACTIVE holder of an unheld shard with a fresh token
+// (the delegation's generation, this entry's index). It is the only place
+// a grant becomes ACTIVE, and it refuses outside a live delegation.
+func (s *State) activate(index uint64, ks *keySpace, i int, c *consumer, res *applyResult) error {
+	sh := &ks.shards[i]
+	if !sh.delegated() {
+		return fmt.Errorf("%w: shard %s of domain %q is not under a live delegation", ErrFailedPrecondition, ks.ranges[i], ks.name())
+	}
 	if sh.activatedAt == index {
 		// A second grant in one entry would reuse the token.
 		return fmt.Errorf("%w: shard was already granted in this log entry", ErrConflict)
 	}
-	sh.holder = grant{consumer: c, token: topology.Token{Generation: d.generation, Index: index}, state: stateActive}
+	sh.holder = grant{consumer: c, token: topology.Token{Generation: sh.generation, Index: index}, state: stateActive}
 	sh.activatedAt = index
-	c.grants[shardRef{d, int32(i)}] = struct{}{}
-	res.effects = append(res.effects, s.effect(EffectGranted, sh.holder, d, i, 0))
-	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: i})
+	c.grants[shardRef{ks, int32(i)}] = struct{}{}
+	res.effects = append(res.effects, s.effect(EffectGranted, sh.holder, ks, i, 0))
+	res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
 	return nil
 }
 
 func (s *State) move(op *cellv1.Move, res *applyResult) error {
-	d, i, err := s.lookupShard(op.GetDomain(), op.GetFrom())
+	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
 	}
-	sh := &d.shards[i]
+	d := ks.d
+	sh := &ks.shards[i]
 	h := sh.holder
 	if h.consumer == nil || h.consumer.id != op.GetHolder() || h.state != stateActive || h.token != topology.TokenFromProto(op.GetToken()) {
 		return fmt.Errorf("%w: shard is not held ACTIVE by %q with token %s", ErrConflict, op.GetHolder(), topology.TokenFromProto(op.GetToken()))
@@ -483,27 +746,29 @@ func (s *State) move(op *cellv1.Move, res *applyResult) error {
 		case !c.serves(d.spec.Name):
 			return fmt.Errorf("%w: consumer %q does not serve domain %q", ErrFailedPrecondition, c.id, d.spec.Name)
 		case d.deleting:
-			return fmt.Errorf("%w: domain %q is being deleted", ErrFailedPrecondition, d.spec.Name)
+			return fmt.Errorf("%w: domain %q is being deleted", ErrDomainDeleting, d.spec.Name)
+		case !sh.delegated():
+			return fmt.Errorf("%w: shard %s of domain %q is not under a live delegation", ErrFailedPrecondition, ks.ranges[i], d.spec.Name)
 		}
 		next = c
 	}
 	sh.holder.state = stateRevoked
-	res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, d, i, op.GetReason()))
-	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: i})
+	res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, ks, i, op.GetReason()))
+	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Region: ks.region, Shard: i})
 	if next != nil {
 		sh.next = grant{consumer: next, state: stateAllocated}
-		next.grants[shardRef{d, int32(i)}] = struct{}{}
-		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, d, i, 0))
+		next.grants[shardRef{ks, int32(i)}] = struct{}{}
+		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
 	}
 	return nil
 }
 
 func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) error {
-	d, i, err := s.lookupShard(op.GetDomain(), op.GetFrom())
+	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
 	}
-	sh := &d.shards[i]
+	sh := &ks.shards[i]
 	switch {
 	case sh.holder.consumer != nil && sh.holder.consumer.id == op.GetConsumerId() &&
 		sh.holder.token == topology.TokenFromProto(op.GetToken()):
@@ -511,53 +776,60 @@ func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) erro
 		if op.GetExpired() {
 			kind = EffectDropped
 		}
-		res.effects = append(res.effects, s.effect(kind, sh.holder, d, i, wdsv1.RevokeReason_REVOKE_REASON_LOST))
-		s.endHolder(index, d, i, res)
+		res.effects = append(res.effects, s.effect(kind, sh.holder, ks, i, wdsv1.RevokeReason_REVOKE_REASON_LOST))
+		s.endHolder(index, ks, i, res)
 		return nil
 	case sh.next.consumer != nil && sh.next.consumer.id == op.GetConsumerId() && topology.TokenFromProto(op.GetToken()).IsZero():
 		// Cancelling an allocation names no token (it has none); a Release
 		// with a token is about a grant, and a late duplicate of an older
 		// one must not cancel the consumer's current allocation.
-		s.dropNext(d, i, wdsv1.RevokeReason_REVOKE_REASON_LOST, res)
+		s.dropNext(ks, i, wdsv1.RevokeReason_REVOKE_REASON_LOST, res)
 		return nil
 	}
 	return fmt.Errorf("%w: consumer %q holds no grant of that shard with token %s", ErrConflict, op.GetConsumerId(), topology.TokenFromProto(op.GetToken()))
 }
 
-// endHolder removes a shard's holder and promotes its successor, if any.
-func (s *State) endHolder(index uint64, d *domain, i int, res *applyResult) {
-	sh := &d.shards[i]
-	delete(sh.holder.consumer.grants, shardRef{d, int32(i)})
+// endHolder removes a shard's holder and promotes its successor, if any —
+// but only inside a live delegation: a successor allocated before the
+// delegation was relinquished must not become the owner after it.
+func (s *State) endHolder(index uint64, ks *keySpace, i int, res *applyResult) {
+	sh := &ks.shards[i]
+	delete(sh.holder.consumer.grants, shardRef{ks, int32(i)})
 	sh.holder = grant{}
-	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: i})
+	res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
 	if next := sh.next.consumer; next != nil {
-		if sh.activatedAt == index {
+		switch {
+		case !sh.delegated():
+			s.dropNext(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DELEGATION, res)
+		case sh.activatedAt == index:
 			// The shard was activated earlier in this very entry: a second
 			// activation would reuse its token. Cancel the allocation
 			// instead; the balancer grants the shard in a later entry.
-			s.dropNext(d, i, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE, res)
-			return
+			s.dropNext(ks, i, wdsv1.RevokeReason_REVOKE_REASON_REBALANCE, res)
+		default:
+			sh.next = grant{}
+			// Cannot fail: the shard is delegated, unheld and not
+			// activated at index.
+			_ = s.activate(index, ks, i, next, res)
 		}
-		sh.next = grant{}
-		// Cannot fail: the shard is unheld and not activated at index.
-		_ = s.activate(index, d, i, next, res)
 	}
 }
 
-func (s *State) dropNext(d *domain, i int, reason wdsv1.RevokeReason, res *applyResult) {
-	sh := &d.shards[i]
-	res.effects = append(res.effects, s.effect(EffectRevoked, sh.next, d, i, reason))
-	delete(sh.next.consumer.grants, shardRef{d, int32(i)})
+func (s *State) dropNext(ks *keySpace, i int, reason wdsv1.RevokeReason, res *applyResult) {
+	sh := &ks.shards[i]
+	res.effects = append(res.effects, s.effect(EffectRevoked, sh.next, ks, i, reason))
+	delete(sh.next.consumer.grants, shardRef{ks, int32(i)})
 	sh.next = grant{}
 }
 
-func (s *State) effect(kind EffectKind, g grant, d *domain, i int, reason wdsv1.RevokeReason) Effect {
+func (s *State) effect(kind EffectKind, g grant, ks *keySpace, i int, reason wdsv1.RevokeReason) Effect {
 	return Effect{
 		Kind:        kind,
 		Consumer:    g.consumer.id,
 		Incarnation: g.consumer.incarnation,
-		Domain:      d.spec.Name,
-		Range:       d.ranges[i],
+		Domain:      ks.name(),
+		Region:      ks.region,
+		Range:       ks.ranges[i],
 		Token:       g.token,
 		Reason:      reason,
 	}
@@ -578,21 +850,25 @@ func (s *State) snapshot() *cellv1.Snapshot {
 	sort.Strings(names)
 	for _, n := range names {
 		d := s.domains[n]
-		ds := &cellv1.DomainState{
-			Domain:     s.domainProto(d),
-			Generation: d.generation,
-			Shards:     make([]*cellv1.ShardState, len(d.shards)),
-		}
-		if d.deleting {
-			ds.Deleting = true
-		}
-		for i := range d.shards {
-			sh := &d.shards[i]
-			ds.Shards[i] = &cellv1.ShardState{
-				Range:  topology.RangeToProto(d.ranges[i]),
-				Holder: grantRecord(sh.holder),
-				Next:   grantRecord(sh.next),
+		ds := &cellv1.DomainState{Domain: s.domainProto(d), Deleting: d.deleting}
+		for _, ks := range d.spaces {
+			kss := &cellv1.KeySpaceState{
+				Region:         ks.region,
+				DurationMillis: ks.duration.Milliseconds(),
+				Shards:         make([]*cellv1.ShardState, len(ks.shards)),
 			}
+			for i := range ks.shards {
+				sh := &ks.shards[i]
+				kss.Shards[i] = &cellv1.ShardState{
+					Range:        topology.RangeToProto(ks.ranges[i]),
+					Holder:       grantRecord(sh.holder),
+					Next:         grantRecord(sh.next),
+					Generation:   sh.generation,
+					Relinquished: sh.relinquished,
+					ActivatedAt:  sh.activatedAt,
+				}
+			}
+			ds.KeySpaces = append(ds.KeySpaces, kss)
 		}
 		out.Domains = append(out.Domains, ds)
 	}
@@ -653,38 +929,63 @@ func (s *State) restore(snap *cellv1.Snapshot) error {
 		if err != nil {
 			return fmt.Errorf("cell: snapshot domain: %w", err)
 		}
-		d := &domain{
-			spec:         spec,
-			generation:   ds.GetGeneration(),
-			createdIndex: ds.GetDomain().GetCreatedIndex(),
-			deleting:     ds.GetDeleting(),
-			ranges:       make([]topology.Range, len(ds.GetShards())),
-			shards:       make([]shard, len(ds.GetShards())),
-		}
-		for i, ss := range ds.GetShards() {
-			r, err := topology.RangeFromProto("range", ss.GetRange())
-			if err != nil {
-				return fmt.Errorf("cell: snapshot domain %q shard %d: %w", spec.Name, i, err)
+		d := &domain{spec: spec, createdIndex: ds.GetDomain().GetCreatedIndex(), deleting: ds.GetDeleting()}
+		spaces := ds.GetKeySpaces()
+		if len(spaces) == 0 && len(ds.GetShards()) > 0 {
+			// Written before key spaces: one self-delegated key space whose
+			// shards all carry the domain's generation.
+			legacy := &cellv1.KeySpaceState{Region: s.keySpaceRegion(d, "")}
+			for _, ss := range ds.GetShards() {
+				c := proto.Clone(ss).(*cellv1.ShardState)
+				c.Generation = ds.GetGeneration()
+				legacy.Shards = append(legacy.Shards, c)
 			}
-			d.ranges[i] = r
-			for _, pair := range []struct {
-				rec *cellv1.GrantRecord
-				dst *grant
-			}{{ss.GetHolder(), &d.shards[i].holder}, {ss.GetNext(), &d.shards[i].next}} {
-				if pair.rec == nil {
-					continue
-				}
-				c, ok := consumers[pair.rec.GetConsumerId()]
-				if !ok {
-					return fmt.Errorf("cell: snapshot domain %q shard %d: unknown consumer %q", spec.Name, i, pair.rec.GetConsumerId())
-				}
-				*pair.dst = grant{consumer: c, token: topology.TokenFromProto(pair.rec.GetToken()), state: grantStateFromProto(pair.rec.GetState())}
-				c.grants[shardRef{d, int32(i)}] = struct{}{}
+			spaces = []*cellv1.KeySpaceState{legacy}
+		}
+		for _, kss := range spaces {
+			ks := &keySpace{
+				d:        d,
+				region:   kss.GetRegion(),
+				ranges:   make([]topology.Range, len(kss.GetShards())),
+				shards:   make([]shard, len(kss.GetShards())),
+				duration: time.Duration(kss.GetDurationMillis()) * time.Millisecond,
 			}
+			where := fmt.Sprintf("domain %q key space %q", spec.Name, ks.region)
+			for i, ss := range kss.GetShards() {
+				r, err := topology.RangeFromProto("range", ss.GetRange())
+				if err != nil {
+					return fmt.Errorf("cell: snapshot %s shard %d: %w", where, i, err)
+				}
+				ks.ranges[i] = r
+				sh := &ks.shards[i]
+				sh.generation, sh.relinquished, sh.activatedAt = ss.GetGeneration(), ss.GetRelinquished(), ss.GetActivatedAt()
+				for _, pair := range []struct {
+					rec *cellv1.GrantRecord
+					dst *grant
+				}{{ss.GetHolder(), &sh.holder}, {ss.GetNext(), &sh.next}} {
+					if pair.rec == nil {
+						continue
+					}
+					c, ok := consumers[pair.rec.GetConsumerId()]
+					if !ok {
+						return fmt.Errorf("cell: snapshot %s shard %d: unknown consumer %q", where, i, pair.rec.GetConsumerId())
+					}
+					*pair.dst = grant{consumer: c, token: topology.TokenFromProto(pair.rec.GetToken()), state: grantStateFromProto(pair.rec.GetState())}
+					c.grants[shardRef{ks, int32(i)}] = struct{}{}
+				}
+			}
+			if err := topology.ValidateTiling(ks.ranges); err != nil {
+				return fmt.Errorf("cell: snapshot %s: %w", where, err)
+			}
+			if len(ks.ranges) != spec.Shards {
+				return fmt.Errorf("cell: snapshot %s: %d shards, the domain has %d", where, len(ks.ranges), spec.Shards)
+			}
+			if (spec.Kind == topology.KindRegional) != (ks.region != "") || d.space(ks.region) != nil {
+				return fmt.Errorf("cell: snapshot %s: not a key space of a %v domain, or repeated", where, spec.Kind)
+			}
+			d.spaces = append(d.spaces, ks)
 		}
-		if err := topology.ValidateTiling(d.ranges); err != nil {
-			return fmt.Errorf("cell: snapshot domain %q: %w", spec.Name, err)
-		}
+		sort.Slice(d.spaces, func(i, j int) bool { return d.spaces[i].region < d.spaces[j].region })
 		domains[spec.Name] = d
 	}
 	s.mu.Lock()

@@ -78,9 +78,16 @@ func (h *harness) applyLog(l *raft.Log, nops int) []error {
 	h.t.Helper()
 	h.last = applyResult{}
 	out := h.f.Apply(l)
-	errs, ok := out.([]error)
+	results, ok := out.([]Result)
 	if !ok {
-		h.t.Fatalf("Apply returned %T, want []error", out)
+		h.t.Fatalf("Apply returned %T, want []Result", out)
+	}
+	errs := make([]error, len(results))
+	for i, r := range results {
+		errs[i] = r.Err
+		if r.Err != nil && r.Resp != nil {
+			h.t.Fatalf("op %d was rejected (%v) but answered %v", i, r.Err, r.Resp)
+		}
 	}
 	if len(errs) != nops {
 		h.t.Fatalf("Apply returned %d results for %d ops", len(errs), nops)
@@ -158,13 +165,17 @@ func wantFieldError(t testing.TB, err error, field string) {
 
 // --- accessors (tests run on the test goroutine, Apply is synchronous) ---
 
-func (h *harness) domain(name string) *domain {
+// domain returns the one key space of a domain of a lone cell.
+func (h *harness) domain(name string) *keySpace {
 	h.t.Helper()
 	d, ok := h.state().domains[name]
 	if !ok {
 		h.t.Fatalf("no domain %q", name)
 	}
-	return d
+	if len(d.spaces) != 1 {
+		h.t.Fatalf("domain %q has %d key spaces, want 1", name, len(d.spaces))
+	}
+	return d.spaces[0]
 }
 
 func (h *harness) shard(name string, i int) *shard { return &h.domain(name).shards[i] }
@@ -337,56 +348,17 @@ func checkInvariants(t testing.TB, s *State) {
 		if d.spec.Name != name {
 			fail("domain keyed %q is named %q", name, d.spec.Name)
 		}
-		if len(d.ranges) != len(d.shards) || len(d.ranges) != d.spec.Shards {
-			fail("domain %q: %d ranges, %d shards, spec says %d", name, len(d.ranges), len(d.shards), d.spec.Shards)
-		}
-		if err := topology.ValidateTiling(d.ranges); err != nil {
-			fail("domain %q ranges do not tile: %v", name, err)
-		}
-		for i := range d.shards {
-			sh := &d.shards[i]
-			ho, nx := sh.holder, sh.next
-			if ho.consumer == nil {
-				if ho != (grant{}) {
-					fail("%s[%d]: empty holder with state %v token %s", name, i, ho.state, ho.token)
-				}
-			} else {
-				if !registered(ho.consumer) {
-					fail("%s[%d]: holder %q is not a registered consumer", name, i, ho.consumer.id)
-				}
-				if ho.state != stateActive && ho.state != stateRevoked {
-					fail("%s[%d]: holder %q in state %v", name, i, ho.consumer.id, ho.state)
-				}
-				if ho.token.IsZero() || ho.token.Generation != d.generation || ho.token.Index > s.index || ho.token.Index < d.createdIndex {
-					fail("%s[%d]: holder token %s (generation %d, created %d)", name, i, ho.token, d.generation, d.createdIndex)
-				}
-				if d.deleting && ho.state == stateActive {
-					fail("%s[%d]: ACTIVE holder in a deleting domain", name, i)
-				}
-				add(ho.consumer, shardRef{d, int32(i)})
+		for j, ks := range d.spaces {
+			if ks.d != d {
+				fail("domain %q key space %q points to another domain", name, ks.region)
 			}
-			if nx.consumer == nil {
-				if nx != (grant{}) {
-					fail("%s[%d]: empty successor with state %v", name, i, nx.state)
-				}
-				continue
+			if j > 0 && !(d.spaces[j-1].region < ks.region) {
+				fail("domain %q key spaces out of order or repeated: %q after %q", name, ks.region, d.spaces[j-1].region)
 			}
-			if !registered(nx.consumer) {
-				fail("%s[%d]: successor %q is not a registered consumer", name, i, nx.consumer.id)
+			if (d.spec.Kind == topology.KindRegional) != (ks.region != "") {
+				fail("domain %q (%v) has key space region %q", name, d.spec.Kind, ks.region)
 			}
-			if nx.state != stateAllocated || !nx.token.IsZero() {
-				fail("%s[%d]: successor %q in state %v token %s", name, i, nx.consumer.id, nx.state, nx.token)
-			}
-			if ho.consumer == nil || ho.state != stateRevoked {
-				fail("%s[%d]: successor %q behind holder %q in state %v", name, i, nx.consumer.id, grantID(ho), ho.state)
-			}
-			if nx.consumer == ho.consumer {
-				fail("%s[%d]: %q is its own successor", name, i, nx.consumer.id)
-			}
-			if d.deleting {
-				fail("%s[%d]: successor in a deleting domain", name, i)
-			}
-			add(nx.consumer, shardRef{d, int32(i)})
+			checkKeySpace(t, s, ks, fail, registered, add)
 		}
 	}
 	for id, c := range s.consumers {
@@ -397,20 +369,87 @@ func checkInvariants(t testing.TB, s *State) {
 			fail("consumer %q has no incarnation", id)
 		}
 		for r := range c.grants {
-			if s.domains[r.d.spec.Name] != r.d {
-				fail("consumer %q indexes a shard of a removed domain %q", id, r.d.spec.Name)
+			if s.domains[r.ks.name()] != r.ks.d || r.ks.d.space(r.ks.region) != r.ks {
+				fail("consumer %q indexes a shard of a removed domain %q", id, r.ks.name())
 			} else if _, ok := want[c][r]; !ok {
-				fail("consumer %q indexes %s[%d], which it neither holds nor succeeds", id, r.d.spec.Name, r.idx)
+				fail("consumer %q indexes %s/%s[%d], which it neither holds nor succeeds", id, r.ks.name(), r.ks.region, r.idx)
 			}
 		}
 		for r := range want[c] {
 			if _, ok := c.grants[r]; !ok {
-				fail("consumer %q holds or succeeds %s[%d] but its index misses it", id, r.d.spec.Name, r.idx)
+				fail("consumer %q holds or succeeds %s/%s[%d] but its index misses it", id, r.ks.name(), r.ks.region, r.idx)
 			}
 		}
 	}
 	if t.Failed() {
 		t.FailNow()
+	}
+}
+
+// checkKeySpace checks the invariants of one key space's shards.
+func checkKeySpace(t testing.TB, s *State, ks *keySpace, fail func(string, ...any), registered func(*consumer) bool, add func(*consumer, shardRef)) {
+	t.Helper()
+	d := ks.d
+	name := d.spec.Name + "/" + ks.region
+	if len(ks.ranges) != len(ks.shards) || len(ks.ranges) != d.spec.Shards {
+		fail("domain %q: %d ranges, %d shards, spec says %d", name, len(ks.ranges), len(ks.shards), d.spec.Shards)
+	}
+	if err := topology.ValidateTiling(ks.ranges); err != nil {
+		fail("domain %q ranges do not tile: %v", name, err)
+	}
+	for i := range ks.shards {
+		sh := &ks.shards[i]
+		ho, nx := sh.holder, sh.next
+		if ho.consumer == nil {
+			if ho != (grant{}) {
+				fail("%s[%d]: empty holder with state %v token %s", name, i, ho.state, ho.token)
+			}
+		} else {
+			if !registered(ho.consumer) {
+				fail("%s[%d]: holder %q is not a registered consumer", name, i, ho.consumer.id)
+			}
+			if ho.state != stateActive && ho.state != stateRevoked {
+				fail("%s[%d]: holder %q in state %v", name, i, ho.consumer.id, ho.state)
+			}
+			if ho.token.IsZero() || ho.token.Generation == 0 || ho.token.Generation > sh.generation || ho.token.Index > s.index || ho.token.Index < d.createdIndex {
+				fail("%s[%d]: holder token %s (shard generation %d, created %d)", name, i, ho.token, sh.generation, d.createdIndex)
+			}
+			if ho.token.Index > sh.activatedAt {
+				fail("%s[%d]: holder token %s activated after the shard's last activation %d", name, i, ho.token, sh.activatedAt)
+			}
+			if d.deleting && ho.state == stateActive {
+				fail("%s[%d]: ACTIVE holder in a deleting domain", name, i)
+			}
+			if ho.state == stateActive && !sh.delegated() {
+				fail("%s[%d]: ACTIVE holder outside a live delegation (generation %d, relinquished %v)", name, i, sh.generation, sh.relinquished)
+			}
+			add(ho.consumer, shardRef{ks, int32(i)})
+		}
+		if nx.consumer == nil {
+			if nx != (grant{}) {
+				fail("%s[%d]: empty successor with state %v", name, i, nx.state)
+			}
+			continue
+		}
+		if !registered(nx.consumer) {
+			fail("%s[%d]: successor %q is not a registered consumer", name, i, nx.consumer.id)
+		}
+		if nx.state != stateAllocated || !nx.token.IsZero() {
+			fail("%s[%d]: successor %q in state %v token %s", name, i, nx.consumer.id, nx.state, nx.token)
+		}
+		if ho.consumer == nil || ho.state != stateRevoked {
+			fail("%s[%d]: successor %q behind holder %q in state %v", name, i, nx.consumer.id, grantID(ho), ho.state)
+		}
+		if nx.consumer == ho.consumer {
+			fail("%s[%d]: %q is its own successor", name, i, nx.consumer.id)
+		}
+		if d.deleting {
+			fail("%s[%d]: successor in a deleting domain", name, i)
+		}
+		if !sh.delegated() {
+			fail("%s[%d]: successor outside a live delegation", name, i)
+		}
+		add(nx.consumer, shardRef{ks, int32(i)})
 	}
 }
 
@@ -427,8 +466,13 @@ func TestStateCreateDomain(t *testing.T) {
 		if len(d.ranges) != n || len(d.shards) != n {
 			t.Fatalf("%s: %d ranges, want %d", name, len(d.ranges), n)
 		}
-		if d.generation != 1 || d.createdIndex != 1 || d.deleting {
-			t.Fatalf("%s: generation %d created %d deleting %v", name, d.generation, d.createdIndex, d.deleting)
+		for i := range d.shards {
+			if sh := &d.shards[i]; sh.generation != 1 || !sh.delegated() {
+				t.Fatalf("%s[%d]: generation %d relinquished %v, want a self-delegation at generation 1", name, i, sh.generation, sh.relinquished)
+			}
+		}
+		if d.d.createdIndex != 1 || d.d.deleting {
+			t.Fatalf("%s: created %d deleting %v", name, d.d.createdIndex, d.d.deleting)
 		}
 		if d.ranges[0].From != topology.Start || d.ranges[n-1].To != topology.End {
 			t.Fatalf("%s: ranges %v do not span the key space", name, d.ranges)
@@ -759,7 +803,7 @@ func TestStateDeleteDomain(t *testing.T) {
 	if len(h.last.routes) != 1 || h.last.routes[0] != (RouteChange{Domain: "orders", Shard: -1, Deleted: true}) {
 		t.Fatalf("routes = %+v", h.last.routes)
 	}
-	if !h.domain("orders").deleting {
+	if !h.domain("orders").d.deleting {
 		t.Fatal("domain not marked deleting")
 	}
 	h.wantHolder("orders", 0, "a", stateRevoked)
@@ -799,15 +843,19 @@ func TestStateDeleteDomain(t *testing.T) {
 
 // TestStateUnknownOp: an op this version does not know is skipped with
 // ErrUnknownOp; the other ops of its entry apply.
+// TestStateUnknownOp: an op of a newer version is skipped when it says it
+// is ignorable (informational), and stops the node otherwise: applying the
+// log without it would fork this replica's ownership state.
 func TestStateUnknownOp(t *testing.T) {
 	h := newHarness(t)
-	// An Op carrying only field 99, as a newer version would write it.
-	unknown := []byte{0x0a, 0x03, 0x98, 0x06, 0x01} // Entry.ops{ Op{ field 99 varint 1 } }
+	// Ops carrying only field 99 (and the ignorable flag, field 15), as a
+	// newer version would write them.
+	ignorable := []byte{0x0a, 0x05, 0x78, 0x01, 0x98, 0x06, 0x01} // Entry.ops{ Op{ ignorable: true, field 99: 1 } }
 	var data []byte
 	for _, part := range [][]byte{
 		marshalDet(t, &cellv1.Entry{Ops: []*cellv1.Op{opCreate("orders", global, 2)}}),
-		unknown,
-		marshalDet(t, &cellv1.Entry{Ops: []*cellv1.Op{{}, opJoin("a", "a1", "orders")}}),
+		ignorable,
+		marshalDet(t, &cellv1.Entry{Ops: []*cellv1.Op{{Ignorable: true}, opJoin("a", "a1", "orders")}}),
 	} {
 		data = append(data, part...)
 	}
@@ -818,4 +866,13 @@ func TestStateUnknownOp(t *testing.T) {
 	}
 	h.domain("orders")
 	h.consumer("a")
+
+	vital := []byte{0x0a, 0x03, 0x98, 0x06, 0x01} // Entry.ops{ Op{ field 99: 1 } }
+	defer func() {
+		if recover() == nil {
+			t.Fatal("an unknown op that is not ignorable was skipped")
+		}
+	}()
+	h.index++
+	h.f.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: vital})
 }

@@ -7,8 +7,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/wdsio/wds/internal/rpcerr"
 )
 
 // registerService registers impl under desc with malformed input reported
@@ -54,7 +55,7 @@ func checkDecoded(v any, err error) error {
 		return err
 	}
 	if e, ok := malformed.LoadAndDelete(v); ok {
-		return status.Errorf(codes.InvalidArgument, "malformed message: not a valid protobuf message of this call (%v)", e)
+		return rpcerr.Newf(codes.InvalidArgument, rpcerr.ReasonMalformedMessage, "malformed message: not a valid protobuf message of this call (%v)", e)
 	}
 	return nil
 }

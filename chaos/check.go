@@ -14,11 +14,12 @@ import (
 type ViolationKind int
 
 const (
-	// Overlap: two different consumers believed they owned intersecting ranges of one domain at a
-	// common instant.
+	// Overlap: two different consumers believed they owned intersecting ranges of one key space
+	// (domain, region) at a common instant.
 	Overlap ViolationKind = iota + 1
-	// TokenOrder: for some key, a later owner's token is not strictly greater than an earlier
-	// owner's (a consumer resuming its own grant with the same token is not a violation).
+	// TokenOrder: for some key of a key space, a later owner's token is not strictly greater than
+	// an earlier owner's (a consumer resuming its own grant with the same token is not a
+	// violation).
 	TokenOrder
 	// Malformed: an interval that cannot be judged (no consumer or domain, a zero Start, an End
 	// before its Start, or an empty range). It is reported in A and left out of every other check.
@@ -51,22 +52,28 @@ func (v Violation) String() string {
 	if v.Kind == Malformed {
 		return fmt.Sprintf("%s: %s\n\t%s", v.Kind, v.Detail, v.A)
 	}
-	return fmt.Sprintf("%s in domain %q: %s\n\tA: %s\n\tB: %s", v.Kind, v.A.Domain, v.Detail, v.A, v.B)
+	return fmt.Sprintf("%s in domain %s: %s\n\tA: %s\n\tB: %s", v.Kind, keySpaceString(v.A.Domain, v.A.Region), v.Detail, v.A, v.B)
 }
 
-// Check returns every violation of the guarantee in intervals, in any order of input:
+// Check returns every violation of the guarantee in intervals, in any order of input. Keys are
+// judged per key space (Domain, Region): the same numeric range in (d, "us-east") and in
+// (d, "eu-west") holds different keys, so two owners of it there at once are no overlap, and
+// tokens need only increase within each key space. An interval without Region is of the key
+// space (Domain, ""), as a GLOBAL or UNIT domain's are.
 //
-//   - Overlap: two intervals of different consumers whose ranges of one domain intersect and whose
-//     periods [Start, End) intersect. Periods that only touch (End == the other's Start) do not.
-//   - TokenOrder: order the intervals of a domain by Start (then by token). For every key, each
+//   - Overlap: two intervals of different consumers whose ranges of one key space intersect and
+//     whose periods [Start, End) intersect. Periods that only touch (End == the other's Start) do
+//     not.
+//   - TokenOrder: order the intervals of a key space by Start (then by token). For every key, each
 //     interval's token must be strictly greater than the highest token an earlier interval held
 //     on that key, except that the consumer holding that highest token may record it again
 //     (a resumed grant). A violation pairs the interval with the earlier holder of that token.
 //   - Malformed: an interval that cannot be judged (see Malformed).
 //
-// Each violating pair is reported once per kind: malformed intervals first, then domain by domain
-// in name order, by the Start of B. Intervals are compared only with intervals whose ranges
-// intersect theirs, in one sweep over time per domain, so Check takes O(n log n) time for a
+// Each violating pair is reported once per kind: malformed intervals first, then key space by key
+// space in order of domain name and region, by the Start of B. Intervals are compared only with
+// intervals whose ranges intersect theirs, in one sweep over time per key space, so Check takes
+// O(n log n) time for a
 // history without violations. Times are compared with Time.Sub: on the monotonic clock for times
 // taken by time.Now in one process, on the wall clock otherwise.
 func Check(intervals []Interval) []Violation {
@@ -74,8 +81,8 @@ func Check(intervals []Interval) []Violation {
 	c := &checker{
 		in:        intervals,
 		consumers: make(map[string]int32),
-		domains:   make(map[string]int32),
-		bounds:    make(map[domainBound]int32),
+		spaces:    make(map[keySpace]int32),
+		bounds:    make(map[spaceBound]int32),
 	}
 	// One pass over the input, in its order: reduce each interval to a rec.
 	recs := make([]rec, 0, len(intervals))
@@ -89,7 +96,7 @@ func Check(intervals []Interval) []Violation {
 		if !haveBase {
 			c.base, haveBase = iv.Start, true
 		}
-		d := c.domain(iv.Domain)
+		d := c.space(iv.Domain, iv.Region)
 		recs = append(recs, rec{
 			start: c.since(iv.Start),
 			end:   c.since(iv.End),
@@ -102,7 +109,7 @@ func Check(intervals []Interval) []Violation {
 		})
 	}
 
-	// Rank the bounds within each domain: equal bounds get equal ranks, so ranges intersect iff
+	// Rank the bounds within each key space: equal bounds get equal ranks, so ranges intersect iff
 	// their ranks do.
 	order := make([]int32, len(c.boundList))
 	for i := range order {
@@ -113,25 +120,29 @@ func Check(intervals []Interval) []Violation {
 		return cmp.Or(cmp.Compare(x.dom, y.dom), x.b.Compare(y.b))
 	})
 	rank := make([]int32, len(order))
-	width := make([]int32, len(c.domainNames))
+	width := make([]int32, len(c.spaceList))
 	for _, id := range order {
 		d := c.boundList[id].dom
 		rank[id] = width[d]
 		width[d]++
 	}
 
-	// Group the recs by domain, domains in name order, keeping the input order within each
-	// (often nearly sorted by Start already, which the sweep's sort is quick to finish).
-	byName := make([]int32, len(c.domainNames))
+	// Group the recs by key space, in order of domain name and region, keeping the input order
+	// within each (often nearly sorted by Start already, which the sweep's sort is quick to
+	// finish).
+	byName := make([]int32, len(c.spaceList))
 	for i := range byName {
 		byName[i] = int32(i)
 	}
-	slices.SortFunc(byName, func(a, b int32) int { return cmp.Compare(c.domainNames[a], c.domainNames[b]) })
-	next := make([]int, len(c.domainNames)) // where the next rec of each domain goes
+	slices.SortFunc(byName, func(a, b int32) int {
+		x, y := c.spaceList[a], c.spaceList[b]
+		return cmp.Or(cmp.Compare(x.domain, y.domain), cmp.Compare(x.region, y.region))
+	})
+	next := make([]int, len(c.spaceList)) // where the next rec of each key space goes
 	for _, r := range recs {
 		next[r.dom]++
 	}
-	first := make([]int, len(c.domainNames)+1) // where each domain starts, in name order
+	first := make([]int, len(c.spaceList)+1) // where each key space starts, in name order
 	for i, d := range byName {
 		first[i+1] = first[i] + next[d]
 		next[d] = first[i]
@@ -165,17 +176,23 @@ func malformed(iv *Interval) string {
 }
 
 // rec is an interval reduced to integers: times in ns since the base, bounds as ranks among the
-// distinct bounds of its domain, consumer and domain as interned ids.
+// distinct bounds of its key space, consumer and key space as interned ids.
 type rec struct {
 	start, end int64 // end is math.MaxInt64 for an open interval
 	tok        topology.Token
 	from, to   int32
-	cons, dom  int32
+	cons, dom  int32 // dom: the key space
 	idx        int32 // index in the input
 }
 
-type domainBound struct {
-	dom int32
+// keySpace is (domain, region): the keys of a GLOBAL or UNIT domain (region "") or of one
+// region's key space of a REGIONAL domain.
+type keySpace struct {
+	domain, region string
+}
+
+type spaceBound struct {
+	dom int32 // the key space
 	b   topology.Bound
 }
 
@@ -185,13 +202,13 @@ type checker struct {
 	base      time.Time
 	consumers map[string]int32
 
-	domains     map[string]int32
-	domainNames []string
-	lastDomain  int32 // most recent domain id, a cache for runs of one domain
-	bounds      map[domainBound]int32
-	boundList   []domainBound
+	spaces    map[keySpace]int32
+	spaceList []keySpace
+	lastSpace int32 // most recent key space id, a cache for runs of one key space
+	bounds    map[spaceBound]int32
+	boundList []spaceBound
 
-	recs  []rec // of the domain being swept
+	recs  []rec // of the key space being swept
 	stamp []int32
 
 	// The active set: intervals whose period may contain the sweep's instant, in lists by From
@@ -221,22 +238,23 @@ func (c *checker) consumer(s string) int32 {
 	return id
 }
 
-func (c *checker) domain(s string) int32 {
-	if len(c.domainNames) > 0 && c.domainNames[c.lastDomain] == s {
-		return c.lastDomain
+func (c *checker) space(domain, region string) int32 {
+	k := keySpace{domain, region}
+	if len(c.spaceList) > 0 && c.spaceList[c.lastSpace] == k {
+		return c.lastSpace
 	}
-	id, ok := c.domains[s]
+	id, ok := c.spaces[k]
 	if !ok {
-		id = int32(len(c.domainNames))
-		c.domains[s] = id
-		c.domainNames = append(c.domainNames, s)
+		id = int32(len(c.spaceList))
+		c.spaces[k] = id
+		c.spaceList = append(c.spaceList, k)
 	}
-	c.lastDomain = id
+	c.lastSpace = id
 	return id
 }
 
 func (c *checker) bound(d int32, b topology.Bound) int32 {
-	k := domainBound{d, b}
+	k := spaceBound{d, b}
 	id, ok := c.bounds[k]
 	if !ok {
 		id = int32(len(c.boundList))
@@ -246,7 +264,7 @@ func (c *checker) bound(d int32, b topology.Bound) int32 {
 	return id
 }
 
-// sweep checks the recs of one domain, whose bounds have ranks below width, and appends the
+// sweep checks the recs of one key space, whose bounds have ranks below width, and appends the
 // violations to out.
 func (c *checker) sweep(recs []rec, width int32, out []Violation) []Violation {
 	n := len(recs)

@@ -199,6 +199,44 @@ func TestCheck(t *testing.T) {
 			want: []found{{Overlap, 0, 1}, {TokenOrder, 0, 1}},
 		},
 		{
+			name: "same range in two key spaces of one domain",
+			in: []Interval{
+				ivIn("c1", "d", "us-east", rng(0, full), tok(1, 1), ms(0), ms(10)),
+				ivIn("c2", "d", "eu-west", rng(0, full), tok(1, 1), ms(0), ms(10)),
+				iv("c3", "d", rng(2, 6), tok(1, 1), ms(5), open),
+				ivIn("c4", "d", "eu-west", rng(0, 4), tok(1, 2), ms(10), open),
+				ivIn("c5", "d", "us-east", rng(4, 8), tok(1, 2), ms(10), open),
+			},
+		},
+		{
+			name: "same range in one key space",
+			in: []Interval{
+				ivIn("c1", "d", "us-east", rng(0, 4), tok(1, 1), ms(0), ms(10)),
+				ivIn("c2", "d", "eu-west", rng(0, 4), tok(1, 1), ms(0), ms(10)),
+				ivIn("c3", "d", "us-east", rng(2, 6), tok(1, 2), ms(5), ms(15)),
+			},
+			want: []found{{Overlap, 0, 2}},
+		},
+		{
+			name: "tokens increase per key space",
+			in: []Interval{
+				ivIn("c1", "d", "us-east", rng(0, 4), tok(2, 5), ms(0), ms(10)),
+				ivIn("c2", "d", "eu-west", rng(0, 4), tok(1, 3), ms(10), ms(20)),
+				ivIn("c3", "d", "eu-west", rng(0, 4), tok(1, 4), ms(20), ms(30)),
+				ivIn("c4", "d", "us-east", rng(0, 4), tok(2, 6), ms(20), ms(30)),
+			},
+		},
+		{
+			name: "token regression in one key space",
+			in: []Interval{
+				ivIn("c1", "d", "eu-west", rng(0, 4), tok(1, 5), ms(0), ms(10)),
+				ivIn("c2", "d", "us-east", rng(0, 4), tok(2, 9), ms(5), ms(15)),
+				ivIn("c3", "d", "eu-west", rng(2, 6), tok(1, 4), ms(10), ms(20)),
+				ivIn("c4", "d", "us-east", rng(0, 4), tok(2, 9), ms(15), ms(25)),
+			},
+			want: []found{{TokenOrder, 0, 2}, {TokenOrder, 1, 3}},
+		},
+		{
 			name: "malformed intervals are reported and skipped",
 			in: []Interval{
 				iv("c1", "d", rng(0, 4), tok(1, 1), ms(10), ms(5)),
@@ -259,8 +297,32 @@ func TestViolationString(t *testing.T) {
 	}
 }
 
+func TestViolationStringRegion(t *testing.T) {
+	in := []Interval{
+		ivIn("c1", "orders", "eu-west", rng(0, full), tok(1, 5), ms(0), open),
+		ivIn("c2", "orders", "eu-west", rng(full/2, full), tok(1, 5), ms(10), ms(20)),
+		ivIn("c3", "orders", "us-east", rng(0, full), tok(1, 5), ms(10), ms(20)),
+	}
+	vs := Check(in)
+	if len(vs) != 2 {
+		t.Fatalf("got %d violations, want 2:\n%s", len(vs), join(vs))
+	}
+	for _, v := range vs {
+		s := v.String()
+		if !strings.Contains(s, `in domain "orders" region "eu-west":`) || strings.Contains(s, "us-east") {
+			t.Errorf("%s violation String() does not name key space eu-west (only):\n%s", v.Kind, s)
+		}
+		if got, want := v.A.String(), `"c1" owned "orders" region "eu-west" [`; !strings.HasPrefix(got, want) {
+			t.Errorf("Interval.String() = %q, want prefix %q", got, want)
+		}
+	}
+	if got := iv("c1", "orders", rng(0, full), tok(1, 5), ms(0), open).String(); !strings.HasPrefix(got, `"c1" owned "orders" [`) {
+		t.Errorf("Interval.String() without region = %q", got)
+	}
+}
+
 // reference is Check the slow way: every pair for overlaps, every elementary key segment for
-// token order.
+// token order, per key space (domain, region).
 func reference(in []Interval) []found {
 	var out []found
 	var good []int
@@ -283,7 +345,7 @@ func reference(in []Interval) []found {
 	for x, i := range good {
 		for _, j := range good[x+1:] {
 			a, b := in[i], in[j]
-			if a.Domain == b.Domain && a.Consumer != b.Consumer && a.Range.Overlaps(b.Range) &&
+			if a.Domain == b.Domain && a.Region == b.Region && a.Consumer != b.Consumer && a.Range.Overlaps(b.Range) &&
 				a.Start.Before(end(b.End)) && b.Start.Before(end(a.End)) &&
 				a.Start.Before(end(a.End)) && b.Start.Before(end(b.End)) {
 				out = append(out, found{Overlap, i, j})
@@ -303,20 +365,21 @@ func reference(in []Interval) []found {
 		if !seg.From.Less(seg.To) {
 			continue
 		}
-		holders := map[string]int{} // domain -> holder
+		holders := map[[2]string]int{} // (domain, region) -> holder
 		for _, j := range good {
 			b := in[j]
 			if !b.Range.Overlaps(seg) {
 				continue
 			}
-			h, ok := holders[b.Domain]
+			space := [2]string{b.Domain, b.Region}
+			h, ok := holders[space]
 			if !ok {
-				holders[b.Domain] = j
+				holders[space] = j
 				continue
 			}
 			a := in[h]
 			if d := b.Token.Compare(a.Token); d > 0 || (d == 0 && a.Consumer == b.Consumer) {
-				holders[b.Domain] = j
+				holders[space] = j
 			} else if f := (found{TokenOrder, h, j}); !seen[f] {
 				seen[f] = true
 				out = append(out, f)
@@ -348,7 +411,8 @@ func TestCheckAgainstReference(t *testing.T) {
 	}
 }
 
-// randomHistory returns n random intervals of 3 consumers in 2 domains, on ranges of up to width
+// randomHistory returns n random intervals of 3 consumers in 2 domains of 2 key spaces (regions ""
+// and "us-east"), on ranges of up to width
 // units of a grid of the key space, starting within span ms, with tokens below tokens: full of
 // violations of every kind.
 func randomHistory(r *rand.Rand, n, grid, width, span, tokens int) []Interval {
@@ -364,7 +428,7 @@ func randomHistory(r *rand.Rand, n, grid, width, span, tokens int) []Interval {
 		if r.IntN(5) > 0 {
 			end = start.Add(time.Duration(r.IntN(8)) * time.Millisecond)
 		}
-		in[i] = iv(fmt.Sprint("c", r.IntN(3)), fmt.Sprint("d", r.IntN(2)), rng(from, to), tok(1, uint64(r.IntN(tokens))), start, end)
+		in[i] = ivIn(fmt.Sprint("c", r.IntN(3)), fmt.Sprint("d", r.IntN(2)), []string{"", "us-east"}[r.IntN(2)], rng(from, to), tok(1, uint64(r.IntN(tokens))), start, end)
 		if r.IntN(50) == 0 {
 			in[i].End = start.Add(-time.Millisecond)
 		}
@@ -452,8 +516,9 @@ func TestCheckLargeValidHistory(t *testing.T) {
 	}
 }
 
-// BenchmarkCheck checks a valid history of 200,000 intervals: 8 domains of 256 shards at first,
-// 32 consumers, handovers, resumes, releases, splits and merges (about 18,000 distinct bounds).
+// BenchmarkCheck checks a valid history of 200,000 intervals: 8 key spaces (of 3 domains) of 256
+// shards at first, 32 consumers, handovers, resumes, releases, splits and merges (about 18,000
+// distinct bounds).
 func BenchmarkCheck(b *testing.B) {
 	h := newSim(1, 8, 256, 32).history(200_000)[:200_000]
 	b.ReportAllocs()

@@ -15,11 +15,14 @@ import (
 
 // eventLine is one line of the event log of `wds consume`, e.g.
 //
-//	{"event":"grant","consumer":"c1","domain":"d","from":"<uuid>","to":"<uuid>","to_end":false,"token":"1.42","time":"2026-11-25T18:00:00.123456789Z"}
+//	{"event":"grant","consumer":"c1","domain":"d","region":"us-east","from":"<uuid>","to":"<uuid>","to_end":false,"token":"1.42","time":"2026-11-25T18:00:00.123456789Z"}
+//
+// region is absent (or empty) for GLOBAL and UNIT domains and in logs written before key spaces.
 type eventLine struct {
 	Event    string `json:"event"`
 	Consumer string `json:"consumer"`
 	Domain   string `json:"domain"`
+	Region   string `json:"region"`
 	From     string `json:"from"`
 	To       string `json:"to"`
 	ToEnd    bool   `json:"to_end"`
@@ -28,18 +31,20 @@ type eventLine struct {
 }
 
 type openKey struct {
-	consumer, domain string
-	from             uuid.UUID
+	consumer, domain, region string
+	from                     uuid.UUID
 }
 
 // ParseEvents reads the event log that `wds consume` prints (one JSON object per line) and returns
 // the ownership intervals it describes, in the order of their grants.
 //
+//   - A shard is (domain, region, from): region names the key space of a REGIONAL domain; a line
+//     without it (a GLOBAL or UNIT domain, or a log written before key spaces) has region "".
 //   - "grant" opens an interval of the range [from, to) — [from, 2^128) when to_end is true, and
-//     then `to` is ignored — under token, at time. A grant for a (domain, from) the consumer
-//     already holds with the same range and token is a resumed grant and changes nothing; with
-//     another range or token it closes the held interval and opens a new one.
-//   - "revoke" and "lost" close the consumer's open interval of (domain, from) at time; for lost,
+//     then `to` is ignored — under token, at time. A grant for a shard the consumer already holds
+//     with the same range and token is a resumed grant and changes nothing; with another range or
+//     token it closes the held interval and opens a new one.
+//   - "revoke" and "lost" close the consumer's open interval of the shard at time; for lost,
 //     time is when the lease lapsed. "release" normally follows a revoke and closes nothing new,
 //     but closes the interval if it is still open. Closing what is not open is not an error.
 //   - Any other event (welcome, drained, ...) is ignored; blank lines are skipped.
@@ -103,7 +108,7 @@ func parseLine(consumer string, text []byte, open map[openKey]int, out *[]Interv
 			return fmt.Errorf("%s event: %w", ev.Event, err)
 		}
 	}
-	key := openKey{consumer: ev.Consumer, domain: ev.Domain, from: from}
+	key := openKey{consumer: ev.Consumer, domain: ev.Domain, region: ev.Region, from: from}
 
 	if ev.Event != "grant" {
 		if i, ok := open[key]; ok {
@@ -132,6 +137,6 @@ func parseLine(consumer string, text []byte, open map[openKey]int, out *[]Interv
 		held.End = at
 	}
 	open[key] = len(*out)
-	*out = append(*out, Interval{Consumer: ev.Consumer, Domain: ev.Domain, Range: rng, Token: tok, Start: at})
+	*out = append(*out, Interval{Consumer: ev.Consumer, Domain: ev.Domain, Region: ev.Region, Range: rng, Token: tok, Start: at})
 	return nil
 }

@@ -82,6 +82,55 @@ func TestParseEventsRegrant(t *testing.T) {
 	}
 }
 
+// TestParseEventsKeySpaces: a shard is (domain, region, from). One consumer holds the same range of
+// two key spaces of a REGIONAL domain; a line without region is of the key space "".
+func TestParseEventsKeySpaces(t *testing.T) {
+	const log = `{"event":"grant","consumer":"c1","domain":"d","region":"us-east","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"1.1","time":"2026-11-25T18:00:00Z"}
+{"event":"grant","consumer":"c1","domain":"d","region":"eu-west","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"1.1","time":"2026-11-25T18:00:01Z"}
+{"event":"revoke","consumer":"c1","domain":"d","region":"eu-west","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"1.1","time":"2026-11-25T18:00:02Z"}
+{"event":"grant","consumer":"c2","domain":"d","region":"eu-west","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"1.2","time":"2026-11-25T18:00:02Z"}
+{"event":"grant","consumer":"c3","domain":"d","from":"00000000-0000-0000-0000-000000000000","to":"ffffffff-ffff-ffff-ffff-ffffffffffff","to_end":true,"token":"1.1","time":"2026-11-25T18:00:03Z"}
+{"event":"lost","consumer":"c3","domain":"d","region":"","from":"00000000-0000-0000-0000-000000000000","time":"2026-11-25T18:00:04Z"}
+`
+	got, err := ParseEvents("", strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Interval{
+		ivIn("c1", "d", "us-east", rng(0, full/2), tok(1, 1), at(0), open),
+		ivIn("c1", "d", "eu-west", rng(0, full/2), tok(1, 1), at(1e9), at(2e9)),
+		ivIn("c2", "d", "eu-west", rng(0, full/2), tok(1, 2), at(2e9), open),
+		iv("c3", "d", rng(0, full), tok(1, 1), at(3e9), at(4e9)),
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got:\n%swant:\n%s", dump(got), dump(want))
+	}
+	for i := range want {
+		if !got[i].Start.Equal(want[i].Start) || !got[i].End.Equal(want[i].End) {
+			t.Errorf("interval %d: got %s, want %s", i, got[i], want[i])
+		}
+		got[i].Start, got[i].End = want[i].Start, want[i].End
+		if got[i] != want[i] {
+			t.Errorf("interval %d: got %s, want %s", i, got[i], want[i])
+		}
+	}
+	// Each key space has one owner at a time and increasing tokens.
+	if vs := Check(got); len(vs) != 0 {
+		t.Errorf("Check: want no violations, got:\n%s", join(vs))
+	}
+
+	// A second owner in c1's key space is caught, and only there.
+	const late = `{"event":"grant","consumer":"c4","domain":"d","region":"us-east","from":"40000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"1.3","time":"2026-11-25T18:00:05Z"}`
+	got, err = ParseEvents("", strings.NewReader(log+late))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := Check(got)
+	if len(vs) != 1 || vs[0].Kind != Overlap || vs[0].A.Consumer != "c1" || vs[0].B.Consumer != "c4" || vs[0].A.Region != "us-east" {
+		t.Errorf("Check: want one overlap of c1 and c4 in us-east, got:\n%s", join(vs))
+	}
+}
+
 func TestParseEventsErrors(t *testing.T) {
 	const ok = `{"event":"grant","consumer":"c1","domain":"d","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","token":"1.1","time":"2026-11-25T18:00:00Z"}` + "\n"
 	tests := []struct {
@@ -126,6 +175,7 @@ func FuzzParseEvents(f *testing.F) {
 	f.Add(sampleLog)
 	f.Add(`{"event":"grant","consumer":"c","domain":"d","from":"00000000-0000-0000-0000-000000000000","to_end":true,"token":"0.0","time":"0001-01-01T00:00:00Z"}`)
 	f.Add("{}\n\n{\"event\":\"lost\"}")
+	f.Add(`{"event":"grant","consumer":"c","domain":"d","region":"r","from":"00000000-0000-0000-0000-000000000000","to_end":true,"token":"1.1","time":"2026-11-25T18:00:00Z"}`)
 	f.Fuzz(func(t *testing.T, log string) {
 		ivs, err := ParseEvents("", strings.NewReader(log))
 		if err != nil {

@@ -42,9 +42,22 @@ func iv(consumer, domain string, r topology.Range, tk topology.Token, start, end
 	return Interval{Consumer: consumer, Domain: domain, Range: r, Token: tk, Start: start, End: end}
 }
 
+// ivIn is iv in the key space of region of a REGIONAL domain.
+func ivIn(consumer, domain, region string, r topology.Range, tk topology.Token, start, end time.Time) Interval {
+	x := iv(consumer, domain, r, tk, start, end)
+	x.Region = region
+	return x
+}
+
+// simRegions are the regions the simulation's key spaces cycle through: a domain's key spaces
+// share its name, with numerically equal ranges and tokens counted apart.
+var simRegions = []string{"", "us-east", "eu-west"}
+
 // sim builds a valid ownership history: consumers take over, resume, release, split and merge
-// the shards of several domains, with tokens that increase per domain, on a clock that only moves
-// forward. It remembers which interval followed which on intersecting keys, for fault injection.
+// the shards of several key spaces, with tokens that increase per key space, on a clock that only
+// moves forward. Key spaces come in threes sharing a domain name (regions "", "us-east" and
+// "eu-west"), so the same ranges and tokens appear in several at once. It remembers which
+// interval followed which on intersecting keys, for fault injection.
 type sim struct {
 	rnd       *rand.Rand
 	now       time.Time
@@ -55,8 +68,10 @@ type sim struct {
 	succ [][2]int
 }
 
+// simDomain is one key space: (name, region).
 type simDomain struct {
 	name     string
+	region   string
 	shards   []*simShard // tiling of [0, full), sorted
 	gen, idx uint64
 }
@@ -73,7 +88,7 @@ func newSim(seed uint64, domains, shards, consumers int) *sim {
 		s.consumers = append(s.consumers, "consumer-"+string(rune('a'+c%26))+string(rune('0'+c/26)))
 	}
 	for d := range domains {
-		dom := &simDomain{name: "domain-" + string(rune('A'+d)), gen: 1}
+		dom := &simDomain{name: "domain-" + string(rune('A'+d/len(simRegions))), region: simRegions[d%len(simRegions)], gen: 1}
 		step := full / uint64(shards)
 		for i := range shards {
 			to := uint64(i+1) * step
@@ -98,7 +113,7 @@ func (d *simDomain) next(r *rand.Rand) topology.Token {
 
 // grant opens an interval of sh for consumer c from now, following the given earlier intervals.
 func (s *sim) grant(d *simDomain, sh *simShard, c string, tk topology.Token, start time.Time, after ...int) {
-	s.out = append(s.out, iv(c, d.name, rng(sh.from, sh.to), tk, start, open))
+	s.out = append(s.out, ivIn(c, d.name, d.region, rng(sh.from, sh.to), tk, start, open))
 	i := len(s.out) - 1
 	for _, a := range after {
 		if a >= 0 {

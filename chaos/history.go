@@ -8,12 +8,17 @@ import (
 	"github.com/wdsio/wds/topology"
 )
 
-// Interval is one period during which Consumer believed it owned Range of Domain under Token.
-// It is half-open in time: [Start, End). A zero End means the consumer still owned the range when
-// the history ended, and counts as +infinity.
+// Interval is one period during which Consumer believed it owned Range of the key space (Domain,
+// Region) under Token. It is half-open in time: [Start, End). A zero End means the consumer still
+// owned the range when the history ended, and counts as +infinity.
+//
+// Region is the key space's region for a REGIONAL domain, empty for GLOBAL and UNIT domains: after
+// a regional failover one cell serves two key spaces of a REGIONAL domain, whose ranges overlap
+// numerically but hold different keys. Check judges each key space on its own.
 type Interval struct {
 	Consumer string
 	Domain   string
+	Region   string
 	Range    topology.Range
 	Token    topology.Token
 	Start    time.Time
@@ -24,10 +29,19 @@ type Interval struct {
 func (iv Interval) Open() bool { return iv.End.IsZero() }
 
 // String formats the interval for test failures, e.g.
-// `"c1" owned "orders" [00000000-…, 80000000-…) token 1.42 during [18:00:00.1, 18:00:02.5)`.
+// `"c1" owned "orders" [00000000-…, 80000000-…) token 1.42 during [18:00:00.1, 18:00:02.5)`,
+// or with a region `"c1" owned "orders" region "us-east" [00000000-…, …`.
 func (iv Interval) String() string {
-	return fmt.Sprintf("%q owned %q %s token %s during [%s, %s)",
-		iv.Consumer, iv.Domain, iv.Range, iv.Token, formatTime(iv.Start), formatEnd(iv.End))
+	return fmt.Sprintf("%q owned %s %s token %s during [%s, %s)",
+		iv.Consumer, keySpaceString(iv.Domain, iv.Region), iv.Range, iv.Token, formatTime(iv.Start), formatEnd(iv.End))
+}
+
+// keySpaceString names a key space: `"orders"`, or `"orders" region "us-east"`.
+func keySpaceString(domain, region string) string {
+	if region == "" {
+		return fmt.Sprintf("%q", domain)
+	}
+	return fmt.Sprintf("%q region %q", domain, region)
 }
 
 func formatTime(t time.Time) string { return t.Format(time.RFC3339Nano) }
@@ -56,14 +70,16 @@ type Ownership struct {
 	idx int
 }
 
-// Begin records that consumer started, at at, to believe it owns r of domain under tok. The
-// belief lasts until End is called on the returned Ownership (or the history ends).
-func (h *History) Begin(consumer, domain string, r topology.Range, tok topology.Token, at time.Time) *Ownership {
+// Begin records that consumer started, at at, to believe it owns r of the key space (domain,
+// region) under tok; region is the key space's region for a REGIONAL domain, "" for GLOBAL and
+// UNIT. The belief lasts until End is called on the returned Ownership (or the history ends).
+func (h *History) Begin(consumer, domain, region string, r topology.Range, tok topology.Token, at time.Time) *Ownership {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.intervals = append(h.intervals, Interval{
 		Consumer: consumer,
 		Domain:   domain,
+		Region:   region,
 		Range:    r,
 		Token:    tok,
 		Start:    at,

@@ -10,8 +10,8 @@ import (
 
 func TestOwnershipEndFirstWins(t *testing.T) {
 	var h History
-	o := h.Begin("c1", "d", rng(0, 4), tok(1, 1), ms(0))
-	h.Begin("c2", "d", rng(4, 8), tok(1, 2), ms(1))
+	o := h.Begin("c1", "d", "", rng(0, 4), tok(1, 1), ms(0))
+	h.Begin("c2", "d", "", rng(4, 8), tok(1, 2), ms(1))
 	o.End(ms(10))
 	o.End(ms(20))
 	got := h.Intervals()
@@ -74,7 +74,7 @@ func TestHistoryConcurrent(t *testing.T) {
 				s := &ss[k]
 				s.Lock()
 				s.next++
-				o := h.Begin(id, "d", rng(uint64(k), uint64(k+1)), tok(1, s.next), time.Now())
+				o := h.Begin(id, "d", "", rng(uint64(k), uint64(k+1)), tok(1, s.next), time.Now())
 				runtime.Gosched()
 				now := time.Now()
 				o.End(now)
@@ -99,11 +99,30 @@ func TestHistoryConcurrent(t *testing.T) {
 	}
 
 	// One consumer that keeps a shard past its handover is caught.
-	late := h.Begin("late", "d", rng(0, 1), tok(1, ss[0].next+1), time.Now())
-	h.Begin("c0", "d", rng(0, shards), tok(2, 1), time.Now())
+	late := h.Begin("late", "d", "", rng(0, 1), tok(1, ss[0].next+1), time.Now())
+	h.Begin("c0", "d", "", rng(0, shards), tok(2, 1), time.Now())
 	late.End(time.Now())
 	vs := h.Check()
 	if len(vs) != 1 || vs[0].Kind != Overlap || vs[0].A.Consumer != "late" || vs[0].B.Consumer != "c0" {
 		t.Fatalf("want one overlap of late and c0, got:\n%s", join(vs))
+	}
+}
+
+// TestHistoryKeySpaces: Begin records the key space's region, and the history's check judges each
+// key space (domain, region) on its own.
+func TestHistoryKeySpaces(t *testing.T) {
+	var h History
+	h.Begin("c1", "orders", "us-east", rng(0, full), tok(1, 1), ms(0))
+	h.Begin("c2", "orders", "eu-west", rng(0, full), tok(1, 1), ms(1))
+	if got := h.Intervals(); got[0].Region != "us-east" || got[1].Region != "eu-west" {
+		t.Fatalf("Intervals() = %v, want regions us-east and eu-west", got)
+	}
+	if vs := h.Check(); len(vs) != 0 {
+		t.Fatalf("one owner per key space, yet violations:\n%s", join(vs))
+	}
+	h.Begin("c3", "orders", "eu-west", rng(4, 8), tok(1, 2), ms(2))
+	vs := h.Check()
+	if len(vs) != 1 || vs[0].Kind != Overlap || vs[0].A.Consumer != "c2" || vs[0].B.Consumer != "c3" {
+		t.Fatalf("want one overlap of c2 and c3 in eu-west, got:\n%s", join(vs))
 	}
 }

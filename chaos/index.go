@@ -2,7 +2,7 @@ package chaos
 
 import "math/bits"
 
-// The sweep of Check works on ranks: the positions of a domain's distinct bounds, 0..width-1.
+// The sweep of Check works on ranks: the positions of a key space's distinct bounds, 0..width-1.
 // Two small index structures over ranks make each step O(log width).
 
 // bitset is a set of ranks with fast predecessor and successor queries: level 0 has one bit per

@@ -24,26 +24,18 @@ type leaseHarness struct {
 
 func newLeaseHarness(t *testing.T) *leaseHarness {
 	h := &leaseHarness{ctxs: map[string]context.Context{}}
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &Consumer{
-		cfg: Config{ID: "t", Domains: []string{"d"}, OnEvent: func(e Event) {
-			h.mu.Lock()
-			h.events = append(h.events, e)
-			h.mu.Unlock()
-		}, Handler: func(ctx context.Context, s Shard) {
-			h.mu.Lock()
-			h.ctxs[s.Range.From.String()] = ctx
-			h.mu.Unlock()
-			<-ctx.Done()
-		}},
-		log: slog.New(slog.DiscardHandler), routing: newRouting(), ctx: ctx, cancel: cancel,
-		ttls: map[string]time.Duration{}, valid: map[string]time.Time{}, shards: map[shardKey]*held{},
-		ended: map[shardKey]topology.Token{}, sent: map[uint64]time.Time{},
-		connected: make(chan struct{}), drained: make(chan struct{}), done: make(chan struct{}),
-		leaseWake: make(chan struct{}, 1), eventWake: make(chan struct{}, 1), eventsOut: make(chan struct{}),
-	}
+	c := newConsumer(Config{ID: "t", Domains: []string{"d"}, Logger: slog.New(slog.DiscardHandler), OnEvent: func(e Event) {
+		h.mu.Lock()
+		h.events = append(h.events, e)
+		h.mu.Unlock()
+	}, Handler: func(ctx context.Context, s Shard) {
+		h.mu.Lock()
+		h.ctxs[s.Range.From.String()] = ctx
+		h.mu.Unlock()
+		<-ctx.Done()
+	}}, &transport{endpoints: []string{"ep"}, conns: newConnPool(nil, nil, nil)})
 	go c.leaseLoop()
-	go c.eventLoop()
+	go c.events.run(c.done, c.handlers.Wait)
 	h.c = c
 	t.Cleanup(func() {})
 	return h
@@ -51,16 +43,14 @@ func newLeaseHarness(t *testing.T) *leaseHarness {
 
 func (h *leaseHarness) stop() {
 	h.c.stop(nil)
-	<-h.c.eventsOut
+	<-h.c.events.delivered()
 }
 
 // heartbeat records a heartbeat sent now and returns its seq.
 func (h *leaseHarness) heartbeat() uint64 {
 	h.c.mu.Lock()
 	defer h.c.mu.Unlock()
-	h.c.seq++
-	h.c.sent[h.c.seq] = time.Now()
-	return h.c.seq
+	return h.c.book.heartbeat(time.Now())
 }
 
 func (h *leaseHarness) kinds() []EventKind {
@@ -143,9 +133,9 @@ func TestAckExtendsFromSendTime(t *testing.T) {
 		time.Sleep(time.Second)
 		hb3 := h.heartbeat()
 		time.Sleep(1500 * time.Millisecond) // acks arrive very late
-		h.c.ack(hb3)
-		h.c.ack(hb2) // older: must not shorten
-		until := h.c.valid["d"]
+		h.c.ack(hb3, nil)
+		h.c.ack(hb2, nil) // older: must not shorten
+		until := h.c.book.valid["d"]
 		if want := s2.Add(time.Second).Add(2970 * time.Millisecond); !until.Equal(want) {
 			t.Fatalf("valid until %v, want %v", until, want)
 		}
@@ -168,7 +158,7 @@ func TestRevokeBeforeAckIsFinal(t *testing.T) {
 		hb := h.heartbeat()
 		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{{Domain: "d", Range: shard0.Range, Token: shard0.Token}}})
 		synctest.Wait()
-		h.c.ack(hb)
+		h.c.ack(hb, nil)
 		synctest.Wait()
 		if len(h.c.Held()) != 0 {
 			t.Fatal("revoked shard running after a later ack")
@@ -182,7 +172,7 @@ func TestRevokeBeforeAckIsFinal(t *testing.T) {
 		}
 		// A newer token is a new grant.
 		newer := &wdsv1.ShardGrant{Domain: "d", Range: shard0.Range, Token: &wdsv1.Token{Generation: 1, Index: 9}}
-		h.c.ack(h.heartbeat())
+		h.c.ack(h.heartbeat(), nil)
 		h.c.grant([]*wdsv1.ShardGrant{newer}, nil)
 		synctest.Wait()
 		if held := h.c.Held(); len(held) != 1 || held[0].Token.Index != 9 {
@@ -206,7 +196,7 @@ func TestGrantWaitsForValidLease(t *testing.T) {
 		if len(h.c.Held()) != 0 {
 			t.Fatal("shard started without a valid lease")
 		}
-		h.c.ack(h.heartbeat())
+		h.c.ack(h.heartbeat(), nil)
 		synctest.Wait()
 		if len(h.c.Held()) != 1 {
 			t.Fatal("shard not started after the ack")
@@ -291,7 +281,7 @@ func (r *beatRig) ackAt(n int, at time.Duration) {
 	seq := r.fs.beats[n]
 	r.fs.mu.Unlock()
 	r.as.touch()
-	r.h.c.ack(seq)
+	r.h.c.ack(seq, nil)
 }
 
 // TestSilentStreamIsAbandoned: a node that stops answering (frozen with
@@ -310,7 +300,7 @@ func TestSilentStreamIsAbandoned(t *testing.T) {
 			t.Errorf("silent stream abandoned after %v, want 3.55s", got)
 		}
 		h.c.mu.Lock()
-		left := time.Until(h.c.valid["d"])
+		left := time.Until(h.c.book.valid["d"])
 		h.c.mu.Unlock()
 		if left != 420*time.Millisecond {
 			t.Errorf("lease left at the switch: %v, want 420ms", left)
@@ -411,10 +401,10 @@ func TestRevokedRegrantNeverStarts(t *testing.T) {
 		synctest.Wait()
 		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{shard0Ref(7)}})
 		time.Sleep(500 * time.Millisecond)
-		h.c.ack(h.heartbeat())
+		h.c.ack(h.heartbeat(), nil)
 		h.c.grant([]*wdsv1.ShardGrant{shard0Grant(9)}, nil)
 		h.c.revoke(&wdsv1.Revoke{Shards: []*wdsv1.ShardRef{shard0Ref(9)}})
-		h.c.ack(h.heartbeat())
+		h.c.ack(h.heartbeat(), nil)
 		synctest.Wait()
 		close(stopped)
 		synctest.Wait()
@@ -490,9 +480,9 @@ func TestLateAckDoesNotBridgeALapse(t *testing.T) {
 		// (as under a scheduling delay).
 		h.c.mu.Lock()
 		lapsed := time.Now().Add(-time.Millisecond)
-		h.c.valid["d"] = lapsed
+		h.c.book.valid["d"] = lapsed
 		h.c.mu.Unlock()
-		h.c.ack(seq)
+		h.c.ack(seq, nil)
 		synctest.Wait()
 		if held := h.c.Held(); len(held) != 0 {
 			t.Fatalf("running %v across a lapsed lease", held)

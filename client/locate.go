@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/wdsio/wds/internal/rpcerr"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -212,9 +213,13 @@ func unreachable(cs []claim, n int) (error, bool) {
 // refused reports a connection the far side refused, or that found no
 // route or no such host: nothing listens there.
 func refused(err error) bool {
-	if status.Code(err) != codes.Unavailable {
-		return false
+	if status.Code(err) != codes.Unavailable || rpcerr.FromServer(err) {
+		return false // a node answered (its statuses carry an ErrorInfo)
 	}
+	// gRPC's own transport failures carry nothing machine-readable but
+	// the code Unavailable, which a hung or restarting node shares: only
+	// the text (of the dialer's, the resolver's error) tells the causes
+	// that mean nothing listens there.
 	msg := status.Convert(err).Message()
 	for _, s := range []string{"connection refused", "no route to host", "network is unreachable", "no such host", "produced zero addresses"} {
 		if strings.Contains(msg, s) {
@@ -225,7 +230,7 @@ func refused(err error) bool {
 }
 
 // shortError is the root cause of a gRPC transport error ("connection
-// refused") without its nested description.
+// refused") without its nested description: gRPC gives it only as text.
 func shortError(err error) string {
 	msg := status.Convert(err).Message()
 	if strings.Contains(msg, "produced zero addresses") || strings.Contains(msg, "no such host") {

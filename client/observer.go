@@ -2,10 +2,8 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -26,6 +24,10 @@ type ObserverConfig struct {
 	Endpoints []string
 	// Watch lists the domains to follow.
 	Watch []string
+	// Region, if set, is the region whose key space of a REGIONAL domain
+	// Routing().Lookup uses until a Welcome names the cell's region
+	// (Routing().LookupIn names any key space).
+	Region string
 	// Logger for connection problems (default: discard).
 	Logger *slog.Logger
 	// DialOptions are added to the gRPC dial (default: plaintext).
@@ -47,9 +49,8 @@ type Observer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 
+	tr        *transport
 	mu        sync.Mutex
-	pool      *connPool
-	loc       *locator // nil with ObserverConfig.Conn
 	permErr   error
 	connected chan struct{}
 	connOnce  sync.Once
@@ -74,15 +75,18 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
 	}
+	if cfg.Region != "" {
+		if err := topology.ValidateName("region", cfg.Region); err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	o := &Observer{
 		cfg: cfg, log: cfg.Logger.With("component", "wds-observer"), routing: newRouting(),
-		ctx: ctx, cancel: cancel, pool: newConnPool(cfg.Conn, cfg.Pool, cfg.DialOptions),
+		ctx: ctx, cancel: cancel, tr: newTransport(cfg.Endpoints, cfg.Conn, cfg.Pool, cfg.DialOptions, false),
 		connected: make(chan struct{}), done: make(chan struct{}),
 	}
-	if cfg.Conn == nil {
-		o.loc = o.pool.locator(cfg.Endpoints)
-	}
+	o.routing.setRegion(cfg.Region)
 	go o.run()
 	return o, nil
 }
@@ -117,7 +121,7 @@ func (o *Observer) Err() error {
 func (o *Observer) Close() {
 	o.stop(nil)
 	<-o.done
-	o.pool.close()
+	o.tr.close()
 }
 
 func (o *Observer) stop(err error) {
@@ -130,65 +134,26 @@ func (o *Observer) stop(err error) {
 	o.cancel()
 }
 
-// notFoundGrace is how long an observer keeps retrying NotFound: a node
-// that has not yet applied a domain's creation answers NotFound for a few
-// milliseconds after `wds domain create` returned.
-const notFoundGrace = 2 * time.Second
-
 // run keeps an observer session open on any node that answers (any node
-// serves routing), found by asking every endpoint at once.
+// serves routing), found by asking every endpoint at once (see
+// transport.run).
 func (o *Observer) run() {
 	defer close(o.done)
-	var avoid avoidList
-	multi := len(o.cfg.Endpoints) > 1
-	skip := func(nodeID, ep string) bool { return multi && avoid.has(nodeID, ep) }
-	fails := 0
-	var notFoundSince, since time.Time
-	for o.ctx.Err() == nil {
-		ep := o.cfg.Endpoints[0]
-		if o.loc != nil {
-			var err error
-			if ep, err = o.loc.find(o.ctx, since, pickAny(len(o.cfg.Endpoints), skip)); err != nil {
-				return
-			}
-		}
-		served, err := o.session(ep)
-		if o.ctx.Err() != nil {
-			return
-		}
-		since = time.Now()
-		if served {
-			fails = 0
-		}
-		if errors.Is(err, ErrNotFound) {
-			if notFoundSince.IsZero() {
-				notFoundSince = time.Now()
-			}
-			if time.Since(notFoundSince) < notFoundGrace {
-				err = nil // retry below
-			}
-		} else {
-			notFoundSince = time.Time{}
-		}
-		if err != nil && permanent(err) {
-			o.log.Error("observer rejected", "endpoint", ep, "err", err)
-			o.stop(err)
-			return
-		}
-		avoid.add(ep)
-		fails++
-		d := min(50*time.Millisecond<<min(fails-1, 5), 2*time.Second)
-		select {
-		case <-o.ctx.Done():
-			return
-		case <-time.After(d/2 + rand.N(d/2+1)):
-		}
+	if ep, err := o.tr.run(o.ctx, o.session, nil); err != nil {
+		o.log.Error("observer rejected", "endpoint", ep, "err", err)
+		o.stop(err)
 	}
 }
 
-// session runs one observer stream; served reports that routing arrived.
-func (o *Observer) session(ep string) (served bool, err error) {
-	cc, err := o.pool.get(ep)
+// session runs one observer stream; end.welcomed reports that routing
+// arrived.
+func (o *Observer) session(ep string) sessionEnd {
+	served, err := o.follow(ep)
+	return sessionEnd{welcomed: served, err: err}
+}
+
+func (o *Observer) follow(ep string) (served bool, err error) {
+	cc, err := o.tr.conns.get(ep)
 	if err != nil {
 		return false, err
 	}
@@ -237,6 +202,8 @@ func (o *Observer) session(ep string) (served bool, err error) {
 		}
 		rc.touch()
 		switch msg := m.GetMsg().(type) {
+		case *wdsv1.ServerMessage_Welcome:
+			o.routing.setRegion(msg.Welcome.GetRegion())
 		case *wdsv1.ServerMessage_Routing:
 			served = true
 			if err := o.routing.apply(msg.Routing); err != nil {

@@ -32,23 +32,30 @@ type Route struct {
 	Unconfirmed bool
 }
 
-// Change is one routing update of one domain.
+// Change is one routing update of one key space of a domain.
 type Change struct {
 	// Version is the routing version (cell log index) after the change.
 	Version uint64
 	Domain  string
-	// Routes are the entries that changed; with Replaced, the whole table.
+	// Region names the key space: its region for a REGIONAL domain, empty
+	// for GLOBAL and UNIT domains (and for any domain of a server that does
+	// not name key spaces).
+	Region string
+	// Routes are the entries that changed; with Replaced, the key space's
+	// whole table.
 	Routes []Route
-	// Replaced: Routes is the domain's whole table (first snapshot,
+	// Replaced: Routes is the key space's whole table (first snapshot,
 	// creation, resync).
 	Replaced bool
-	// Deleted: the domain is gone.
+	// Deleted: the key space is gone (the domain was deleted, or no longer
+	// has this region's key space).
 	Deleted bool
 	// Missed counts changes dropped before this one because the watcher
 	// did not keep up; look at Table for the current state.
 	Missed int
 }
 
+// table is the routing of one key space.
 type table struct {
 	kind   topology.Kind
 	routes []Route // sorted by Range.From, tiling the key space
@@ -57,10 +64,17 @@ type table struct {
 
 // Routing is a live routing table: a full snapshot on connect, then ordered
 // deltas. It is safe for concurrent use; lookups are O(log n).
+//
+// It keeps one table per key space: per GLOBAL or UNIT domain, and per
+// (REGIONAL domain, region). Lookup, Owner and Table answer from the key
+// space a service of this session's region uses: the domain's own for
+// GLOBAL and UNIT, this region's for REGIONAL (see Region). LookupIn and
+// TableIn name the key space's region explicitly.
 type Routing struct {
 	mu      sync.RWMutex
 	version uint64
-	tables  map[string]*table
+	region  string                       // the session's region, once known
+	tables  map[string]map[string]*table // domain -> key-space region -> table
 
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
@@ -72,7 +86,7 @@ type watcher struct {
 }
 
 func newRouting() *Routing {
-	return &Routing{tables: map[string]*table{}, watchers: map[*watcher]struct{}{}}
+	return &Routing{tables: map[string]map[string]*table{}, watchers: map[*watcher]struct{}{}}
 }
 
 // Version is the version of the last applied update.
@@ -82,11 +96,66 @@ func (r *Routing) Version() uint64 {
 	return r.version
 }
 
-// Lookup returns the route of key in domain.
+// Region is the region of the session (the cell's region, from the
+// Welcome, or the configured one): the key space of a REGIONAL domain that
+// Lookup, Owner and Table use. Empty until known (an observer that named no
+// region, before its first Welcome).
+func (r *Routing) Region() string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.region
+}
+
+func (r *Routing) setRegion(region string) {
+	if region == "" {
+		return
+	}
+	r.mu.Lock()
+	r.region = region
+	r.mu.Unlock()
+}
+
+// local is the table of domain that this session's lookups use: the
+// domain's own key space for GLOBAL and UNIT; for REGIONAL, the key space
+// of the session's region. A table whose key space has no region (a server
+// that does not name key spaces) is the domain's only one and is used as
+// before; so is the only key space of a REGIONAL domain while the session's
+// region is unknown.
+func (r *Routing) local(domain string) *table {
+	spaces := r.tables[domain]
+	if t := spaces[""]; t != nil {
+		return t
+	}
+	if r.region != "" {
+		return spaces[r.region]
+	}
+	if len(spaces) == 1 {
+		for _, t := range spaces {
+			return t
+		}
+	}
+	return nil
+}
+
+// Lookup returns the route of key in domain: for a REGIONAL domain, in the
+// key space of the session's region (see Region; LookupIn names another).
 func (r *Routing) Lookup(domain string, key uuid.UUID) (Route, bool) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t := r.tables[domain]
+	return r.local(domain).find(key)
+}
+
+// LookupIn returns the route of key in the key space of domain in region:
+// region names a REGIONAL domain's key space (after a regional failover one
+// cell serves several); it must be empty for GLOBAL and UNIT domains, whose
+// key space has no region.
+func (r *Routing) LookupIn(domain, region string, key uuid.UUID) (Route, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tables[domain][region].find(key)
+}
+
+func (t *table) find(key uuid.UUID) (Route, bool) {
 	if t == nil {
 		return Route{}, false
 	}
@@ -107,15 +176,41 @@ func (r *Routing) Owner(domain string, key uuid.UUID) (owner, endpoint string, t
 	return rt.Owner, rt.Endpoint, rt.Token, true
 }
 
-// Table returns a copy of a domain's routes in key order (nil if unknown).
+// Table returns a copy of a domain's routes in key order (nil if unknown):
+// for a REGIONAL domain, those of the key space Lookup uses.
 func (r *Routing) Table(domain string) []Route {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	t := r.tables[domain]
+	return r.local(domain).copyRoutes()
+}
+
+// TableIn returns a copy of the routes of the key space of domain in region
+// (empty for GLOBAL and UNIT domains) in key order, nil if unknown.
+func (r *Routing) TableIn(domain, region string) []Route {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.tables[domain][region].copyRoutes()
+}
+
+func (t *table) copyRoutes() []Route {
 	if t == nil {
 		return nil
 	}
 	return append([]Route(nil), t.routes...)
+}
+
+// KeySpaces lists the regions of the key spaces of domain with a table, in
+// order: [""] for a GLOBAL or UNIT domain, one region per key space of a
+// REGIONAL domain.
+func (r *Routing) KeySpaces(domain string) []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.tables[domain]))
+	for region := range r.tables[domain] {
+		out = append(out, region)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Domains lists the domains with a table.
@@ -180,23 +275,36 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 	var changes []Change
 	r.mu.Lock()
 	for _, dr := range m.GetDomains() {
-		name := dr.GetDomain()
-		ch := Change{Version: m.GetVersion(), Domain: name, Replaced: dr.GetReplace(), Deleted: dr.GetDeleted()}
+		name, region := dr.GetDomain(), dr.GetRegion()
+		ch := Change{Version: m.GetVersion(), Domain: name, Region: region, Replaced: dr.GetReplace(), Deleted: dr.GetDeleted()}
+		spaces := r.tables[name]
 		if dr.GetDeleted() {
-			delete(r.tables, name)
+			// A deletion naming no region is the domain's: every key space
+			// goes (a cell deletes a domain with one such message).
+			if region == "" {
+				clear(spaces)
+			}
+			delete(spaces, region)
+			if len(spaces) == 0 {
+				delete(r.tables, name)
+			}
 			changes = append(changes, ch)
 			continue
 		}
-		t := r.tables[name]
+		if spaces == nil {
+			spaces = map[string]*table{}
+			r.tables[name] = spaces
+		}
+		t := spaces[region]
 		if t == nil || dr.GetReplace() {
 			t = &table{kind: topology.KindFromProto(dr.GetKind())}
-			r.tables[name] = t
+			spaces[region] = t
 		}
 		if watched {
 			ch.Routes = make([]Route, 0, len(dr.GetEntries()))
 		}
 		for _, e := range dr.GetEntries() {
-			rt, err := routeFromProto(name, e)
+			rt, err := routeFromProto(name, region, e)
 			if err != nil {
 				r.mu.Unlock()
 				return err
@@ -239,10 +347,10 @@ func (t *table) upsert(rt Route) {
 	t.ranges[i] = rt.Range
 }
 
-func routeFromProto(domain string, e *wdsv1.RouteEntry) (Route, error) {
+func routeFromProto(domain, region string, e *wdsv1.RouteEntry) (Route, error) {
 	rng, err := topology.RangeFromProto("routing.entries.range", e.GetRange())
 	if err != nil {
 		return Route{}, err
 	}
-	return Route{Domain: domain, Range: rng, Owner: e.GetOwner(), Endpoint: e.GetEndpoint(), Token: topology.TokenFromProto(e.GetToken()), Unconfirmed: e.GetUnconfirmed()}, nil
+	return Route{Domain: domain, Region: region, Range: rng, Owner: e.GetOwner(), Endpoint: e.GetEndpoint(), Token: topology.TokenFromProto(e.GetToken()), Unconfirmed: e.GetUnconfirmed()}, nil
 }

@@ -184,3 +184,96 @@ func BenchmarkRoutingApply(b *testing.B) {
 		})
 	}
 }
+
+// TestRoutingKeySpaces: a REGIONAL domain's key spaces are kept apart:
+// replace and delete apply to one key space; Lookup uses the session's
+// region, LookupIn the one named; a GLOBAL domain (no region) and a server
+// that names no key space work as before.
+func TestRoutingKeySpaces(t *testing.T) {
+	r := newRouting()
+	ch, cancel := r.Watch(16)
+	defer cancel()
+	rs, _ := topology.SplitEven(2)
+	regional := wdsv1.DomainKind_DOMAIN_KIND_REGIONAL
+	if err := r.apply(&wdsv1.Routing{Version: 1, Snapshot: true, Domains: []*wdsv1.DomainRouting{
+		{Domain: "d", Region: "a", Kind: regional, Replace: true, Entries: entries(rs, "a1")},
+		{Domain: "d", Region: "b", Kind: regional, Replace: true, Entries: entries(rs, "b1")},
+		{Domain: "g", Replace: true, Entries: entries(rs, "g1")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	key := uuid.MustParse("90000000-0000-0000-0000-000000000000")
+	// The region is not known yet and d has two key spaces: no answer.
+	if rt, ok := r.Lookup("d", key); ok {
+		t.Errorf("lookup without a region found %+v", rt)
+	}
+	r.setRegion("b")
+	if rt, ok := r.Lookup("d", key); !ok || rt.Owner != "b1" || rt.Region != "b" {
+		t.Errorf("lookup in the session's region = %+v %v, want b1 in b", rt, ok)
+	}
+	if rt, ok := r.LookupIn("d", "a", key); !ok || rt.Owner != "a1" || rt.Region != "a" {
+		t.Errorf("LookupIn a = %+v %v, want a1 in a", rt, ok)
+	}
+	if rt, ok := r.Lookup("g", key); !ok || rt.Owner != "g1" || rt.Region != "" {
+		t.Errorf("GLOBAL lookup = %+v %v, want g1", rt, ok)
+	}
+	if _, ok := r.LookupIn("d", "c", key); ok {
+		t.Error("LookupIn an unknown key space found a route")
+	}
+	// A replace of a's key space leaves b's alone.
+	if err := r.apply(&wdsv1.Routing{Version: 2, Domains: []*wdsv1.DomainRouting{
+		{Domain: "d", Region: "a", Kind: regional, Replace: true, Entries: entries(rs, "a2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if owner, _, _, _ := r.Owner("d", key); owner != "b1" {
+		t.Errorf("owner in b after a's replace = %q, want b1", owner)
+	}
+	if tb := r.TableIn("d", "a"); len(tb) != 2 || tb[0].Owner != "a2" {
+		t.Errorf("a's table %+v", tb)
+	}
+	if ks := fmt.Sprint(r.KeySpaces("d")); ks != "[a b]" {
+		t.Errorf("key spaces %s, want [a b]", ks)
+	}
+	// Deleting b's key space keeps a's and the domain.
+	if err := r.apply(&wdsv1.Routing{Version: 3, Domains: []*wdsv1.DomainRouting{{Domain: "d", Region: "b", Deleted: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if r.TableIn("d", "b") != nil || len(r.TableIn("d", "a")) != 2 || fmt.Sprint(r.Domains()) != "[d g]" {
+		t.Errorf("after deleting b's key space: b %v, a %v, domains %v", r.TableIn("d", "b"), r.TableIn("d", "a"), r.Domains())
+	}
+	if _, ok := r.Lookup("d", key); ok {
+		t.Error("lookup in the deleted key space of the session's region found a route")
+	}
+	var got []Change
+	for len(ch) > 0 {
+		got = append(got, <-ch)
+	}
+	if len(got) != 5 || got[0].Region != "a" || got[1].Region != "b" || got[2].Region != "" || got[3].Region != "a" || !got[4].Deleted || got[4].Region != "b" {
+		t.Errorf("changes %+v", got)
+	}
+	// A deletion naming no region deletes the domain: every key space.
+	if err := r.apply(&wdsv1.Routing{Version: 4, Domains: []*wdsv1.DomainRouting{
+		{Domain: "d", Region: "b", Kind: regional, Replace: true, Entries: entries(rs, "b2")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.apply(&wdsv1.Routing{Version: 5, Domains: []*wdsv1.DomainRouting{{Domain: "d", Deleted: true, Replace: true}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ks := r.KeySpaces("d"); len(ks) != 0 || fmt.Sprint(r.Domains()) != "[g]" {
+		t.Errorf("after deleting domain d: key spaces %v, domains %v", ks, r.Domains())
+	}
+	if _, ok := r.LookupIn("d", "a", key); ok {
+		t.Error("a deleted domain's key space still answers")
+	}
+	// A server that names no key space: its table serves Lookup for any
+	// session region, REGIONAL or not.
+	old := newRouting()
+	old.setRegion("b")
+	if err := old.apply(&wdsv1.Routing{Version: 1, Domains: []*wdsv1.DomainRouting{
+		{Domain: "d", Kind: regional, Replace: true, Entries: entries(rs, "o")}}}); err != nil {
+		t.Fatal(err)
+	}
+	if owner, _, _, ok := old.Owner("d", key); !ok || owner != "o" || len(old.Table("d")) != 2 {
+		t.Errorf("old server's REGIONAL table: owner %q %v", owner, ok)
+	}
+}

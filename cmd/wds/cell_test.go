@@ -229,7 +229,7 @@ func TestConsume(t *testing.T) {
 		}
 	}
 	for _, e := range granted {
-		if e.Domain != "work" || !tokenRE.MatchString(e.Token) || e.ToEnd == nil {
+		if e.Domain != "work" || e.Region == nil || *e.Region != "" || !tokenRE.MatchString(e.Token) || e.ToEnd == nil {
 			t.Errorf("grant %+v", e)
 		}
 	}
@@ -499,4 +499,89 @@ func TestOperatorCommands(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "consumer op-1 is drained") || !strings.Contains(r.stdout, "no other consumer serves solo") {
 		t.Errorf("drain --wait: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// TestRegionalDomain: a REGIONAL domain's shards name their key space's
+// region (the cell's) in `wds shards`, `wds owner` and `wds consume`; a
+// GLOBAL domain's have region "" and no REGION column.
+func TestRegionalDomain(t *testing.T) {
+	t.Parallel()
+	c := celltest.New(t, 3)
+	ep := "--endpoint=" + strings.Join(c.Endpoints(), ",")
+	c.CreateDomain("carts", topology.KindRegional, 4, 3*time.Second)
+	c.CreateDomain("flat", topology.KindGlobal, 2, 3*time.Second)
+
+	p := start(t, ep, "consume", "--domain", "carts,flat", "--id", "rc-1", "--region", celltest.Region)
+	granted := map[string]eventJSON{}
+	for len(granted) < 6 {
+		e := parseEvent(t, p.next(15*time.Second))
+		if e.Event == "grant" {
+			granted[e.Domain+" "+e.From] = e
+		}
+	}
+	for _, e := range granted {
+		want := map[string]string{"carts": celltest.Region, "flat": ""}[e.Domain]
+		if e.Region == nil || *e.Region != want {
+			t.Errorf("grant of %s %s: region %v, want %q", e.Domain, e.From, e.Region, want)
+		}
+	}
+
+	shards := shardsJSON(t, ep, "carts")
+	checkTiling(t, shards, 4)
+	for _, s := range shards {
+		if s.Region != celltest.Region {
+			t.Errorf("carts shard %+v: region %q, want %q", s, s.Region, celltest.Region)
+		}
+	}
+	for _, s := range shardsJSON(t, ep, "flat") {
+		if s.Region != "" {
+			t.Errorf("flat shard %+v: region %q, want none", s, s.Region)
+		}
+	}
+	if out := mustWDS(t, ep, "shards", "carts"); !strings.HasPrefix(out, "REGION ") || strings.Count(out, "\n"+celltest.Region+" ") != 4 {
+		t.Errorf("carts shards table:\n%s", out)
+	}
+	if out := mustWDS(t, ep, "shards", "flat"); !strings.HasPrefix(out, "FROM ") || strings.Contains(out, "REGION") {
+		t.Errorf("flat shards table:\n%s", out)
+	}
+	if got := shardsJSONArgs(t, ep, "carts", "--region", "elsewhere"); len(got) != 0 {
+		t.Errorf("shards carts --region elsewhere: %+v", got)
+	}
+	if got := shardsJSONArgs(t, ep, "carts", "--region", celltest.Region); len(got) != 4 {
+		t.Errorf("shards carts --region %s: %+v", celltest.Region, got)
+	}
+
+	key := "9f000000-0000-0000-0000-000000000001"
+	for _, args := range [][]string{{}, {"--region", celltest.Region}} {
+		var own ownerJSON
+		if err := json.Unmarshal([]byte(mustWDS(t, append([]string{ep, "owner", "carts", key, "-o", "json"}, args...)...)), &own); err != nil {
+			t.Fatal(err)
+		}
+		if own.Region != celltest.Region || own.From != "80000000-0000-0000-0000-000000000000" || own.Owner != "rc-1" {
+			t.Errorf("owner %v: %+v", args, own)
+		}
+	}
+	if out := mustWDS(t, ep, "owner", "carts", key); !strings.Contains(out, "of carts, region "+celltest.Region) {
+		t.Errorf("owner table:\n%s", out)
+	}
+	if r := wds(t, ep, "owner", "carts", key, "--region", "elsewhere"); r.code != 1 || !strings.Contains(r.stderr, `region "elsewhere"`) || !strings.Contains(r.stderr, "it serves "+celltest.Region) {
+		t.Errorf("owner --region elsewhere: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := wds(t, ep, "owner", "flat", key, "--region", celltest.Region); r.code != 1 || !strings.Contains(r.stderr, "--region") {
+		t.Errorf("owner of a GLOBAL domain with --region: exit %d, stderr %q", r.code, r.stderr)
+	}
+
+	p.signal(syscall.SIGTERM)
+	if _, code := p.wait(30 * time.Second); code != 0 {
+		t.Errorf("exit %d after SIGTERM; stderr:\n%s", code, p.stderr.String())
+	}
+}
+
+func shardsJSONArgs(t *testing.T, ep, domain string, args ...string) []shardJSON {
+	t.Helper()
+	var shards []shardJSON
+	if err := json.Unmarshal([]byte(mustWDS(t, append([]string{ep, "shards", domain, "-o", "json"}, args...)...)), &shards); err != nil {
+		t.Fatal(err)
+	}
+	return shards
 }

@@ -39,11 +39,13 @@ func (cp *consumerProc) grants() int {
 	cp.drain()
 	held := map[string]bool{}
 	for _, l := range cp.lines {
+		// A shard is (domain, region, from).
+		shard := fieldOf(l, "domain") + "/" + fieldOf(l, "region") + "/" + fieldOf(l, "from")
 		switch {
 		case strings.Contains(l, `"event":"grant"`):
-			held[fieldOf(l, "from")] = true
+			held[shard] = true
 		case strings.Contains(l, `"event":"revoke"`), strings.Contains(l, `"event":"lost"`):
-			delete(held, fieldOf(l, "from"))
+			delete(held, shard)
 		}
 	}
 	return len(held)

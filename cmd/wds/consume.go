@@ -21,20 +21,24 @@ import (
 	"github.com/wdsio/wds/topology"
 )
 
-// eventJSON is one line of `wds consume`. The shard fields (domain, from,
-// to, to_end, token) are present only for events about a shard.
+// eventJSON is one line of `wds consume`. The shard fields (domain,
+// region, from, to, to_end, token) are present only for events about a
+// shard. A shard is (domain, region, from): region is the key space's
+// region for a REGIONAL domain and "" for GLOBAL and UNIT (present, so a
+// shard event always names its shard whole).
 type eventJSON struct {
-	Event    string `json:"event"`
-	Consumer string `json:"consumer"`
-	Domain   string `json:"domain,omitempty"`
-	From     string `json:"from,omitempty"`
-	To       string `json:"to,omitempty"`
-	ToEnd    *bool  `json:"to_end,omitempty"`
-	Token    string `json:"token,omitempty"`
-	Time     string `json:"time"`
-	Reason   string `json:"reason,omitempty"`
-	Endpoint string `json:"endpoint,omitempty"`
-	Error    string `json:"error,omitempty"`
+	Event    string  `json:"event"`
+	Consumer string  `json:"consumer"`
+	Domain   string  `json:"domain,omitempty"`
+	Region   *string `json:"region,omitempty"`
+	From     string  `json:"from,omitempty"`
+	To       string  `json:"to,omitempty"`
+	ToEnd    *bool   `json:"to_end,omitempty"`
+	Token    string  `json:"token,omitempty"`
+	Time     string  `json:"time"`
+	Reason   string  `json:"reason,omitempty"`
+	Endpoint string  `json:"endpoint,omitempty"`
+	Error    string  `json:"error,omitempty"`
 }
 
 func eventToJSON(consumer string, e client.Event) eventJSON {
@@ -50,6 +54,8 @@ func eventToJSON(consumer string, e client.Event) eventJSON {
 	}
 	if s := e.Shard; s.Domain != "" {
 		v.Domain = s.Domain
+		region := s.Region
+		v.Region = &region
 		v.From, _ = boundJSON(s.Range.From)
 		var end bool
 		v.To, end = boundJSON(s.Range.To)
@@ -65,7 +71,8 @@ func eventToJSON(consumer string, e client.Event) eventJSON {
 const batchIdle = 3 * time.Millisecond
 
 // eventBatcher passes the events of a consumer on in their order, except
-// within a batch, which it passes on sorted by (domain, from). The client
+// within a batch, which it passes on sorted by shard: (domain, region,
+// from), the key spaces of a REGIONAL domain by region. The client
 // library gives the events of one batch (the grants of one Grant message,
 // the shards lost at one lease expiry) one kind and one time and delivers
 // them one at a time in map order; a batch is therefore a run of
@@ -137,6 +144,9 @@ func (b *eventBatcher) flushLocked() {
 	b.batch = nil
 	slices.SortStableFunc(batch, func(x, y client.Event) int {
 		if c := strings.Compare(x.Shard.Domain, y.Shard.Domain); c != 0 {
+			return c
+		}
+		if c := strings.Compare(x.Shard.Region, y.Shard.Region); c != 0 {
 			return c
 		}
 		return x.Shard.Range.From.Compare(y.Shard.Range.From)
@@ -224,17 +234,20 @@ func NewConsumeCommand(g *globals) *cobra.Command {
 the Go client library, and hold every shard granted until the cell revokes
 it. Each event is printed at once as one JSON line on stdout:
 
-  {"event":"grant","consumer":"worker-1","domain":"orders",
+  {"event":"grant","consumer":"worker-1","domain":"orders","region":"",
    "from":"40000000-0000-0000-0000-000000000000",
    "to":"50000000-0000-0000-0000-000000000000","to_end":false,
    "token":"1.42","time":"2025-01-02T15:04:05.123456789Z"}
 
 event is one of welcome, grant, prepare, revoke, release, lost, drained,
-disconnected. Shard events carry domain, from, to (UUIDs; to_end is true
-when the range ends at 2^128, printed as ffffffff-...-ffffffffffff) and token
-(fencing token "generation.index"). time is RFC 3339 in UTC with
-nanoseconds: when ownership began (grant) or ended (revoke; for lost, the
-lease deadline itself, even if noticed later). revoke and lost carry a
+disconnected. Shard events carry domain, region, from, to (UUIDs; to_end is
+true when the range ends at 2^128, printed as ffffffff-...-ffffffffffff) and
+token (fencing token "generation.index"). A shard is (domain, region, from):
+region is the key space's region for a REGIONAL domain ("" for GLOBAL and
+UNIT), and after a regional failover the cell grants shards of two key
+spaces, whose ranges overlap but are different keys. time is RFC 3339 in
+UTC with nanoseconds: when ownership began (grant) or ended (revoke; for
+lost, the lease deadline itself, even if noticed later). revoke and lost carry a
 reason; disconnected carries the endpoint and error.
 
 On SIGTERM or SIGINT it drains: the cell moves its shards to other

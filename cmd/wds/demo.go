@@ -157,7 +157,11 @@ func (d *demo) batcher(id string) *eventBatcher {
 func (d *demo) event(id string, e client.Event) {
 	switch e.Kind {
 	case client.EventGrant, client.EventRevoke, client.EventLost:
-		line := fmt.Sprintf("%s   %-8s %-7s %s", clock(e.Time), id, e.Kind, shortRange(e.Shard.Range))
+		shard := shortRange(e.Shard.Range)
+		if e.Shard.Region != "" { // a REGIONAL domain's key space
+			shard = e.Shard.Region + " " + shard
+		}
+		line := fmt.Sprintf("%s   %-8s %-7s %s", clock(e.Time), id, e.Kind, shard)
 		if !e.Shard.Token.IsZero() {
 			line += " token " + e.Shard.Token.String()
 		}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/internal/raftnode"
+	"github.com/wdsio/wds/internal/serve"
 )
 
 // Port layout of `wds dev`: node i serves gRPC on base+i, Raft on
@@ -142,9 +143,13 @@ func runDev(cmd *cobra.Command, g *globals, o devOptions, log *slog.Logger, gate
 		})
 	}
 	var running []*cell.Node
+	var procs []*serve.Process
 	defer func() {
 		for _, n := range running {
 			n.Close()
+		}
+		for _, p := range procs {
+			p.Stop()
 		}
 	}()
 	for i, p := range peers {
@@ -155,14 +160,14 @@ func runDev(cmd *cobra.Command, g *globals, o devOptions, log *slog.Logger, gate
 		cfg.Peers = peers
 		cfg.HTTPBind = fmt.Sprintf("127.0.0.1:%d", o.base+devHTTPOffset+i)
 		cfg.Logger = log
-		n, err := cell.Start(cfg)
+		n, proc, err := serveNode(cfg)
 		if errors.Is(err, raftnode.ErrVoterMismatch) {
 			return fmt.Errorf("%w (wds dev: --data-dir %s was made with other --nodes or --base-port; run with those, or use another --data-dir)", err, dir)
 		}
 		if err != nil {
 			return listenHint(err)
 		}
-		running = append(running, n)
+		running, procs = append(running, n), append(procs, proc)
 	}
 	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	leader, err := cell.WaitLeader(wctx, running...)
@@ -177,8 +182,8 @@ func runDev(cmd *cobra.Command, g *globals, o devOptions, log *slog.Logger, gate
 	info := devJSON{Region: o.region, Leader: leader.ID(), DataDir: dir, Temporary: temporary}
 	var eps []string
 	for i, n := range running {
-		info.Nodes = append(info.Nodes, devNodeJSON{ID: n.ID(), GRPC: n.Endpoint(), Raft: peers[i].Raft, HTTP: n.HTTPAddr()})
-		eps = append(eps, n.Endpoint())
+		info.Nodes = append(info.Nodes, devNodeJSON{ID: n.ID(), GRPC: procs[i].GRPCAddr(), Raft: peers[i].Raft, HTTP: procs[i].HTTPAddr()})
+		eps = append(eps, procs[i].GRPCAddr())
 	}
 	info.Endpoints = strings.Join(eps, ",")
 	if g.json() {

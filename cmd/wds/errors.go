@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/rpcerr"
 )
 
 // usageError is a wrong command line: main prints it as one line with a
@@ -247,7 +248,7 @@ func callError(err error, endpoints []string, timeout string) error {
 	switch {
 	case st.Code() == codes.DeadlineExceeded:
 		return status.Errorf(codes.DeadlineExceeded, "no answer from %s within %s (--timeout): %s", strings.Join(endpoints, ","), timeout, st.Message())
-	case st.Code() == codes.Unavailable && transportFailure(st.Message()):
+	case st.Code() == codes.Unavailable && transportFailure(err):
 		return status.Errorf(codes.Unavailable, "cannot reach the cell at %s: %s (is `wds dev` or `wds server` running? set --endpoint or %s)",
 			strings.Join(endpoints, ","), shortTransport(st.Message()), EnvEndpoint)
 	}
@@ -255,8 +256,16 @@ func callError(err error, endpoints []string, timeout string) error {
 }
 
 // transportFailure tells a connection failure (gRPC's own Unavailable) from
-// a node that answered Unavailable (no leader right now).
-func transportFailure(msg string) bool {
+// a node that answered Unavailable (no leader right now): a node's statuses
+// carry an ErrorInfo (rpcerr), gRPC's own do not. Those carry nothing
+// machine-readable at all but the code, which a cell older than the
+// reasons shares for its own answers, so only the text of the dialer's
+// error tells a connection failure.
+func transportFailure(err error) bool {
+	if rpcerr.FromServer(err) {
+		return false
+	}
+	msg := status.Convert(err).Message()
 	for _, s := range []string{"connection error", "transport:", "connection refused", "dial tcp", "name resolver", "produced zero addresses", "connection reset", "EOF"} {
 		if strings.Contains(msg, s) {
 			return true

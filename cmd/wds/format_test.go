@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -48,7 +49,7 @@ func TestEventJSON(t *testing.T) {
 	e := eventToJSON("c1", client.Event{Kind: client.EventLost, Time: at, Reason: "lease expired",
 		Shard: client.Shard{Domain: "d", Range: rng[1], Token: topology.Token{Generation: 1, Index: 42}}})
 	b, _ := json.Marshal(e)
-	want := `{"event":"lost","consumer":"c1","domain":"d","from":"80000000-0000-0000-0000-000000000000","to":"ffffffff-ffff-ffff-ffff-ffffffffffff","to_end":true,"token":"1.42","time":"2025-01-02T02:04:05.000000006Z","reason":"lease expired"}`
+	want := `{"event":"lost","consumer":"c1","domain":"d","region":"","from":"80000000-0000-0000-0000-000000000000","to":"ffffffff-ffff-ffff-ffff-ffffffffffff","to_end":true,"token":"1.42","time":"2025-01-02T02:04:05.000000006Z","reason":"lease expired"}`
 	if string(b) != want {
 		t.Errorf("lost event\n got %s\nwant %s", b, want)
 	}
@@ -56,21 +57,155 @@ func TestEventJSON(t *testing.T) {
 	if want := `{"event":"drained","consumer":"c1","time":"2025-01-02T02:04:05.000000006Z"}`; string(b) != want {
 		t.Errorf("drained event\n got %s\nwant %s", b, want)
 	}
+	// A REGIONAL domain's shard names its key space.
+	b, _ = json.Marshal(eventToJSON("c1", client.Event{Kind: client.EventGrant, Time: at,
+		Shard: client.Shard{Domain: "d", Region: "eu-west", Range: rng[0], Token: topology.Token{Generation: 2, Index: 7}}}))
+	if want := `{"event":"grant","consumer":"c1","domain":"d","region":"eu-west","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"token":"2.7","time":"2025-01-02T02:04:05.000000006Z"}`; string(b) != want {
+		t.Errorf("regional grant event\n got %s\nwant %s", b, want)
+	}
+}
+
+// TestShardJSON: every shard of `wds shards -o json` names its key space's
+// region, "" for GLOBAL and UNIT domains.
+func TestShardJSON(t *testing.T) {
+	for _, tc := range []struct {
+		s    shardJSON
+		want string
+	}{
+		{shardJSON{From: "00000000-0000-0000-0000-000000000000", To: "ffffffff-ffff-ffff-ffff-ffffffffffff", ToEnd: true},
+			`{"region":"","from":"00000000-0000-0000-0000-000000000000","to":"ffffffff-ffff-ffff-ffff-ffffffffffff","to_end":true,"owner":"","state":"","token":"","endpoint":"","next_owner":"","unconfirmed":false}`},
+		{shardJSON{Region: "eu-west", From: "00000000-0000-0000-0000-000000000000", To: "80000000-0000-0000-0000-000000000000", Owner: "w1", State: "active", Token: "1.2"},
+			`{"region":"eu-west","from":"00000000-0000-0000-0000-000000000000","to":"80000000-0000-0000-0000-000000000000","to_end":false,"owner":"w1","state":"active","token":"1.2","endpoint":"","next_owner":"","unconfirmed":false}`},
+	} {
+		if b, _ := json.Marshal(tc.s); string(b) != tc.want {
+			t.Errorf("shard JSON\n got %s\nwant %s", b, tc.want)
+		}
+	}
+	b, _ := json.Marshal(ownerJSON{Domain: "d", Key: "k", shardJSON: shardJSON{Region: "us-east"}})
+	if !strings.HasPrefix(string(b), `{"domain":"d","key":"k","region":"us-east","from":`) {
+		t.Errorf("owner JSON %s", b)
+	}
+}
+
+// testShards returns shards of n even ranges in each key space of regions
+// (one "" for a GLOBAL domain), key space by key space.
+func testShards(t *testing.T, n int, regions ...string) ([]shardJSON, []topology.Range) {
+	t.Helper()
+	even, err := topology.SplitEven(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var shards []shardJSON
+	var ranges []topology.Range
+	for i, r := range regions {
+		for j, rg := range even {
+			from, _ := boundJSON(rg.From)
+			to, end := boundJSON(rg.To)
+			shards = append(shards, shardJSON{Region: r, From: from, To: to, ToEnd: end, Owner: fmt.Sprintf("w%d", i), State: "active", Token: fmt.Sprintf("%d.%d", i+1, j+1)})
+			ranges = append(ranges, rg)
+		}
+	}
+	return shards, ranges
+}
+
+// TestShardTable: the REGION column is there only for shards of a
+// REGIONAL domain's key spaces.
+func TestShardTable(t *testing.T) {
+	var b strings.Builder
+	global, _ := testShards(t, 2, "")
+	if err := writeShardTable(&b, global); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "FROM ") || strings.Contains(b.String(), "REGION") ||
+		!strings.HasPrefix(lines[2], "80000000-0000-0000-0000-000000000000  end ") {
+		t.Errorf("GLOBAL domain's table:\n%s", b.String())
+	}
+
+	b.Reset()
+	regional, _ := testShards(t, 2, "eu-west", "us-east")
+	if err := writeShardTable(&b, regional); err != nil {
+		t.Fatal(err)
+	}
+	lines = strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 5 || !strings.HasPrefix(lines[0], "REGION   FROM ") ||
+		!strings.HasPrefix(lines[1], "eu-west  00000000-0000-0000-0000-000000000000  80000000-") ||
+		!strings.HasPrefix(lines[3], "us-east  00000000-0000-0000-0000-000000000000  80000000-") ||
+		!strings.Contains(lines[4], " end ") || !strings.Contains(lines[4], " 2.2 ") {
+		t.Errorf("REGIONAL domain's table:\n%s", b.String())
+	}
+}
+
+// TestKeySpaceOf: `wds owner` looks a key up in one key space: the only
+// one of a GLOBAL domain, the one --region names of a REGIONAL domain's,
+// by default the cell's region's.
+func TestKeySpaceOf(t *testing.T) {
+	asked := 0
+	cell := func(r string) func() (string, error) {
+		return func() (string, error) { asked++; return r, nil }
+	}
+	key := topology.BoundOf(uuid.MustParse("9f000000-0000-0000-0000-000000000001"))
+	owner := func(shards []shardJSON, ranges []topology.Range) string {
+		i := topology.FindBound(ranges, key)
+		if i < 0 {
+			return "none"
+		}
+		return shards[i].Region + "/" + shards[i].Owner + "@" + shards[i].Token
+	}
+
+	global, granges := testShards(t, 4, "")
+	ss, rs, err := keySpaceOf("d", "", global, granges, cell("local"))
+	if err != nil || len(ss) != 4 || owner(ss, rs) != "/w0@1.3" || asked != 0 {
+		t.Errorf("GLOBAL domain: %d shards, owner %s, err %v, cell asked %d times", len(ss), owner(ss, rs), err, asked)
+	}
+	if _, _, err := keySpaceOf("d", "local", global, granges, cell("local")); err == nil || !strings.Contains(err.Error(), "--region") || !strings.Contains(err.Error(), "not a REGIONAL domain") {
+		t.Errorf("GLOBAL domain with --region: %v", err)
+	}
+
+	regional, rranges := testShards(t, 4, "eu-west", "us-east")
+	for _, tc := range []struct {
+		region, cell, want, err string
+	}{
+		{"", "us-east", "us-east/w1@2.3", ""},
+		{"", "eu-west", "eu-west/w0@1.3", ""},
+		{"eu-west", "us-east", "eu-west/w0@1.3", ""},
+		{"us-east", "eu-west", "us-east/w1@2.3", ""},
+		{"ap-south", "us-east", "", `no key space of d in region "ap-south"; it serves eu-west, us-east (name one with --region)`},
+		{"", "ap-south", "", `no key space of d in region "ap-south"`},
+	} {
+		asked = 0
+		ss, rs, err := keySpaceOf("d", tc.region, regional, rranges, cell(tc.cell))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("--region %q, cell in %s: error %v, want %q", tc.region, tc.cell, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || len(ss) != 4 || owner(ss, rs) != tc.want {
+			t.Errorf("--region %q, cell in %s: %d shards, owner %s (err %v), want %s", tc.region, tc.cell, len(ss), owner(ss, rs), err, tc.want)
+		}
+		if want := map[bool]int{true: 1, false: 0}[tc.region == ""]; asked != want {
+			t.Errorf("--region %q: the cell's region asked %d times, want %d", tc.region, asked, want)
+		}
+	}
+	if _, _, err := keySpaceOf("d", "", regional, rranges, func() (string, error) { return "", errors.New("no leader") }); err == nil || err.Error() != "no leader" {
+		t.Errorf("cell's region unknown: %v", err)
+	}
 }
 
 // TestRouteWriter: a resync prints only the entries that changed.
 func TestRouteWriter(t *testing.T) {
 	rng, _ := topology.SplitEven(2)
 	var out strings.Builder
-	w := &routeWriter{out: &out, json: true, domain: "d", table: map[topology.Bound]client.Route{}}
+	w := newRouteWriter(&out, true, "d")
 	a := client.Route{Domain: "d", Range: rng[0]}
 	b := client.Route{Domain: "d", Range: rng[1]}
-	w.sync(5, []client.Route{a, b}, true)
+	w.snapshot(5, []keySpace{{routes: []client.Route{a, b}}})
 	b2 := b
 	b2.Owner, b2.Token = "c1", topology.Token{Generation: 1, Index: 7}
-	w.update(6, []client.Route{a, b2}) // a unchanged
-	w.sync(7, []client.Route{a, b2}, false)
-	w.deleted(8)
+	w.update(6, "", []client.Route{a, b2}) // a unchanged
+	w.sync(7, "", []client.Route{a, b2}, false)
+	w.deleted(8, "")
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 4 {
 		t.Fatalf("%d lines:\n%s", len(lines), out.String())
@@ -212,12 +347,44 @@ func TestNameFields(t *testing.T) {
 // shuffledBatch returns one batch (same kind, same time) of grants of n
 // shards of domain d, not in key order.
 func shuffledBatch(d string, n int, at time.Time) []client.Event {
+	return shuffledBatchIn(d, "", n, at)
+}
+
+// shuffledBatchIn is shuffledBatch in region's key space of d.
+func shuffledBatchIn(d, region string, n int, at time.Time) []client.Event {
 	rng, _ := topology.SplitEven(n)
 	var out []client.Event
 	for _, i := range rand.Perm(n) {
-		out = append(out, client.Event{Kind: client.EventGrant, Time: at, Shard: client.Shard{Domain: d, Range: rng[i]}})
+		out = append(out, client.Event{Kind: client.EventGrant, Time: at, Shard: client.Shard{Domain: d, Region: region, Range: rng[i]}})
 	}
 	return out
+}
+
+// TestEventBatcherKeySpaces: a batch holding the same ranges of two key
+// spaces of a domain comes out sorted by (domain, region, from).
+func TestEventBatcherKeySpaces(t *testing.T) {
+	var got []client.Event
+	b := newEventBatcher(func(e client.Event) { got = append(got, e) })
+	at := time.Now()
+	batch := append(shuffledBatchIn("a", "us-east", 4, at), shuffledBatchIn("a", "eu-west", 4, at)...)
+	batch = append(batch, shuffledBatch("b", 2, at)...)
+	rand.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+	// Held as one batch (add would let the idle timer cut it on a loaded
+	// machine), then flushed.
+	b.batch = batch
+	b.flush()
+	var keys []string
+	for _, e := range got {
+		keys = append(keys, e.Shard.Domain+"/"+e.Shard.Region+" "+shortRange(e.Shard.Range))
+	}
+	want := []string{
+		"a/eu-west [00000000, 40000000)", "a/eu-west [40000000, 80000000)", "a/eu-west [80000000, c0000000)", "a/eu-west [c0000000, end)",
+		"a/us-east [00000000, 40000000)", "a/us-east [40000000, 80000000)", "a/us-east [80000000, c0000000)", "a/us-east [c0000000, end)",
+		"b/ [00000000, 80000000)", "b/ [80000000, end)",
+	}
+	if !slices.Equal(keys, want) {
+		t.Errorf("batch order:\n%s\nwant:\n%s", strings.Join(keys, "\n"), strings.Join(want, "\n"))
+	}
 }
 
 // TestEventBatcher: the events of a batch come out sorted by (domain,

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/internal/serve"
 	"github.com/wdsio/wds/internal/telemetry"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -199,17 +200,18 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 		_ = shutdownTracing(sctx)
 	}()
 	cfg.TracerProvider = tp
-	node, err := cell.Start(cfg)
+	node, proc, err := serveNode(cfg)
 	if err != nil {
 		return listenHint(err)
 	}
+	defer proc.Stop()
 	raftAddr := cfg.RaftBind
 	for _, p := range cfg.Peers {
 		if p.ID == cfg.NodeID && raftAddr == "" {
 			raftAddr = p.Raft
 		}
 	}
-	info := serverJSON{Node: cfg.NodeID, Region: cfg.Region, GRPC: node.Endpoint(), Raft: raftAddr, HTTP: node.HTTPAddr(), Peers: len(cfg.Peers)}
+	info := serverJSON{Node: cfg.NodeID, Region: cfg.Region, GRPC: proc.GRPCAddr(), Raft: raftAddr, HTTP: proc.HTTPAddr(), Peers: len(cfg.Peers)}
 	out := cmd.OutOrStdout()
 	if g.json() {
 		err = writeJSON(out, info)
@@ -225,7 +227,7 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 	if len(domains) > 0 {
 		go func() {
 			defer close(done)
-			ensureDomains(ctx, node.Endpoint(), domains, log)
+			ensureDomains(ctx, proc.GRPCAddr(), domains, log)
 		}()
 	} else {
 		close(done)
@@ -244,6 +246,34 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 
 // shutdownHandover bounds the leadership handover of a stopping server.
 const shutdownHandover = 5 * time.Second
+
+// serveNode starts the cell node of cfg and serves it (internal/serve) on
+// cfg's gRPC and HTTP addresses, with a metrics registry of its own (unless
+// cfg has one) and cfg.TracerProvider: the ports are bound before the node
+// opens its data dir. The node's Close stops the process too.
+func serveNode(cfg cell.Config) (*cell.Node, *serve.Process, error) {
+	if cfg.Metrics == nil {
+		m, err := telemetry.NewMetrics(attribute.String("node", cfg.NodeID), attribute.String("region", cfg.Region))
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Metrics = m
+	}
+	var node *cell.Node
+	proc, err := serve.Start(serve.Config{
+		GRPC:           cfg.GRPCListenAddr(),
+		HTTP:           cfg.HTTPBind,
+		Logger:         cfg.Logger.With("node", cfg.NodeID),
+		Metrics:        cfg.Metrics,
+		TracerProvider: cfg.TracerProvider,
+		ServerOptions:  cell.ServerOptions(cfg),
+	}, func() ([]serve.Service, error) {
+		var err error
+		node, err = cell.NewNode(cfg)
+		return []serve.Service{node}, err
+	})
+	return node, proc, err
+}
 
 // ensureDomains creates the topology file's domains that do not exist yet,
 // through the node's own Admin API (which forwards to the leader), retrying

@@ -3,6 +3,12 @@
 // real gRPC on loopback, plus test consumers that record their ownership
 // history for the chaos checker. Modelled on hashicorp/raft's testing.go
 // (MakeCluster, Partition) and Consul's retry helpers.
+//
+// Faults go through one faults.Net per cluster (Cluster.Net): each node's
+// Raft transport and each test consumer's gRPC dialer consult it, so a
+// test states a partition once — Faults[i].Isolate for Raft alone (the
+// node keeps serving clients), Isolate(i) for Raft and client streams,
+// Net.Cut / Net.Partition for per-peer and one-way cuts.
 package celltest
 
 import (
@@ -14,13 +20,17 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/internal/faults"
 	"github.com/wdsio/wds/internal/logging"
 	"github.com/wdsio/wds/internal/raftnode"
+	"github.com/wdsio/wds/internal/serve"
+	"github.com/wdsio/wds/internal/telemetry"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -33,8 +43,16 @@ type Cluster struct {
 	t       testing.TB
 	Configs []cell.Config
 	Nodes   []*cell.Node // nil while a node is down
-	Faults  []*raftnode.Faults
+	// Faults[i] is node i's Raft fault hook: its Isolate partitions the
+	// node's Raft traffic only (an endpoint of Net, plane faults.Raft).
+	Faults []*raftnode.Faults
+	// Net is the cluster's network: nodes are named by their ids and
+	// registered at their Raft and gRPC addresses; test consumers by
+	// their ids.
+	Net     *faults.Net
 	History *chaos.History
+
+	procs []*serve.Process // node i's network front (internal/serve); nil while down
 
 	mu     sync.Mutex
 	admins map[string]*grpc.ClientConn
@@ -71,14 +89,17 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	for i := 0; i < n; i++ {
 		peers = append(peers, cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: addrs[2*i], GRPC: addrs[2*i+1]})
 	}
-	c := &Cluster{t: t, History: &chaos.History{}, admins: map[string]*grpc.ClientConn{}}
+	c := &Cluster{t: t, Net: faults.New(), History: &chaos.History{}, admins: map[string]*grpc.ClientConn{}}
+	for _, p := range peers {
+		c.Net.Register(p.ID, p.Raft, p.GRPC)
+	}
 	for i := 0; i < n; i++ {
 		cfg := cell.DefaultConfig()
 		cfg.NodeID = peers[i].ID
 		cfg.Region = Region
 		cfg.DataDir = filepath.Join(dir, peers[i].ID)
 		cfg.Peers = peers
-		cfg.Faults = &raftnode.Faults{}
+		cfg.Faults = c.Net.Endpoint(peers[i].ID, faults.Raft)
 		cfg.Logger = logging.Discard()
 		for _, o := range opts {
 			o(&cfg)
@@ -86,6 +107,7 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 		c.Configs = append(c.Configs, cfg)
 		c.Faults = append(c.Faults, cfg.Faults)
 		c.Nodes = append(c.Nodes, nil)
+		c.procs = append(c.procs, nil)
 	}
 	for i := range c.Configs {
 		c.Start(i)
@@ -95,14 +117,17 @@ func New(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-// Start (re)starts node i from its data dir.
+// Start (re)starts node i from its data dir, served the way `wds server`
+// serves it (internal/serve): its own gRPC server on its endpoint, and the
+// HTTP admin port when Configs[i].HTTPBind is set.
 func (c *Cluster) Start(i int) {
 	c.t.Helper()
 	var n *cell.Node
+	var p *serve.Process
 	var err error
 	// The port may linger in TIME_WAIT after a kill; retry briefly.
 	for try := 0; try < 50; try++ {
-		n, err = cell.Start(c.Configs[i])
+		n, p, err = startNode(c.Configs[i])
 		if err == nil {
 			break
 		}
@@ -111,14 +136,55 @@ func (c *Cluster) Start(i int) {
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i, err)
 	}
-	c.Nodes[i] = n
+	c.Nodes[i], c.procs[i] = n, p
 }
 
-// Kill stops node i (its data dir stays).
+// startNode starts a node of cfg on a process front of its own, with a
+// metrics registry of its own (unless cfg has one), which the process
+// shuts down when it stops.
+func startNode(cfg cell.Config) (*cell.Node, *serve.Process, error) {
+	if cfg.Metrics == nil {
+		m, err := telemetry.NewMetrics(attribute.String("node", cfg.NodeID), attribute.String("region", cfg.Region))
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg.Metrics = m
+	}
+	var n *cell.Node
+	p, err := serve.Start(serve.Config{
+		GRPC:           cfg.GRPCListenAddr(),
+		HTTP:           cfg.HTTPBind,
+		Logger:         cfg.Logger,
+		Metrics:        cfg.Metrics,
+		TracerProvider: cfg.TracerProvider,
+		ServerOptions:  cell.ServerOptions(cfg),
+	}, func() ([]serve.Service, error) {
+		var err error
+		n, err = cell.NewNode(cfg)
+		return []serve.Service{n}, err
+	})
+	return n, p, err
+}
+
+// Isolate cuts node i off from every other node and every test consumer,
+// both ways, on every plane: its Raft traffic and the consumers' streams
+// to it (they are closed, and redials refused) until Heal. Admin clients
+// of the test itself are not cut.
+func (c *Cluster) Isolate(i int) { c.Net.Isolate(c.Configs[i].NodeID) }
+
+// Heal removes every fault that names node i, on every plane.
+func (c *Cluster) Heal(i int) { c.Net.Heal(c.Configs[i].NodeID) }
+
+// Kill stops node i (its data dir stays), and the process front serving
+// it (also when a test closed the node itself).
 func (c *Cluster) Kill(i int) {
 	if n := c.Nodes[i]; n != nil {
 		n.Close()
 		c.Nodes[i] = nil
+	}
+	if p := c.procs[i]; p != nil {
+		p.Stop()
+		c.procs[i] = nil
 	}
 }
 

@@ -37,7 +37,7 @@ type ConsumerOption func(*client.Config)
 // NewConsumer starts a consumer of domains against the cluster's endpoints.
 func (c *Cluster) NewConsumer(id string, domains []string, opts ...ConsumerOption) *Consumer {
 	c.t.Helper()
-	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}, Net: &NetFault{}}
+	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}, Net: &NetFault{net: c.Net, from: id}}
 	cfg := client.Config{
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(tc.Net.Dial)},
 		Endpoints:   c.Endpoints(),
@@ -71,11 +71,13 @@ func (tc *Consumer) onEvent(h *chaos.History) func(client.Event) {
 		tc.mu.Lock()
 		defer tc.mu.Unlock()
 		tc.events = append(tc.events, e)
-		key := e.Shard.Domain + e.Shard.Range.String()
+		// A shard is (domain, key-space region, range): a REGIONAL domain's
+		// two key spaces have numerically overlapping ranges.
+		key := e.Shard.Domain + "/" + e.Shard.Region + e.Shard.Range.String()
 		switch e.Kind {
 		case client.EventGrant:
 			tc.grants++
-			tc.open[key] = h.Begin(tc.ID, e.Shard.Domain, e.Shard.Range, e.Shard.Token, e.Time)
+			tc.open[key] = h.Begin(tc.ID, e.Shard.Domain, e.Shard.Region, e.Shard.Range, e.Shard.Token, e.Time)
 		case client.EventRevoke, client.EventLost:
 			if e.Kind == client.EventRevoke {
 				tc.revokes++

@@ -6,6 +6,8 @@ import (
 	"net"
 	"sync"
 	"testing"
+
+	"github.com/wdsio/wds/internal/faults"
 )
 
 // errCut is what dials return while a NetFault is cut.
@@ -15,7 +17,15 @@ var errCut = errors.New("celltest: network cut")
 // connection and refuses new ones (a crashed host, a pulled cable); Freeze
 // stalls every read and write while sockets stay open (a hung process or
 // a black-holed path); Heal undoes both. Connections are real TCP.
+//
+// A consumer's NetFault also consults the cluster's faults.Net under the
+// consumer's id: a dial to a node the Net cuts it from (Cluster.Isolate,
+// Net.Cut, Net.Partition on plane faults.GRPC or every plane) is refused,
+// and open connections are closed when such a fault begins.
 type NetFault struct {
+	net  *faults.Net // nil: this NetFault's own faults only
+	from string      // the consumer's name on net
+
 	mu       sync.Mutex
 	cut      bool
 	frozen   chan struct{}            // non-nil while frozen; closed on heal
@@ -31,6 +41,13 @@ func (f *NetFault) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	if cut {
 		return nil, errCut
 	}
+	to := ""
+	if f.net != nil {
+		to = f.net.NodeAt(addr)
+		if f.net.Blocked(f.from, to, faults.GRPC) {
+			return nil, errCut
+		}
+	}
 	for _, fr := range []chan struct{}{frozen, frozenTo} {
 		if fr == nil {
 			continue
@@ -45,6 +62,11 @@ func (f *NetFault) Dial(ctx context.Context, addr string) (net.Conn, error) {
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if f.net != nil {
+		if c, err = f.net.Track(f.from, to, faults.GRPC, c); err != nil {
+			return nil, errCut
+		}
 	}
 	fc := &faultConn{Conn: c, f: f, addr: addr}
 	f.mu.Lock()

@@ -107,20 +107,26 @@ func (g *graph) violations() []string {
 	var out []string
 	add := func(format string, args ...any) { out = append(out, fmt.Sprintf(format, args...)) }
 
-	// client: only proto/... and topology among module packages, directly
-	// and transitively; never raft, raft-wal or memberlist.
+	// client: only proto/..., topology and internal/rpcerr among module
+	// packages, directly and transitively; never raft, raft-wal or
+	// memberlist.
 	clientOK := func(path string) bool {
-		return within(path, g.rel("client")) || within(path, g.rel("proto")) || within(path, g.rel("topology"))
+		return within(path, g.rel("client")) || within(path, g.rel("proto")) || within(path, g.rel("topology")) ||
+			// The status vocabulary the cell sends (reasons, ErrorInfo
+			// parsing): shared so the client cannot drift from the
+			// server. It imports only gRPC's status packages and
+			// topology; the dependency rule below keeps it so.
+			path == g.rel("internal/rpcerr")
 	}
 	for _, p := range g.ownPkgs("client") {
 		for _, imp := range p.Imports {
 			if g.own(imp) && !clientOK(imp) {
-				add("forbidden import %s -> %s: client may import only proto/... and topology among module packages", p.ImportPath, imp)
+				add("forbidden import %s -> %s: client may import only proto/..., topology and internal/rpcerr among module packages", p.ImportPath, imp)
 			}
 		}
 		for _, dep := range p.Deps {
 			if g.own(dep) && !clientOK(dep) && !slices.Contains(p.Imports, dep) {
-				add("forbidden dependency %s: client may depend only on proto/... and topology among module packages", g.chain(p.ImportPath, dep))
+				add("forbidden dependency %s: client may depend only on proto/..., topology and internal/rpcerr among module packages", g.chain(p.ImportPath, dep))
 			}
 		}
 		// One message per forbidden module: the chain to its root package
@@ -151,6 +157,24 @@ func (g *graph) violations() []string {
 				if within(dep, g.rel(to)) && !slices.Contains(p.Imports, dep) {
 					add("forbidden dependency %s: %s and %s never depend on each other", g.chain(p.ImportPath, dep), from, to)
 				}
+			}
+		}
+	}
+
+	// internal/serve, the process's network front (gRPC server, HTTP
+	// admin port) on which the cell node and, later, the global group's
+	// member both register: it must depend on neither, so it may import
+	// only the plumbing it is made of, tests included.
+	serveOK := []string{"internal/serve", "internal/telemetry", "internal/logging"}
+	for _, p := range g.ownPkgs("internal/serve") {
+		for _, imp := range allImports(p) {
+			if g.own(imp) && !slices.ContainsFunc(serveOK, func(rel string) bool { return within(imp, g.rel(rel)) }) {
+				add("forbidden import %s -> %s: internal/serve may import only internal/telemetry and internal/logging among module packages (cell and global register on it)", p.ImportPath, imp)
+			}
+		}
+		for _, dep := range p.Deps {
+			if within(dep, g.rel("cell")) || within(dep, g.rel("global")) {
+				add("forbidden dependency %s: internal/serve must not depend on cell or global", g.chain(p.ImportPath, dep))
 			}
 		}
 	}
@@ -252,9 +276,12 @@ func TestRulesCatchViolations(t *testing.T) {
 	add(m+"/topology", m+"/proto/wds/v1", m+"/internal/raftnode") // topology -> internal
 	add(m+"/internal/raftnode", "github.com/hashicorp/raft")
 	add("github.com/hashicorp/raft", "io")
-	add(m+"/client", m+"/topology", m+"/cell")          // client -> cell, and raft through topology
-	add(m+"/cell", m+"/global", m+"/internal/raftnode") // cell -> global
+	add(m+"/client", m+"/topology", m+"/cell", m+"/internal/rpcerr") // client -> cell, and raft through topology
+	add(m+"/internal/rpcerr", m+"/topology")                         // allowed
+	add(m+"/cell", m+"/global", m+"/internal/raftnode")              // cell -> global
 	add(m + "/global")
+	add(m+"/internal/serve", m+"/internal/telemetry", m+"/cell") // serve -> cell
+	add(m + "/internal/telemetry")
 	add(m+"/cmd/wds", m+"/cell", m+"/client")
 	add(m + "/chaos").XTestImports = []string{m + "/cmd/wds"} // a test importing cmd
 	// Deps is the transitive closure of Imports.
@@ -280,17 +307,22 @@ func TestRulesCatchViolations(t *testing.T) {
 
 	got := strings.Join(g.violations(), "\n")
 	for _, want := range []string{
-		"forbidden import " + m + "/client -> " + m + "/cell: client may import only proto/... and topology",
+		"forbidden import " + m + "/client -> " + m + "/cell: client may import only proto/..., topology and internal/rpcerr",
 		"forbidden dependency " + m + "/client -> " + m + "/topology -> " + m + "/internal/raftnode: client may depend only on",
 		"forbidden dependency " + m + "/client -> " + m + "/topology -> " + m + "/internal/raftnode -> github.com/hashicorp/raft: client must not depend on github.com/hashicorp/raft",
 		"forbidden import " + m + "/cell -> " + m + "/global: cell and global never import each other",
 		"forbidden import " + m + "/topology -> " + m + "/internal/raftnode: topology may import no module package but proto/...",
 		"forbidden import " + m + "/proto/wds/cell/v1 -> " + m + "/internal/lease: proto may import no module package but proto/...",
 		"forbidden import " + m + "/chaos -> " + m + "/cmd/wds: nothing imports cmd/...",
+		"forbidden import " + m + "/internal/serve -> " + m + "/cell: internal/serve may import only internal/telemetry and internal/logging",
+		"forbidden dependency " + m + "/internal/serve -> " + m + "/cell -> " + m + "/global: internal/serve must not depend on cell or global",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("violations lack %q; got:\n%s", want, got)
 		}
+	}
+	if strings.Contains(got, "-> "+m+"/internal/rpcerr:") {
+		t.Errorf("client -> internal/rpcerr is allowed; got:\n%s", got)
 	}
 	// raft-wal must not match github.com/hashicorp/raft's rule by prefix
 	// (and the other way round).

@@ -187,7 +187,7 @@ func (b *Batcher[O, R]) apply(batch []*proposal[O, R], n int) {
 	}
 	epoch := b.node.Epoch()
 	start := time.Now()
-	f := b.node.Raft.Apply(data, b.applyWait)
+	f := b.node.raft.Apply(data, b.applyWait)
 	go func() {
 		err := b.node.await(f)
 		<-b.slots

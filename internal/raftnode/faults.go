@@ -1,96 +1,229 @@
 package raftnode
 
 import (
-	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/wdsio/wds/internal/faults"
 )
 
-// ErrIsolated is returned by dials of an isolated node's transport.
-var ErrIsolated = errors.New("raftnode: transport isolated by fault injection")
+// ErrIsolated is returned by Raft RPCs a fault forbids.
+var ErrIsolated = faults.ErrBlocked
 
-// Faults is the fault hook of a node's Raft transport. Isolate cuts the node
-// off from its peers (both directions, existing connections included) while
-// everything else in the process — in particular its client-facing gRPC
-// server — keeps running: the partition the lease contract must survive.
-// The zero value is a healthy transport.
-type Faults struct {
-	mu       sync.Mutex
-	isolated bool
-	conns    map[net.Conn]struct{}
-}
+// Faults is the fault hook of a node's Raft transport: a handle on a
+// faults.Net (see that package for the model). Isolate cuts the node off
+// from its peers (both directions) while everything else in the process —
+// in particular its client-facing gRPC server — keeps running: the
+// partition the lease contract must survive. CutTo, CutFrom and the Net's
+// Partition express per-peer and one-way cuts. The zero value is a healthy
+// transport on a network of its own; give every node of a group an
+// Endpoint of one shared Net (plane faults.Raft) for per-peer cuts.
+type Faults = faults.Endpoint
 
-// Isolate partitions the node from every peer until Heal.
-func (f *Faults) Isolate() {
-	f.mu.Lock()
-	f.isolated = true
-	conns := f.conns
-	f.conns = nil
-	f.mu.Unlock()
-	for c := range conns {
-		c.Close()
-	}
-}
-
-// Heal ends an isolation.
-func (f *Faults) Heal() {
-	f.mu.Lock()
-	f.isolated = false
-	f.mu.Unlock()
-}
-
-// Isolated reports whether the node is cut off.
-func (f *Faults) Isolated() bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.isolated
-}
-
-// track registers a connection, or closes it and reports false when
-// isolated.
-func (f *Faults) track(c net.Conn) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.isolated {
-		c.Close()
-		return false
-	}
-	if f.conns == nil {
-		f.conns = map[net.Conn]struct{}{}
-	}
-	f.conns[c] = struct{}{}
-	return true
-}
-
-func (f *Faults) untrack(c net.Conn) {
-	f.mu.Lock()
-	delete(f.conns, c)
-	f.mu.Unlock()
-}
-
-// trackedConn forgets itself on Close.
-type trackedConn struct {
-	net.Conn
-	f    *Faults
+// faultTransport consults a faults.Net around a raft.Transport, the TCP
+// one or an injected one alike. It checks both ends: a call is refused by
+// the caller when the caller may not reach the target, and answered with
+// ErrIsolated by the target when the caller (named by the RPC header) may
+// not reach it, so a node faulted on a network its peers do not share is
+// still cut off. Like the Net's direction model, the check is on who
+// starts a call: the answer to an allowed call always gets back.
+type faultTransport struct {
+	raft.Transport
+	net  *faults.Net
+	self string
+	in   chan raft.RPC
+	done chan struct{}
 	once sync.Once
 }
 
-func (c *trackedConn) Close() error {
-	c.once.Do(func() { c.f.untrack(c.Conn) })
-	return c.Conn.Close()
+// faultTransportPreVote is faultTransport for a transport that supports
+// pre-vote: raft enables pre-vote by asking the transport for the
+// interface, so the wrapper has it exactly when the wrapped one does.
+type faultTransportPreVote struct {
+	*faultTransport
+	pv raft.WithPreVote
 }
 
-// streamLayer is raft's StreamLayer over TCP with the fault hook.
+func wrapFaults(t raft.Transport, f *Faults, self string) (raft.Transport, error) {
+	if err := f.Bind(self); err != nil {
+		return nil, err
+	}
+	ft := &faultTransport{Transport: t, net: f.Net(), self: self, in: make(chan raft.RPC), done: make(chan struct{})}
+	go ft.filter(t.Consumer())
+	if pv, ok := t.(raft.WithPreVote); ok {
+		return faultTransportPreVote{faultTransport: ft, pv: pv}, nil
+	}
+	return ft, nil
+}
+
+func (t *faultTransport) blockedTo(id raft.ServerID, target raft.ServerAddress) bool {
+	to := string(id)
+	if to == "" {
+		to = t.net.NodeAt(string(target))
+	}
+	return t.net.Blocked(t.self, to, faults.Raft)
+}
+
+// refuse answers an incoming RPC whose sender may not reach this node.
+func (t *faultTransport) refuse(rpc raft.RPC) bool {
+	from := ""
+	if h, ok := rpc.Command.(raft.WithRPCHeader); ok {
+		hd := h.GetRPCHeader()
+		from = string(hd.ID)
+		if from == "" {
+			from = t.net.NodeAt(string(hd.Addr))
+		}
+	}
+	if !t.net.Blocked(from, t.self, faults.Raft) {
+		return false
+	}
+	if rpc.Reader != nil {
+		io.Copy(io.Discard, rpc.Reader) // keep a stream transport in sync
+	}
+	rpc.Respond(nil, ErrIsolated)
+	return true
+}
+
+func (t *faultTransport) filter(src <-chan raft.RPC) {
+	for {
+		select {
+		case <-t.done:
+			return
+		case rpc, ok := <-src:
+			if !ok {
+				return
+			}
+			if t.refuse(rpc) {
+				continue
+			}
+			select {
+			case t.in <- rpc:
+			case <-t.done:
+				return
+			}
+		}
+	}
+}
+
+func (t *faultTransport) Consumer() <-chan raft.RPC { return t.in }
+
+func (t *faultTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	if cb == nil {
+		t.Transport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.Transport.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if !t.refuse(rpc) {
+			cb(rpc)
+		}
+	})
+}
+
+func (t *faultTransport) AppendEntriesPipeline(id raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	if t.blockedTo(id, target) {
+		return nil, ErrIsolated
+	}
+	p, err := t.Transport.AppendEntriesPipeline(id, target)
+	if err != nil {
+		return nil, err
+	}
+	return &faultPipeline{AppendPipeline: p, t: t, id: id, target: target}, nil
+}
+
+func (t *faultTransport) AppendEntries(id raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
+	if t.blockedTo(id, target) {
+		return ErrIsolated
+	}
+	return t.Transport.AppendEntries(id, target, args, resp)
+}
+
+func (t *faultTransport) RequestVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
+	if t.blockedTo(id, target) {
+		return ErrIsolated
+	}
+	return t.Transport.RequestVote(id, target, args, resp)
+}
+
+func (t *faultTransport) InstallSnapshot(id raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
+	if t.blockedTo(id, target) {
+		return ErrIsolated
+	}
+	return t.Transport.InstallSnapshot(id, target, args, resp, data)
+}
+
+func (t *faultTransport) TimeoutNow(id raft.ServerID, target raft.ServerAddress, args *raft.TimeoutNowRequest, resp *raft.TimeoutNowResponse) error {
+	if t.blockedTo(id, target) {
+		return ErrIsolated
+	}
+	return t.Transport.TimeoutNow(id, target, args, resp)
+}
+
+// Close closes the wrapped transport (raft calls it on shutdown, and so
+// does Node.Shutdown).
+func (t *faultTransport) Close() error {
+	var err error
+	t.once.Do(func() {
+		close(t.done)
+		if c, ok := t.Transport.(raft.WithClose); ok {
+			err = c.Close()
+		}
+	})
+	return err
+}
+
+func (t faultTransportPreVote) RequestPreVote(id raft.ServerID, target raft.ServerAddress, args *raft.RequestPreVoteRequest, resp *raft.RequestPreVoteResponse) error {
+	if t.blockedTo(id, target) {
+		return ErrIsolated
+	}
+	return t.pv.RequestPreVote(id, target, args, resp)
+}
+
+// faultPipeline refuses appends once the target is cut off; answers to
+// appends sent before still arrive.
+type faultPipeline struct {
+	raft.AppendPipeline
+	t      *faultTransport
+	id     raft.ServerID
+	target raft.ServerAddress
+}
+
+func (p *faultPipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) (raft.AppendFuture, error) {
+	if p.t.blockedTo(p.id, p.target) {
+		return nil, ErrIsolated
+	}
+	return p.AppendPipeline.AppendEntries(args, resp)
+}
+
+// NewInmemTransports returns one hashicorp/raft in-memory transport per
+// id, addressed by the id and connected to every other: the network of an
+// in-process group for tests (give node i Config.Transport = ts[i] and
+// Peers with Address = id). Faults apply to them as to TCP.
+func NewInmemTransports(ids ...string) []*raft.InmemTransport {
+	ts := make([]*raft.InmemTransport, len(ids))
+	for i, id := range ids {
+		_, ts[i] = raft.NewInmemTransport(raft.ServerAddress(id))
+	}
+	for i, t := range ts {
+		for j, u := range ts {
+			if i != j {
+				t.Connect(u.LocalAddr(), u)
+			}
+		}
+	}
+	return ts
+}
+
+// streamLayer is raft's StreamLayer over TCP.
 type streamLayer struct {
 	net.Listener
 	advertise net.Addr
-	faults    *Faults
 }
 
-func newStreamLayer(bind string, advertise string, faults *Faults) (*streamLayer, error) {
+func newStreamLayer(bind string, advertise string) (*streamLayer, error) {
 	ln, err := net.Listen("tcp", bind)
 	if err != nil {
 		return nil, err
@@ -104,36 +237,11 @@ func newStreamLayer(bind string, advertise string, faults *Faults) (*streamLayer
 		}
 		adv = a
 	}
-	if faults == nil {
-		faults = &Faults{}
-	}
-	return &streamLayer{Listener: ln, advertise: adv, faults: faults}, nil
+	return &streamLayer{Listener: ln, advertise: adv}, nil
 }
 
 func (s *streamLayer) Addr() net.Addr { return s.advertise }
 
-func (s *streamLayer) Accept() (net.Conn, error) {
-	for {
-		c, err := s.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		if s.faults.track(c) {
-			return &trackedConn{Conn: c, f: s.faults}, nil
-		}
-	}
-}
-
 func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	if s.faults.Isolated() {
-		return nil, ErrIsolated
-	}
-	c, err := net.DialTimeout("tcp", string(addr), timeout)
-	if err != nil {
-		return nil, err
-	}
-	if !s.faults.track(c) {
-		return nil, ErrIsolated
-	}
-	return &trackedConn{Conn: c, f: s.faults}, nil
+	return net.DialTimeout("tcp", string(addr), timeout)
 }

@@ -25,18 +25,31 @@ type Peer struct {
 	Address string // Raft transport address, host:port
 }
 
+// DefaultGroup is the group name of a Config that names none.
+const DefaultGroup = "cell"
+
 // Config configures one Raft member. Use DefaultLANConfig or DefaultWANConfig
 // and override fields.
 type Config struct {
+	// Group names the Raft group ("cell", "global"): every log line the
+	// node emits carries it as group=..., so that the logs of a process
+	// running two groups tell them apart. Empty means DefaultGroup.
+	Group string
 	// ID is this member's server id; it must be one of Peers.
 	ID string
 	// Dir holds the WAL (log + stable store) and snapshots; it survives
 	// restarts.
 	Dir string
-	// Bind is the Raft transport listen address (host:port; port 0 picks one).
+	// Bind is the Raft transport listen address (host:port; port 0 picks
+	// one). Unused with Transport.
 	Bind string
 	// Advertise is the address peers dial, when it differs from Bind.
 	Advertise string
+	// Transport, if set, replaces the TCP transport (Bind and Advertise
+	// are then unused): tests give each node one of NewInmemTransports.
+	// The node owns it from Start on and closes it on Shutdown, so a
+	// restarted node needs a new one (connected to its peers anew).
+	Transport raft.Transport
 	// Peers are the voters the group is bootstrapped with on first start.
 	// Ignored once the data dir holds state.
 	Peers []Peer
@@ -64,9 +77,12 @@ type Config struct {
 	TrailingLogs      uint64
 	SnapshotRetain    int
 
-	// Faults, if set, lets tests partition the transport.
+	// Faults, if set, lets tests partition the transport (TCP or
+	// injected): the node consults it, under its ID, on every RPC it
+	// sends and receives.
 	Faults *Faults
-	// Logger receives raft's logs (component=raft).
+	// Logger receives the node's and raft's logs (raft's with
+	// component=raft), all with group=Group.
 	Logger *slog.Logger
 	// WantConfirmed, if set, is asked (on the leader, every ConfirmWindow/8)
 	// whether anything needs leadership confirmed now (lease heartbeats to
@@ -132,7 +148,7 @@ func (c Config) Validate() error {
 		return errors.New("raftnode: id: must be set")
 	case c.Dir == "":
 		return errors.New("raftnode: dir: must be set")
-	case c.Bind == "":
+	case c.Bind == "" && c.Transport == nil:
 		return errors.New("raftnode: bind: must be set")
 	case len(c.Peers) == 0:
 		return errors.New("raftnode: peers: at least one voter is required")
@@ -161,11 +177,11 @@ func (c Config) Validate() error {
 // Node is a running Raft member.
 type Node struct {
 	cfg       Config
-	Raft      *raft.Raft
+	raft      *raft.Raft
 	log       *slog.Logger
 	wal       *wal.WAL
 	meta      *metadb.BoltMetaDB
-	transport *raft.NetworkTransport
+	transport raft.Transport
 	notifyCh  chan bool
 	done      chan struct{}
 	wg        sync.WaitGroup
@@ -192,7 +208,11 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = logging.Discard()
 	}
-	hl := logging.HCLog(cfg.Logger, "raft")
+	if cfg.Group == "" {
+		cfg.Group = DefaultGroup
+	}
+	log := cfg.Logger.With("group", cfg.Group)
+	hl := logging.HCLog(log, "raft")
 	w, meta, err := openLogStore(cfg.Dir, hl)
 	if err != nil {
 		return nil, err
@@ -203,22 +223,35 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 		meta.Close()
 		return nil, fmt.Errorf("raftnode: snapshot store: %w", err)
 	}
-	layer, err := newStreamLayer(cfg.Bind, cfg.Advertise, cfg.Faults)
-	if err != nil {
-		w.Close()
-		meta.Close()
-		return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
+	trans := cfg.Transport
+	if trans == nil {
+		layer, err := newStreamLayer(cfg.Bind, cfg.Advertise)
+		if err != nil {
+			w.Close()
+			meta.Close()
+			return nil, fmt.Errorf("raftnode: listen %s: %w", cfg.Bind, err)
+		}
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+			Stream:  layer,
+			MaxPool: 3,
+			Timeout: cfg.TransportTimeout,
+			Logger:  hl.Named("transport"),
+		})
 	}
-	trans := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
-		Stream:  layer,
-		MaxPool: 3,
-		Timeout: cfg.TransportTimeout,
-		Logger:  hl.Named("transport"),
-	})
+	if cfg.Faults != nil {
+		ft, err := wrapFaults(trans, cfg.Faults, cfg.ID)
+		if err != nil {
+			closeTransport(trans)
+			w.Close()
+			meta.Close()
+			return nil, fmt.Errorf("raftnode: faults: %w", err)
+		}
+		trans = ft
+	}
 
 	n := &Node{
 		cfg:       cfg,
-		log:       cfg.Logger,
+		log:       log,
 		wal:       w,
 		meta:      meta,
 		transport: trans,
@@ -247,19 +280,19 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 		err = checkStoredVoters(rc, w, snaps, cfg, string(trans.LocalAddr()))
 	}
 	if err != nil {
-		trans.Close()
+		closeTransport(trans)
 		w.Close()
 		meta.Close()
 		return nil, err
 	}
 	r, err := raft.NewRaft(rc, fsm, w, w, snaps, trans)
 	if err != nil {
-		trans.Close()
+		closeTransport(trans)
 		w.Close()
 		meta.Close()
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
-	n.Raft = r
+	n.raft = r
 	if !existing {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
@@ -288,6 +321,57 @@ func (n *Node) ID() string { return n.cfg.ID }
 // Config returns the node's configuration.
 func (n *Node) Config() Config { return n.cfg }
 
+func closeTransport(t raft.Transport) {
+	if c, ok := t.(raft.WithClose); ok {
+		c.Close()
+	}
+}
+
+// Group is the node's group name.
+func (n *Node) Group() string { return n.cfg.Group }
+
+// Status is a snapshot of a member's Raft state, for status pages and
+// tests. Its fields are read one after another, not atomically.
+type Status struct {
+	State        raft.RaftState
+	Term         uint64
+	LastIndex    uint64 // last log entry stored
+	CommitIndex  uint64 // last entry known committed
+	AppliedIndex uint64 // last entry handed to the FSM
+	LastContact  time.Time
+}
+
+// Status reports the member's Raft state.
+func (n *Node) Status() Status {
+	return Status{
+		State:        n.raft.State(),
+		Term:         n.raft.CurrentTerm(),
+		LastIndex:    n.raft.LastIndex(),
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.raft.AppliedIndex(),
+		LastContact:  n.raft.LastContact(),
+	}
+}
+
+// State is the member's Raft state (leader, follower, ..., shutdown).
+func (n *Node) State() raft.RaftState { return n.raft.State() }
+
+// AppliedIndex is the last entry handed to the FSM.
+func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
+
+// CommitIndex is the last entry this member knows committed.
+func (n *Node) CommitIndex() uint64 { return n.raft.CommitIndex() }
+
+// Servers is the group's latest configuration (its voters and their
+// addresses).
+func (n *Node) Servers() ([]raft.Server, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, err
+	}
+	return f.Configuration().Servers, nil
+}
+
 // Shutdown stops Raft and closes the transport and the WAL.
 func (n *Node) Shutdown() error {
 	select {
@@ -297,10 +381,10 @@ func (n *Node) Shutdown() error {
 	}
 	close(n.done)
 	var err error
-	if n.Raft != nil {
-		err = n.Raft.Shutdown().Error()
+	if n.raft != nil {
+		err = n.raft.Shutdown().Error()
 	}
-	n.transport.Close()
+	closeTransport(n.transport)
 	n.wg.Wait()
 	n.mu.Lock()
 	if n.stopConfirm != nil {
@@ -364,7 +448,7 @@ func (n *Node) Nudge() {
 	go func() {
 		for {
 			start := time.Now()
-			err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow))
+			err := n.await(n.raft.Barrier(n.cfg.ConfirmWindow))
 			if err == nil {
 				n.NoteCommitted(epoch, start)
 			}
@@ -385,7 +469,7 @@ func (n *Node) Nudge() {
 // died until its own heartbeat timeout makes it a candidate (up to twice
 // HeartbeatTimeout); use FreshLeader to point clients somewhere.
 func (n *Node) Leader() (id, addr string) {
-	a, i := n.Raft.LeaderWithID()
+	a, i := n.raft.LeaderWithID()
 	return string(i), string(a)
 }
 
@@ -395,11 +479,11 @@ func (n *Node) Leader() (id, addr string) {
 // sent to a dead leader waste a reconnect each; clients told "unknown"
 // ask again shortly.
 func (n *Node) FreshLeader() (id, addr string) {
-	switch n.Raft.State() {
+	switch n.raft.State() {
 	case raft.Leader:
 		return n.cfg.ID, n.Addr()
 	case raft.Follower:
-		if time.Since(n.Raft.LastContact()) > n.cfg.HeartbeatTimeout {
+		if time.Since(n.raft.LastContact()) > n.cfg.HeartbeatTimeout {
 			return "", ""
 		}
 		return n.Leader()
@@ -413,14 +497,14 @@ func (n *Node) FreshLeader() (id, addr string) {
 // leader, or ctx ends. It returns at once when this node does not lead or
 // leads alone.
 func (n *Node) TransferLeadership(ctx context.Context) error {
-	if n.Raft.State() != raft.Leader {
+	if n.raft.State() != raft.Leader {
 		return nil
 	}
-	if cfg := n.Raft.GetConfiguration(); cfg.Error() != nil || len(cfg.Configuration().Servers) < 2 {
+	if cfg := n.raft.GetConfiguration(); cfg.Error() != nil || len(cfg.Configuration().Servers) < 2 {
 		return nil
 	}
 	done := make(chan error, 1)
-	go func() { done <- n.await(n.Raft.LeadershipTransfer()) }()
+	go func() { done <- n.await(n.raft.LeadershipTransfer()) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -506,7 +590,7 @@ func (n *Node) watchLeadership() {
 			}
 			n.mu.Unlock()
 			if leader {
-				n.log.Info("won leadership; catching up", "term", n.Raft.CurrentTerm())
+				n.log.Info("won leadership; catching up", "term", n.raft.CurrentTerm())
 				n.wg.Add(1)
 				go n.takeOffice(epoch)
 			} else {
@@ -524,7 +608,7 @@ func (n *Node) takeOffice(epoch uint64) {
 	defer n.wg.Done()
 	for {
 		start := time.Now()
-		err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow * 4))
+		err := n.await(n.raft.Barrier(n.cfg.ConfirmWindow * 4))
 		if n.Epoch() != epoch {
 			return
 		}
@@ -540,7 +624,7 @@ func (n *Node) takeOffice(epoch uint64) {
 			n.stopConfirm = stop
 			acc := n.accession
 			n.mu.Unlock()
-			n.emit(epoch, Leadership{Leader: true, Accession: acc, Term: n.Raft.CurrentTerm()})
+			n.emit(epoch, Leadership{Leader: true, Accession: acc, Term: n.raft.CurrentTerm()})
 			n.confirmLoop(epoch, stop)
 			return
 		}
@@ -594,7 +678,7 @@ func (n *Node) confirmOnce(epoch uint64) {
 	n.confirming = ch
 	n.mu.Unlock()
 	start := time.Now()
-	if err := n.await(n.Raft.Barrier(n.cfg.ConfirmWindow)); err == nil {
+	if err := n.await(n.raft.Barrier(n.cfg.ConfirmWindow)); err == nil {
 		n.NoteCommitted(epoch, start)
 	}
 	n.mu.Lock()

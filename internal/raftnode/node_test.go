@@ -20,6 +20,7 @@ type sumFSM struct {
 	mu      sync.Mutex
 	sum     uint64
 	entries int
+	onApply func() // if set, called after each entry applied
 }
 
 func (f *sumFSM) Apply(l *raft.Log) any {
@@ -33,6 +34,9 @@ func (f *sumFSM) Apply(l *raft.Log) any {
 	for p := l.Data; len(p) >= 8; p = p[8:] {
 		f.sum += binary.BigEndian.Uint64(p)
 		out = append(out, f.sum)
+	}
+	if f.onApply != nil {
+		defer f.onApply()
 	}
 	return out
 }
@@ -279,9 +283,15 @@ func TestConfigValidate(t *testing.T) {
 	if err := ok.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	inmem := ok
+	inmem.Bind, inmem.Transport = "", NewInmemTransports("a")[0]
+	if err := inmem.Validate(); err != nil {
+		t.Fatalf("an injected transport needs no bind address: %v", err)
+	}
 	for name, mut := range map[string]func(*Config){
 		"id":     func(c *Config) { c.ID = "" },
 		"dir":    func(c *Config) { c.Dir = "" },
+		"bind":   func(c *Config) { c.Bind = "" },
 		"peers":  func(c *Config) { c.Peers = nil },
 		"self":   func(c *Config) { c.ID = "b" },
 		"window": func(c *Config) { c.ConfirmWindow = 0 },

@@ -89,7 +89,7 @@ func TestDeposedLeaderRestartsAfterTruncation(t *testing.T) {
 	g.faults[old].Isolate()
 	// Appended to the isolated leader's log only.
 	for i := 0; i < 5; i++ {
-		g.nodes[old].Raft.Apply([]byte{0, 0, 0, 0, 0, 0, 0, 100}, 0)
+		g.nodes[old].raft.Apply([]byte{0, 0, 0, 0, 0, 0, 0, 100}, 0)
 	}
 	b.Close()
 	next := g.leader(t, old)
@@ -178,9 +178,9 @@ func TestIdleLeaderAppendsNothing(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	before := n.Raft.LastIndex()
+	before := n.raft.LastIndex()
 	time.Sleep(cfg.ConfirmWindow + cfg.ConfirmWindow/2)
-	if after := n.Raft.LastIndex(); after != before {
+	if after := n.raft.LastIndex(); after != before {
 		t.Fatalf("idle leader appended %d entries in %v", after-before, cfg.ConfirmWindow*3/2)
 	}
 	if n.Confirmed(time.Now()) {
@@ -189,7 +189,7 @@ func TestIdleLeaderAppendsNothing(t *testing.T) {
 	if err := n.Confirm(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if !n.Confirmed(time.Now()) || n.Raft.LastIndex() != before+1 {
-		t.Fatalf("Confirm: confirmed %v, %d entries appended", n.Confirmed(time.Now()), n.Raft.LastIndex()-before)
+	if !n.Confirmed(time.Now()) || n.raft.LastIndex() != before+1 {
+		t.Fatalf("Confirm: confirmed %v, %d entries appended", n.Confirmed(time.Now()), n.raft.LastIndex()-before)
 	}
 }

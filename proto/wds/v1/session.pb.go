@@ -1344,7 +1344,8 @@ type DomainRouting struct {
 	Entries []*RouteEntry `protobuf:"bytes,5,rep,name=entries,proto3" json:"entries,omitempty"`
 	// The key space the entries belong to: its region for a REGIONAL domain
 	// (one DomainRouting per key space), empty for GLOBAL and UNIT. replace
-	// and deleted apply to this key space only.
+	// and deleted apply to this key space only — except deleted with no
+	// region, which deletes the domain (every key space).
 	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

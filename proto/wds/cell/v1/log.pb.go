@@ -365,13 +365,15 @@ func (*Op_Delegate) isOp_Op() {}
 func (*Op_Relinquish) isOp_Op() {}
 
 // CreateDomain adds a domain to the cell's catalog. Its shards are grantable
-// only under a delegation (Delegate). self_delegate: the cell is alone (not
-// part of a federation) and delegates every key space of the domain to
-// itself, at generation 1 and without expiry.
+// only under a delegation. A cell that is alone (not part of a federation;
+// federated = false, which is also what entries written before delegations
+// existed say) delegates the domain's key space to itself at generation 1,
+// without expiry: its own region's key space for a REGIONAL domain, the
+// whole key space otherwise. A federated cell waits for Delegate.
 type CreateDomain struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        *v1.Domain             `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
-	SelfDelegate  bool                   `protobuf:"varint,2,opt,name=self_delegate,json=selfDelegate,proto3" json:"self_delegate,omitempty"`
+	Federated     bool                   `protobuf:"varint,2,opt,name=federated,proto3" json:"federated,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -413,9 +415,9 @@ func (x *CreateDomain) GetDomain() *v1.Domain {
 	return nil
 }
 
-func (x *CreateDomain) GetSelfDelegate() bool {
+func (x *CreateDomain) GetFederated() bool {
 	if x != nil {
-		return x.SelfDelegate
+		return x.Federated
 	}
 	return false
 }
@@ -1620,10 +1622,10 @@ const file_wds_cell_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"relinquish\x18\v \x01(\v2\x17.wds.cell.v1.RelinquishH\x00R\n" +
 	"relinquishB\x04\n" +
-	"\x02op\"[\n" +
+	"\x02op\"T\n" +
 	"\fCreateDomain\x12&\n" +
-	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12#\n" +
-	"\rself_delegate\x18\x02 \x01(\bR\fselfDelegate\"\xad\x01\n" +
+	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12\x1c\n" +
+	"\tfederated\x18\x02 \x01(\bR\tfederated\"\xad\x01\n" +
 	"\bDelegate\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1e\n" +

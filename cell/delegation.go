@@ -1,0 +1,449 @@
+package cell
+
+import (
+	"context"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/wdsio/wds/internal/lease"
+	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// Delegator is whoever delegates key space to the cell: the global group in
+// a federation, a test double in tests. A lone cell has none (Config.Delegator
+// nil) and delegates every key space to itself without expiry.
+//
+// The cell leader calls Renew about every Config.RenewInterval, and at once
+// when it takes office. Contract (5): the leader notes the send time s of
+// each call; every delegation the answer lists is the cell's until
+// s + D·(1−ε) on the leader's monotonic clock. The delegator holds it as the
+// cell's until r + D·(1+ε) from its own receive time r. A delegation the
+// answer does not list is the delegator's again: the cell relinquishes it.
+type Delegator interface {
+	Renew(ctx context.Context, req RenewRequest) (RenewResponse, error)
+}
+
+// DelegationID names one delegation: a generation of a key space.
+type DelegationID struct {
+	Domain string
+	// Region is the key space's region (REGIONAL domains), else "".
+	Region     string
+	Generation uint64
+}
+
+// Delegation is a lease of key space to the cell.
+type Delegation struct {
+	DelegationID
+	// Ranges lie on the domain's shard boundaries; nil means the whole key
+	// space.
+	Ranges []topology.Range
+	// Duration is D; the cell holds the delegation until s + D·(1−ε).
+	Duration time.Duration
+}
+
+// RenewRequest is what the cell leader tells the delegator.
+type RenewRequest struct {
+	Region string
+	NodeID string
+	// Held are the delegations live in the cell's log.
+	Held []DelegationID
+	// Released are relinquished delegations none of whose shards has a
+	// holder or a successor any more: the delegator may move them on at
+	// once instead of waiting out D·(1+ε).
+	Released []DelegationID
+}
+
+// RenewResponse lists every delegation the delegator holds as the cell's.
+type RenewResponse struct {
+	Delegations []Delegation
+}
+
+// delegationView is the cell leader's view of its delegations (contract
+// (5)): per delegation live in the log, covered until a deadline, unknown
+// (no renewal answered since this leader took office: acks for its domain
+// are withheld, nothing is revoked), or lapsing (the deadline would not cover
+// a lease extension: acks are withheld and one relinquish sweep proposed).
+//
+// A lone cell's view is self: everything covered, forever.
+type delegationView struct {
+	self      bool
+	accession time.Time
+	drift     float64
+
+	mu sync.RWMutex
+	// renewed: a renewal was answered since accession.
+	renewed bool
+	// cover is each delegation's deadline from the latest answer listing it.
+	cover map[DelegationID]time.Time
+	// live are, per domain, the delegations live in the FSM, and until the
+	// earliest of their deadlines (zero when one is not covered at all).
+	live  map[string][]DelegationID
+	until map[string]time.Time
+	// sweeping: a relinquish of the delegation is being proposed.
+	sweeping map[DelegationID]bool
+	// duration is D per live delegation, from the log (the accession
+	// fallback: after D·(1+ε) without any answer the delegation has lapsed
+	// for sure).
+	duration map[DelegationID]time.Duration
+}
+
+func newDelegationView(self bool, accession time.Time, drift float64) *delegationView {
+	return &delegationView{
+		self: self, accession: accession, drift: drift,
+		cover: map[DelegationID]time.Time{}, live: map[string][]DelegationID{},
+		until: map[string]time.Time{}, sweeping: map[DelegationID]bool{},
+		duration: map[DelegationID]time.Duration{},
+	}
+}
+
+// covered reports whether every live delegation of domain covers grants
+// held until hold. A domain without live delegations is covered: nothing in
+// it is active or can be activated, and a delegation that arrives later is
+// covered further than any lease extended before it.
+func (v *delegationView) coveredLocked(domain string, hold time.Time) bool {
+	if len(v.live[domain]) == 0 {
+		return true
+	}
+	if !v.renewed {
+		return false
+	}
+	return hold.Before(v.until[domain])
+}
+
+// grantable reports whether the balancer may grant in domain: its
+// delegations are confirmed and cover a lease held until hold.
+func (v *delegationView) grantable(domain string, hold time.Time) bool {
+	if v.self {
+		return true
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.coveredLocked(domain, hold)
+}
+
+// withheld returns the domains among ttls whose lease an ack sent now must
+// not extend, and whether a lapsing delegation wants a sweep.
+func (v *delegationView) withheld(ttls map[string]time.Duration, now time.Time) (out []string, sweep bool) {
+	if v.self {
+		return nil, false
+	}
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	for dom, ttl := range ttls {
+		hold := now.Add(lease.Params{TTL: ttl, Drift: v.drift}.LeaderHold())
+		if v.coveredLocked(dom, hold) {
+			continue
+		}
+		out = append(out, dom)
+		if v.renewed {
+			sweep = true
+		}
+	}
+	sort.Strings(out)
+	return out, sweep
+}
+
+// refreshLocked recomputes the per-domain deadlines.
+func (v *delegationView) refreshLocked() {
+	clear(v.until)
+	for dom, ids := range v.live {
+		var min time.Time
+		for i, id := range ids {
+			dl, ok := v.cover[id]
+			if !ok {
+				min = time.Time{}
+				break
+			}
+			if i == 0 || dl.Before(min) {
+				min = dl
+			}
+		}
+		v.until[dom] = min
+	}
+}
+
+// setLive replaces the live delegations with the FSM's (after an applied
+// entry that changed them, and at accession).
+func (v *delegationView) setLive(live map[string][]DelegationID, durations map[DelegationID]time.Duration) {
+	if v.self {
+		return
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.live, v.duration = live, durations
+	for id := range v.sweeping {
+		if !containsID(live[id.Domain], id) {
+			delete(v.sweeping, id)
+		}
+	}
+	v.refreshLocked()
+}
+
+func containsID(ids []DelegationID, id DelegationID) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// answered records a renewal sent at sent and answered with resp.
+func (v *delegationView) answered(sent time.Time, resp RenewResponse) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.renewed = true
+	clear(v.cover)
+	for _, d := range resp.Delegations {
+		v.cover[d.DelegationID] = sent.Add(scaleDur(d.Duration, 1-v.drift))
+	}
+	v.refreshLocked()
+}
+
+// lapsing returns the live delegations that would not cover a lease of the
+// domain's TTL extended at now (or that an unanswered new leader knows have
+// lapsed), and marks them sweeping. ttl gives each domain's TTL.
+func (v *delegationView) lapsing(now time.Time, ttl func(domain string) time.Duration) []DelegationID {
+	if v.self {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	var out []DelegationID
+	for dom, ids := range v.live {
+		hold := now.Add(lease.Params{TTL: ttl(dom), Drift: v.drift}.LeaderHold())
+		for _, id := range ids {
+			if v.sweeping[id] {
+				continue
+			}
+			lapsed := false
+			if v.renewed {
+				dl, ok := v.cover[id]
+				lapsed = !ok || !hold.Before(dl)
+			} else if d := v.duration[id]; d > 0 {
+				// Never answered: the delegation was renewed last by an
+				// earlier leader, before this one's accession. It has lapsed
+				// for sure once D·(1+ε) has passed since.
+				lapsed = now.After(v.accession.Add(scaleDur(d, 1+v.drift)))
+			}
+			if lapsed {
+				v.sweeping[id] = true
+				out = append(out, id)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return lessID(out[i], out[j]) })
+	return out
+}
+
+// unsweep lets a sweep whose proposal failed be proposed again.
+func (v *delegationView) unsweep(ids []DelegationID) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	for _, id := range ids {
+		delete(v.sweeping, id)
+	}
+}
+
+func lessID(a, b DelegationID) bool {
+	if a.Domain != b.Domain {
+		return a.Domain < b.Domain
+	}
+	if a.Region != b.Region {
+		return a.Region < b.Region
+	}
+	return a.Generation < b.Generation
+}
+
+func scaleDur(d time.Duration, f float64) time.Duration {
+	return time.Duration(float64(d) * f)
+}
+
+// --- the FSM's side ---
+
+// liveDelegations returns, per domain, the delegations live in the state
+// (some shard of that generation not relinquished), with their D.
+func (s *State) liveDelegations() (map[string][]DelegationID, map[DelegationID]time.Duration) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	live := map[string][]DelegationID{}
+	dur := map[DelegationID]time.Duration{}
+	for name, d := range s.domains {
+		if d.deleting {
+			continue
+		}
+		for _, ks := range d.spaces {
+			seen := map[uint64]bool{}
+			for i := range ks.shards {
+				sh := &ks.shards[i]
+				if !sh.delegated() || seen[sh.generation] {
+					continue
+				}
+				seen[sh.generation] = true
+				id := DelegationID{Domain: name, Region: ks.region, Generation: sh.generation}
+				live[name] = append(live[name], id)
+				dur[id] = ks.duration
+			}
+		}
+		sort.Slice(live[name], func(i, j int) bool { return lessID(live[name][i], live[name][j]) })
+	}
+	return live, dur
+}
+
+// releasedDelegations returns the relinquished delegations none of whose
+// shards has a holder or successor left (the "released" report).
+func (s *State) releasedDelegations() []DelegationID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []DelegationID
+	for name, d := range s.domains {
+		for _, ks := range d.spaces {
+			busy := map[uint64]bool{}
+			for i := range ks.shards {
+				sh := &ks.shards[i]
+				if sh.generation == 0 {
+					continue
+				}
+				b := !sh.relinquished || sh.holder.consumer != nil || sh.next.consumer != nil
+				busy[sh.generation] = busy[sh.generation] || b
+			}
+			for g, b := range busy {
+				if !b {
+					out = append(out, DelegationID{Domain: name, Region: ks.region, Generation: g})
+				}
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return lessID(out[i], out[j]) })
+	return out
+}
+
+// delegateOps returns the Delegate ops that record resp's delegations not
+// yet (fully) live in the state. Stale ones (a shard under a higher
+// generation) are left out; the FSM would refuse them anyway.
+func (s *State) delegateOps(resp RenewResponse) []*cellv1.Op {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ops []*cellv1.Op
+	for _, dl := range resp.Delegations {
+		op := &cellv1.Delegate{
+			Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
+			DurationMillis: dl.Duration.Milliseconds(),
+		}
+		for _, r := range dl.Ranges {
+			op.Ranges = append(op.Ranges, topology.RangeToProto(r))
+		}
+		d, ok := s.domains[dl.Domain]
+		if !ok || d.deleting {
+			continue // the catalog reaches the cell separately
+		}
+		ks := d.space(dl.Region)
+		if ks == nil {
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Delegate{Delegate: op}})
+			continue
+		}
+		idx, err := delegationRanges(ks, op.Ranges)
+		if err != nil {
+			continue
+		}
+		needed := false
+		for _, i := range idx {
+			sh := &ks.shards[i]
+			if sh.generation < dl.Generation {
+				needed = true
+			}
+		}
+		if needed {
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Delegate{Delegate: op}})
+		}
+	}
+	return ops
+}
+
+// --- the leader's renewal loop ---
+
+// renewLoop renews the cell's delegations about every RenewInterval and
+// sweeps lapsing ones. It runs only on a leader with a Delegator.
+func (l *leader) renewLoop() {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.n.cfg.RenewInterval)
+	defer tick.Stop()
+	for {
+		l.renewOnce()
+		l.sweepLapsing()
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-tick.C:
+		case <-l.sweepKick:
+			l.sweepLapsing()
+			continue
+		}
+	}
+}
+
+func (l *leader) renewOnce() {
+	live, _ := l.n.state.liveDelegations()
+	req := RenewRequest{Region: l.n.cfg.Region, NodeID: l.n.cfg.NodeID, Released: l.n.state.releasedDelegations()}
+	for _, ids := range live {
+		req.Held = append(req.Held, ids...)
+	}
+	sort.Slice(req.Held, func(i, j int) bool { return lessID(req.Held[i], req.Held[j]) })
+	ctx, cancel := context.WithTimeout(l.ctx, 2*l.n.cfg.RenewInterval)
+	defer cancel()
+	sent := time.Now()
+	resp, err := l.n.cfg.Delegator.Renew(ctx, req)
+	if err != nil {
+		if l.ctx.Err() == nil {
+			l.log.Debug("delegation renewal failed", "err", err)
+			l.n.metrics.renewalFailures.Add(context.Background(), 1)
+		}
+		return
+	}
+	l.delegations.answered(sent, resp)
+	l.n.metrics.renewals.Add(context.Background(), 1)
+	if ops := l.n.state.delegateOps(resp); len(ops) > 0 {
+		if _, err := l.n.propose(l.ctx, ops...); err != nil && l.ctx.Err() == nil {
+			l.log.Debug("delegations not recorded", "err", err)
+		}
+	}
+	l.poke()
+}
+
+// sweepLapsing proposes one Relinquish per lapsing delegation. Its revokes
+// reach the sessions through the FSM's effects, ahead of any later ack.
+func (l *leader) sweepLapsing() {
+	ids := l.delegations.lapsing(time.Now(), func(dom string) time.Duration {
+		if t, ok := l.n.domainTTL(dom); ok {
+			return t
+		}
+		return topology.MaxTTL
+	})
+	if len(ids) == 0 {
+		return
+	}
+	ops := make([]*cellv1.Op, len(ids))
+	for i, id := range ids {
+		ops[i] = &cellv1.Op{Op: &cellv1.Op_Relinquish{Relinquish: &cellv1.Relinquish{Domain: id.Domain, Region: id.Region, Generation: id.Generation}}}
+	}
+	l.log.Info("relinquishing lapsing delegations", "delegations", len(ids), "first", ids[0].Domain)
+	go func() {
+		if _, err := l.n.propose(l.ctx, ops...); err != nil {
+			l.delegations.unsweep(ids)
+			if l.ctx.Err() == nil {
+				l.log.Debug("relinquish sweep not committed", "err", err)
+			}
+		}
+	}()
+}
+
+// wantSweep asks the renewal loop to sweep (an ack was withheld for a
+// lapsing delegation).
+func (l *leader) wantSweep() {
+	select {
+	case l.sweepKick <- struct{}{}:
+	default:
+	}
+}
