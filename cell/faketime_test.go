@@ -1,0 +1,398 @@
+package cell_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/test/bufconn"
+
+	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/celltest"
+	"github.com/wdsio/wds/internal/lease"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// The delegation edge cases again, on fake time (testing/synctest): a cell
+// of real nodes — real Raft over hashicorp/raft's in-memory transport, real
+// gRPC over in-memory connections, the real client library — in one bubble,
+// so every wait is exact and nothing sleeps in real time. A test of many
+// virtual seconds runs in a fraction of one.
+
+// fakeCell is a cell in a synctest bubble.
+type fakeCell struct {
+	t       *testing.T
+	nodes   []*cell.Node
+	servers []*grpc.Server
+	trans   []*raft.InmemTransport
+	down    []bool
+	lis     map[string]*bufconn.Listener
+	eps     []string
+	history *chaos.History
+	dial    grpc.DialOption
+
+	mu        sync.Mutex
+	consumers []*client.Consumer
+	conns     []net.Conn // client connections, for blips
+}
+
+func newFakeCell(t *testing.T, n int, dg *celltest.Delegator) *fakeCell {
+	t.Helper()
+	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}}
+	var peers []cell.Peer
+	for i := range n {
+		p := cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: fmt.Sprintf("127.0.0.1:%d", 1000+i), GRPC: fmt.Sprintf("127.0.0.1:%d", 2000+i)}
+		peers = append(peers, p)
+		fc.eps = append(fc.eps, p.GRPC)
+		fc.lis[p.GRPC] = bufconn.Listen(1 << 20)
+	}
+	fc.dial = grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		l, ok := fc.lis[addr]
+		if !ok {
+			return nil, fmt.Errorf("no node at %s", addr)
+		}
+		c, err := l.DialContext(ctx)
+		if err == nil {
+			fc.mu.Lock()
+			fc.conns = append(fc.conns, c)
+			fc.mu.Unlock()
+		}
+		return c, err
+	})
+	transports := make([]*raft.InmemTransport, n)
+	for i, p := range peers {
+		_, transports[i] = raft.NewInmemTransport(raft.ServerAddress(p.Raft))
+	}
+	for i, a := range transports {
+		for j, b := range transports {
+			if i != j {
+				a.Connect(b.LocalAddr(), b)
+			}
+		}
+	}
+	fc.trans = transports
+	fc.down = make([]bool, n)
+	dir := t.TempDir()
+	for i, p := range peers {
+		cfg := cell.DefaultConfig()
+		cfg.NodeID, cfg.Region, cfg.Peers = p.ID, celltest.Region, peers
+		cfg.DataDir = filepath.Join(dir, p.ID)
+		cfg.Raft.Transport = transports[i]
+		cfg.Delegator, cfg.RenewInterval = dg, delegRenew
+		node, err := cell.NewNode(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := grpc.NewServer(cell.ServerOptions(cfg)...)
+		node.Register(srv)
+		go srv.Serve(fc.lis[p.GRPC])
+		fc.nodes = append(fc.nodes, node)
+		fc.servers = append(fc.servers, srv)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := cell.WaitLeader(ctx, fc.nodes...); err != nil {
+		t.Fatal(err)
+	}
+	return fc
+}
+
+// close stops every consumer and node; the bubble must end with no
+// goroutine left.
+func (fc *fakeCell) close() {
+	fc.mu.Lock()
+	cs := fc.consumers
+	fc.mu.Unlock()
+	for _, c := range cs {
+		// Long enough for lingering handlers to return (fake time: free):
+		// the bubble may end only once every goroutine has.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_ = c.Close(ctx)
+		cancel()
+	}
+	// Let the last proposals commit: hashicorp/raft never answers an
+	// apply still queued when it shuts down, and its waiter would outlive
+	// the bubble.
+	time.Sleep(time.Second)
+	for i, n := range fc.nodes {
+		fc.servers[i].Stop()
+		_ = n.Close()
+	}
+	for _, l := range fc.lis {
+		l.Close()
+	}
+}
+
+// kill takes node i out as a crash does, from the cell's and the clients'
+// view: its gRPC server stops and its Raft transport is cut both ways. The
+// node itself runs on (cut off, it loses its leadership) until close: a
+// Close now could strand raft's queued applies (see close).
+func (fc *fakeCell) kill(i int) {
+	fc.servers[i].Stop()
+	fc.trans[i].DisconnectAll()
+	for j, t := range fc.trans {
+		if j != i {
+			t.Disconnect(fc.trans[i].LocalAddr())
+		}
+	}
+	fc.down[i] = true
+}
+
+// blip closes every client connection: sessions resume on new streams
+// (a Hello with the session token, answered by a Welcome).
+func (fc *fakeCell) blip() {
+	fc.mu.Lock()
+	cs := fc.conns
+	fc.conns = nil
+	fc.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
+func (fc *fakeCell) leader() int {
+	for i, n := range fc.nodes {
+		if !fc.down[i] && n.IsLeader() {
+			return i
+		}
+	}
+	return -1
+}
+
+func (fc *fakeCell) createDomain(name string, kind topology.Kind, shards int, ttl time.Duration) {
+	fc.t.Helper()
+	// The leader itself: nodes forward admin calls over real TCP, which
+	// the bubble does not have.
+	cc, err := grpc.NewClient(fc.eps[fc.leader()], fc.dial, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		fc.t.Fatal(err)
+	}
+	defer cc.Close()
+	d := topology.Domain{Name: name, Kind: kind, Shards: shards, TTL: ttl}
+	if kind == topology.KindUnit {
+		d.Shards = 1
+	}
+	if _, err := wdsv1.NewAdminClient(cc).CreateDomain(context.Background(), &wdsv1.CreateDomainRequest{Domain: topology.DomainToProto(d)}); err != nil {
+		fc.t.Fatal(err)
+	}
+}
+
+// consumer starts a consumer whose ownership periods go to the history;
+// linger keeps the handler running after its context ends.
+func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
+	fc.t.Helper()
+	var mu sync.Mutex
+	open := map[string]*chaos.Ownership{}
+	c, err := client.NewConsumer(client.Config{
+		DialOptions: []grpc.DialOption{fc.dial},
+		Endpoints:   fc.eps,
+		ID:          id,
+		Region:      celltest.Region,
+		Endpoint:    id + ".test:8080",
+		Domains:     []string{"jobs"},
+		Handler: func(ctx context.Context, _ client.Shard) {
+			<-ctx.Done()
+			time.Sleep(linger)
+		},
+		OnEvent: func(e client.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			key := e.Shard.String()
+			switch e.Kind {
+			case client.EventGrant:
+				open[key] = fc.history.Begin(id, e.Shard.Domain, e.Shard.Region, e.Shard.Range, e.Shard.Token, e.Time)
+			case client.EventRevoke, client.EventLost:
+				if o := open[key]; o != nil {
+					o.End(e.Time)
+					delete(open, key)
+				}
+			}
+		},
+	})
+	if err != nil {
+		fc.t.Fatal(err)
+	}
+	fc.mu.Lock()
+	fc.consumers = append(fc.consumers, c)
+	fc.mu.Unlock()
+	return c
+}
+
+func heldIn(c *client.Consumer) int { return len(c.Held()) }
+
+// checkBound fails for every ownership interval not ended by bound.
+func checkBound(t *testing.T, h *chaos.History, bound time.Time) {
+	t.Helper()
+	ivs := h.Intervals()
+	if len(ivs) == 0 {
+		t.Fatal("no ownership recorded")
+	}
+	for _, iv := range ivs {
+		switch {
+		case iv.End.IsZero():
+			t.Errorf("%s still believes it owns %s %s (token %s) after the delegation's end", iv.Consumer, iv.Domain, iv.Range, iv.Token)
+		case iv.End.After(bound):
+			t.Errorf("%s owned %s %s (token %s) until %v past the delegation's end", iv.Consumer, iv.Domain, iv.Range, iv.Token, iv.End.Sub(bound))
+		}
+	}
+	for _, v := range h.Check() {
+		t.Errorf("ownership violation: %s", v)
+	}
+}
+
+// TestFakeTimeDelegationLapseHandover: the handover probe on fake time,
+// both promotion paths (a's Release lands during the lapse; a never
+// releases and its grant expires).
+func TestFakeTimeDelegationLapseHandover(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		linger time.Duration
+	}{
+		{"release", 2 * time.Second},
+		{"expiry", 2*delegTTL + time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+				dg.Delegate("jobs", "", 1)
+				fc := newFakeCell(t, 1, dg)
+				defer fc.close()
+				fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+				a := fc.consumer("a", tc.linger)
+				celltest.Eventually(t, 10*time.Second, func() error {
+					if n := heldIn(a); n != 4 {
+						return fmt.Errorf("a holds %d, want 4", n)
+					}
+					return nil
+				})
+				b := fc.consumer("b", 0)
+				celltest.Eventually(t, 10*time.Second, func() error {
+					for _, e := range fc.history.Intervals() {
+						if e.Consumer == "a" && !e.End.IsZero() {
+							return nil // the handover started: a was revoked
+						}
+					}
+					return fmt.Errorf("no revocation of a yet")
+				})
+				bound := dg.Stop()
+				time.Sleep(time.Until(bound) + 2*time.Second)
+				checkBound(t, fc.history, bound)
+				if heldIn(a)+heldIn(b) != 0 {
+					t.Errorf("after the lapse a holds %d and b %d", heldIn(a), heldIn(b))
+				}
+			})
+		})
+	}
+}
+
+// TestFakeTimeDelegationLapseLeaderKill: the leader dies as the delegation
+// lapses; the new leader cannot renew and must not extend what it cannot
+// vouch for — neither by heartbeat acks nor by the Welcome of a resuming
+// session. Killed at once, the sessions resume on a leader that never
+// renewed; killed late (just before the old leader would sweep), they
+// resume with leases still valid, where an unguarded Welcome would carry
+// them past the delegation's end.
+func TestFakeTimeDelegationLapseLeaderKill(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		after time.Duration
+	}{{"at once", 0}, {"late", 2500 * time.Millisecond}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+				dg.Delegate("jobs", "", 1)
+				fc := newFakeCell(t, 3, dg)
+				defer fc.close()
+				fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+				a, b := fc.consumer("a", 0), fc.consumer("b", 0)
+				celltest.Eventually(t, 10*time.Second, func() error {
+					if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+						return fmt.Errorf("a holds %d, b %d", na, nb)
+					}
+					return nil
+				})
+				bound := dg.Stop()
+				time.Sleep(tc.after)
+				fc.kill(fc.leader())
+				time.Sleep(time.Until(bound) + 2*time.Second)
+				checkBound(t, fc.history, bound)
+			})
+		})
+	}
+}
+
+// TestFakeTimeDelegationLeaderChangeNoChurn: with the delegator renewing,
+// killing the leader costs no grant.
+func TestFakeTimeDelegationLeaderChangeNoChurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+		dg.Delegate("jobs", "", 1)
+		fc := newFakeCell(t, 3, dg)
+		defer fc.close()
+		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
+		celltest.Eventually(t, 10*time.Second, func() error {
+			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+				return fmt.Errorf("a holds %d, b %d", na, nb)
+			}
+			return nil
+		})
+		before := len(fc.history.Intervals())
+		fc.kill(fc.leader())
+		time.Sleep(2 * delegTTL)
+		if l := fc.leader(); l < 0 {
+			t.Fatal("no new leader")
+		}
+		for _, iv := range fc.history.Intervals() {
+			if !iv.End.IsZero() {
+				t.Errorf("%s lost %s %s at the leader change", iv.Consumer, iv.Domain, iv.Range)
+			}
+		}
+		if n := len(fc.history.Intervals()); n != before {
+			t.Errorf("%d grants after the leader change, want none", n-before)
+		}
+	})
+}
+
+// TestFakeTimeDelegationLapseWelcome: sessions that resume (new streams,
+// Welcomes) again and again through the lapse are not told their grants run
+// on.
+func TestFakeTimeDelegationLapseWelcome(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+		dg.Delegate("jobs", "", 1)
+		fc := newFakeCell(t, 1, dg)
+		defer fc.close()
+		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+		a := fc.consumer("a", 0)
+		celltest.Eventually(t, 10*time.Second, func() error {
+			if n := heldIn(a); n != 4 {
+				return fmt.Errorf("a holds %d, want 4", n)
+			}
+			return nil
+		})
+		bound := dg.Stop()
+		welcomes := 0
+		for time.Now().Before(bound.Add(-300 * time.Millisecond)) {
+			fc.blip()
+			welcomes++
+			time.Sleep(250 * time.Millisecond)
+		}
+		time.Sleep(time.Until(bound) + 2*time.Second)
+		checkBound(t, fc.history, bound)
+		if welcomes < 10 {
+			t.Fatalf("only %d resumes during the lapse", welcomes)
+		}
+	})
+}
