@@ -45,11 +45,14 @@ type fakeCell struct {
 	mu        sync.Mutex
 	consumers []*client.Consumer
 	conns     []net.Conn // client connections, for blips
+	// cut consumers: their connections are closed and redials refused.
+	cut    map[string]bool
+	connOf map[string][]net.Conn
 }
 
 func newFakeCell(t *testing.T, n int, dg *celltest.Delegator) *fakeCell {
 	t.Helper()
-	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}}
+	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}, cut: map[string]bool{}, connOf: map[string][]net.Conn{}}
 	var peers []cell.Peer
 	for i := range n {
 		p := cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: fmt.Sprintf("127.0.0.1:%d", 1000+i), GRPC: fmt.Sprintf("127.0.0.1:%d", 2000+i)}
@@ -149,6 +152,20 @@ func (fc *fakeCell) kill(i int) {
 	fc.down[i] = true
 }
 
+// cutConsumer takes a consumer off the network for good, as a crash does:
+// no drain, no release; its library still ends its shards at its lease
+// deadline.
+func (fc *fakeCell) cutConsumer(id string) {
+	fc.mu.Lock()
+	fc.cut[id] = true
+	cs := fc.connOf[id]
+	fc.connOf[id] = nil
+	fc.mu.Unlock()
+	for _, c := range cs {
+		c.Close()
+	}
+}
+
 // blip closes every client connection: sessions resume on new streams
 // (a Hello with the session token, answered by a Welcome).
 func (fc *fakeCell) blip() {
@@ -194,8 +211,24 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 	fc.t.Helper()
 	var mu sync.Mutex
 	open := map[string]*chaos.Ownership{}
+	dial := grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		fc.mu.Lock()
+		cut, l := fc.cut[id], fc.lis[addr]
+		fc.mu.Unlock()
+		if cut || l == nil {
+			return nil, fmt.Errorf("%s: network cut", id)
+		}
+		conn, err := l.DialContext(ctx)
+		if err == nil {
+			fc.mu.Lock()
+			fc.conns = append(fc.conns, conn)
+			fc.connOf[id] = append(fc.connOf[id], conn)
+			fc.mu.Unlock()
+		}
+		return conn, err
+	})
 	c, err := client.NewConsumer(client.Config{
-		DialOptions: []grpc.DialOption{fc.dial},
+		DialOptions: []grpc.DialOption{dial},
 		Endpoints:   fc.eps,
 		ID:          id,
 		Region:      celltest.Region,
@@ -393,6 +426,45 @@ func TestFakeTimeDelegationLapseWelcome(t *testing.T) {
 		checkBound(t, fc.history, bound)
 		if welcomes < 10 {
 			t.Fatalf("only %d resumes during the lapse", welcomes)
+		}
+	})
+}
+
+// TestFakeTimeConsumerKilled: contract (3) on fake time. A consumer that
+// vanishes (connection cut, no release) keeps its shards until the leader's
+// deadline, r + T·(1+ε) from its last heartbeat; then they go to the
+// survivor — not before the dead consumer's own library gave them up, and
+// within one balancing round of the deadline.
+func TestFakeTimeConsumerKilled(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+		dg.Delegate("jobs", "", 1)
+		fc := newFakeCell(t, 3, dg)
+		defer fc.close()
+		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
+		celltest.Eventually(t, 10*time.Second, func() error {
+			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+				return fmt.Errorf("a holds %d, b %d", na, nb)
+			}
+			return nil
+		})
+		killed := time.Now()
+		fc.cutConsumer("a")
+		celltest.Eventually(t, 2*delegTTL, func() error {
+			if nb := heldIn(b); nb != 4 {
+				return fmt.Errorf("b holds %d, want 4", nb)
+			}
+			return nil
+		})
+		took := time.Since(killed)
+		// a's last heartbeat was at most one interval (T/3) before the cut.
+		hold := time.Duration(float64(delegTTL) * (1 + lease.DefaultDrift))
+		if took < hold-delegTTL/3 || took > hold+time.Second {
+			t.Errorf("a's shards moved %v after the cut, want within [T·(1+ε) − T/3, T·(1+ε) + 1 s]", took)
+		}
+		for _, v := range fc.history.Check() {
+			t.Errorf("ownership violation: %s", v)
 		}
 	})
 }
