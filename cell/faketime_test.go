@@ -48,11 +48,42 @@ type fakeCell struct {
 	// cut consumers: their connections are closed and redials refused.
 	cut    map[string]bool
 	connOf map[string][]net.Conn
+	// gates of frozen consumers: their connections stay open, and every
+	// read and write waits until the gate closes.
+	gate map[string]chan struct{}
+}
+
+// gatedConn is a client connection that stalls while its consumer is
+// frozen (a process paused with its socket open).
+type gatedConn struct {
+	net.Conn
+	fc *fakeCell
+	id string
+}
+
+func (g gatedConn) wait() {
+	g.fc.mu.Lock()
+	ch := g.fc.gate[g.id]
+	g.fc.mu.Unlock()
+	if ch != nil {
+		<-ch
+	}
+}
+
+func (g gatedConn) Read(p []byte) (int, error) {
+	n, err := g.Conn.Read(p)
+	g.wait() // data arrived, but the paused process does not see it
+	return n, err
+}
+
+func (g gatedConn) Write(p []byte) (int, error) {
+	g.wait()
+	return g.Conn.Write(p)
 }
 
 func newFakeCell(t *testing.T, n int, dg *celltest.Delegator) *fakeCell {
 	t.Helper()
-	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}, cut: map[string]bool{}, connOf: map[string][]net.Conn{}}
+	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}, cut: map[string]bool{}, connOf: map[string][]net.Conn{}, gate: map[string]chan struct{}{}}
 	var peers []cell.Peer
 	for i := range n {
 		p := cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: fmt.Sprintf("127.0.0.1:%d", 1000+i), GRPC: fmt.Sprintf("127.0.0.1:%d", 2000+i)}
@@ -117,6 +148,12 @@ func (fc *fakeCell) close() {
 	fc.mu.Lock()
 	cs := fc.consumers
 	fc.mu.Unlock()
+	fc.mu.Lock()
+	for id, ch := range fc.gate {
+		close(ch)
+		delete(fc.gate, id)
+	}
+	fc.mu.Unlock()
 	for _, c := range cs {
 		// Long enough for lingering handlers to return (fake time: free):
 		// the bubble may end only once every goroutine has.
@@ -164,6 +201,23 @@ func (fc *fakeCell) cutConsumer(id string) {
 	for _, c := range cs {
 		c.Close()
 	}
+}
+
+// freeze pauses a consumer's network with its connections open; thaw
+// resumes it.
+func (fc *fakeCell) freeze(id string) {
+	fc.mu.Lock()
+	fc.gate[id] = make(chan struct{})
+	fc.mu.Unlock()
+}
+
+func (fc *fakeCell) thaw(id string) {
+	fc.mu.Lock()
+	if ch := fc.gate[id]; ch != nil {
+		close(ch)
+		delete(fc.gate, id)
+	}
+	fc.mu.Unlock()
 }
 
 // blip closes every client connection: sessions resume on new streams
@@ -219,13 +273,14 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 			return nil, fmt.Errorf("%s: network cut", id)
 		}
 		conn, err := l.DialContext(ctx)
-		if err == nil {
-			fc.mu.Lock()
-			fc.conns = append(fc.conns, conn)
-			fc.connOf[id] = append(fc.connOf[id], conn)
-			fc.mu.Unlock()
+		if err != nil {
+			return nil, err
 		}
-		return conn, err
+		fc.mu.Lock()
+		fc.conns = append(fc.conns, conn)
+		fc.connOf[id] = append(fc.connOf[id], conn)
+		fc.mu.Unlock()
+		return gatedConn{Conn: conn, fc: fc, id: id}, nil
 	})
 	c, err := client.NewConsumer(client.Config{
 		DialOptions: []grpc.DialOption{dial},
@@ -463,6 +518,48 @@ func TestFakeTimeConsumerKilled(t *testing.T) {
 		if took < hold-delegTTL/3 || took > hold+time.Second {
 			t.Errorf("a's shards moved %v after the cut, want within [T·(1+ε) − T/3, T·(1+ε) + 1 s]", took)
 		}
+		for _, v := range fc.history.Check() {
+			t.Errorf("ownership violation: %s", v)
+		}
+	})
+}
+
+// TestFakeTimeConsumerFrozen: a consumer paused with its socket open (no
+// heartbeats, nothing read) gives its shards up by its own deadline, before
+// the leader hands them to anyone else; once thawed it rejoins the balance.
+func TestFakeTimeConsumerFrozen(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+		dg.Delegate("jobs", "", 1)
+		fc := newFakeCell(t, 3, dg)
+		defer fc.close()
+		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
+		balanced := func() error {
+			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+				return fmt.Errorf("a holds %d, b %d", na, nb)
+			}
+			return nil
+		}
+		celltest.Eventually(t, 10*time.Second, balanced)
+		frozen := time.Now()
+		fc.freeze("a")
+		celltest.Eventually(t, 2*delegTTL, func() error {
+			if nb := heldIn(b); nb != 4 {
+				return fmt.Errorf("b holds %d, want 4", nb)
+			}
+			return nil
+		})
+		if took := time.Since(frozen); took > time.Duration(float64(delegTTL)*(1+lease.DefaultDrift))+time.Second {
+			t.Errorf("a's shards moved %v after the freeze, want within T·(1+ε) + 1 s", took)
+		}
+		for _, iv := range fc.history.Intervals() {
+			if iv.Consumer == "a" && (iv.End.IsZero() || iv.End.After(frozen.Add(delegTTL))) {
+				t.Errorf("frozen a believed it owned %s until %v after the freeze, past T", iv.Range, iv.End.Sub(frozen))
+			}
+		}
+		fc.thaw("a")
+		celltest.Eventually(t, 4*delegTTL, balanced)
 		for _, v := range fc.history.Check() {
 			t.Errorf("ownership violation: %s", v)
 		}
