@@ -174,18 +174,24 @@ func (fc *fakeCell) close() {
 	}
 }
 
-// kill takes node i out as a crash does, from the cell's and the clients'
-// view: its gRPC server stops and its Raft transport is cut both ways. The
-// node itself runs on (cut off, it loses its leadership) until close: a
-// Close now could strand raft's queued applies (see close).
-func (fc *fakeCell) kill(i int) {
-	fc.servers[i].Stop()
+// partitionRaft cuts node i's Raft traffic both ways; its gRPC server
+// stays up, so clients attached to it stay connected.
+func (fc *fakeCell) partitionRaft(i int) {
 	fc.trans[i].DisconnectAll()
 	for j, t := range fc.trans {
 		if j != i {
 			t.Disconnect(fc.trans[i].LocalAddr())
 		}
 	}
+}
+
+// kill takes node i out as a crash does, from the cell's and the clients'
+// view: its gRPC server stops and its Raft transport is cut both ways. The
+// node itself runs on (cut off, it loses its leadership) until close: a
+// Close now could strand raft's queued applies (see close).
+func (fc *fakeCell) kill(i int) {
+	fc.servers[i].Stop()
+	fc.partitionRaft(i)
 	fc.down[i] = true
 }
 
@@ -562,6 +568,43 @@ func TestFakeTimeConsumerFrozen(t *testing.T) {
 		celltest.Eventually(t, 4*delegTTL, balanced)
 		for _, v := range fc.history.Check() {
 			t.Errorf("ownership violation: %s", v)
+		}
+	})
+}
+
+// TestFakeTimeLeaderPartitionNoChurn: the leader is cut off from its
+// followers while its clients stay connected to it. It stops acking within
+// its confirmation window; the sessions find the new leader and resume;
+// nobody loses or is granted anything.
+func TestFakeTimeLeaderPartitionNoChurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+		dg.Delegate("jobs", "", 1)
+		fc := newFakeCell(t, 3, dg)
+		defer fc.close()
+		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
+		celltest.Eventually(t, 10*time.Second, func() error {
+			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+				return fmt.Errorf("a holds %d, b %d", na, nb)
+			}
+			return nil
+		})
+		before := len(fc.history.Intervals())
+		old := fc.leader()
+		fc.partitionRaft(old)
+		fc.down[old] = true // not a candidate for leader() any more
+		time.Sleep(3 * delegTTL)
+		if l := fc.leader(); l < 0 {
+			t.Fatal("no new leader")
+		}
+		for _, iv := range fc.history.Intervals() {
+			if !iv.End.IsZero() {
+				t.Errorf("%s lost %s %s when the leader was partitioned", iv.Consumer, iv.Domain, iv.Range)
+			}
+		}
+		if n := len(fc.history.Intervals()); n != before {
+			t.Errorf("%d grants after the partition, want none", n-before)
 		}
 	})
 }
