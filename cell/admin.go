@@ -3,7 +3,6 @@ package cell
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -73,111 +72,26 @@ func (a *adminService) CreateDomain(ctx context.Context, req *wdsv1.CreateDomain
 }
 
 func (a *adminService) ListDomains(ctx context.Context, req *wdsv1.ListDomainsRequest) (*wdsv1.ListDomainsResponse, error) {
-	s := a.n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := &wdsv1.ListDomainsResponse{}
-	for _, d := range s.domains {
-		if !d.deleting {
-			out.Domains = append(out.Domains, s.domainProto(d))
-		}
-	}
-	sort.Slice(out.Domains, func(i, j int) bool { return out.Domains[i].Name < out.Domains[j].Name })
-	return out, nil
-}
-
-func (a *adminService) lookupDomain(field, name string) (*domain, error) {
-	if err := topology.ValidateName(field, name); err != nil {
-		return nil, err
-	}
-	d, ok := a.n.state.domains[name]
-	if !ok || d.deleting {
-		return nil, fmt.Errorf("%w: %s: domain %q does not exist", ErrNotFound, field, name)
-	}
-	return d, nil
+	return &wdsv1.ListDomainsResponse{Domains: a.n.state.ListDomains()}, nil
 }
 
 func (a *adminService) DescribeDomain(ctx context.Context, req *wdsv1.DescribeDomainRequest) (*wdsv1.DescribeDomainResponse, error) {
-	connected := a.n.connectedConsumers()
-	s := a.n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	d, err := a.lookupDomain("name", req.GetName())
+	out, err := a.n.state.DescribeDomain(req.GetName(), a.n.connectedConsumers())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &wdsv1.DescribeDomainResponse{Domain: s.domainProto(d)}
-	counts := map[*consumer]uint32{}
-	for _, ks := range d.spaces {
-		for i := range ks.shards {
-			sh := &ks.shards[i]
-			if !sh.delegated() {
-				continue // not this cell's to grant: neither owned nor unowned here
-			}
-			switch {
-			case sh.holder.consumer == nil:
-				out.Unowned++
-			case sh.holder.state == stateActive:
-				counts[sh.holder.consumer]++
-				if sh.holder.consumer.unconfirmed {
-					out.Unconfirmed++
-				}
-			default:
-				out.Moving++
-				out.Unowned++
-			}
-		}
-	}
-	for _, c := range sortedConsumers(s) {
-		if !c.serves(d.spec.Name) && counts[c] == 0 {
-			continue
-		}
-		info := consumerInfo(c, connected[c.id])
-		info.Shards = counts[c]
-		out.Consumers = append(out.Consumers, info)
-	}
 	return out, nil
-}
-
-func consumerInfo(c *consumer, connected bool) *wdsv1.ConsumerInfo {
-	return &wdsv1.ConsumerInfo{
-		Id: c.id, Region: c.region, Endpoint: c.endpoint, Domains: c.domains,
-		Draining: c.draining, Connected: connected, Unconfirmed: c.unconfirmed,
-	}
 }
 
 // ListConsumers lists every registered consumer with its active shards per
 // domain.
 func (a *adminService) ListConsumers(ctx context.Context, req *wdsv1.ListConsumersRequest) (*wdsv1.ListConsumersResponse, error) {
-	connected := a.n.connectedConsumers()
-	s := a.n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := &wdsv1.ListConsumersResponse{}
-	for _, c := range sortedConsumers(s) {
-		info := consumerInfo(c, connected[c.id])
-		info.ShardsByDomain = map[string]uint32{}
-		for ref := range c.grants {
-			if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
-				info.ShardsByDomain[ref.ks.name()]++
-				info.Shards++
-			}
-		}
-		out.Consumers = append(out.Consumers, info)
-	}
-	return out, nil
+	return &wdsv1.ListConsumersResponse{Consumers: a.n.state.ListConsumers(a.n.connectedConsumers())}, nil
 }
 
 func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomainRequest) (*wdsv1.DeleteDomainResponse, error) {
-	if err := topology.ValidateName("name", req.GetName()); err != nil {
+	if err := a.n.state.CheckDomain("name", req.GetName()); err != nil {
 		return nil, toStatus(err)
-	}
-	a.n.state.mu.RLock()
-	d, ok := a.n.state.domains[req.GetName()]
-	deleting := ok && d.deleting
-	a.n.state.mu.RUnlock()
-	if !ok || deleting {
-		return nil, toStatus(fmt.Errorf("%w: name: domain %q does not exist", ErrNotFound, req.GetName()))
 	}
 	res, err := a.n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_DeleteDomain{DeleteDomain: &cellv1.DeleteDomain{Name: req.GetName()}}})
 	if err != nil {
@@ -190,41 +104,11 @@ func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomain
 }
 
 func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest) (*wdsv1.ShardMapResponse, error) {
-	s := a.n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	d, err := a.lookupDomain("domain", req.GetDomain())
+	out, err := a.n.state.ShardMap(req.GetDomain())
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	out := &wdsv1.ShardMapResponse{Domain: d.spec.Name, Version: s.index}
-	for _, ks := range d.spaces {
-		for i := range ks.shards {
-			sh := &ks.shards[i]
-			if !sh.delegated() && sh.holder.consumer == nil && sh.next.consumer == nil {
-				continue // outside the cell's delegations
-			}
-			out.Shards = append(out.Shards, shardInfoLocked(ks, i))
-		}
-	}
 	return out, nil
-}
-
-// shardInfoLocked describes shard i of ks. Caller holds the state lock.
-func shardInfoLocked(ks *keySpace, i int) *wdsv1.ShardInfo {
-	sh := &ks.shards[i]
-	info := &wdsv1.ShardInfo{Range: topology.RangeToProto(ks.ranges[i]), Region: ks.region}
-	if h := sh.holder; h.consumer != nil {
-		info.Owner = h.consumer.id
-		info.State = h.state.proto()
-		info.Token = topology.TokenToProto(h.token)
-		info.Endpoint = h.consumer.endpoint
-		info.Unconfirmed = h.consumer.unconfirmed && h.state == stateActive
-	}
-	if sh.next.consumer != nil {
-		info.NextOwner = sh.next.consumer.id
-	}
-	return info
 }
 
 func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wdsv1.StatusResponse, error) {
@@ -275,18 +159,8 @@ func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wds
 			}
 		}
 	}
-	s := n.state
-	s.mu.RLock()
-	for _, d := range s.domains {
-		if !d.deleting {
-			out.Domains++
-		}
-	}
-	out.Consumers = uint32(len(s.consumers))
-	for _, c := range s.consumers {
-		out.Grants += uint32(len(c.grants))
-	}
-	s.mu.RUnlock()
+	counts := n.state.Counts()
+	out.Domains, out.Consumers, out.Grants = counts.Domains, counts.Consumers, counts.Grants
 	return out, nil
 }
 
@@ -301,19 +175,8 @@ func (a *adminService) Drain(ctx context.Context, req *wdsv1.DrainRequest) (*wds
 	if err := topology.ValidateConsumerID("consumer_id", req.GetConsumerId()); err != nil {
 		return nil, toStatus(err)
 	}
-	a.n.state.mu.RLock()
-	c, ok := a.n.state.consumers[req.GetConsumerId()]
-	var inc string
-	var shards uint32
-	if ok {
-		inc = c.incarnation
-		for ref := range c.grants {
-			if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
-				shards++
-			}
-		}
-	}
-	a.n.state.mu.RUnlock()
+	c, ok := a.n.state.ConsumerView(req.GetConsumerId())
+	inc, shards := c.Incarnation, c.Active
 	if !ok {
 		return nil, toStatus(fmt.Errorf("%w: consumer_id: consumer %q is not connected to this cell", ErrNotFound, req.GetConsumerId()))
 	}

@@ -110,11 +110,9 @@ func newLeader(n *Node, accession time.Time) *leader {
 	// Contract (4): every inherited grant is held until
 	// accession + T·(1+ε) + L, i.e. its lease is anchored at accession + L.
 	anchor := accession.Add(lease.AccessionSlack(n.cfg.Raft.ConfirmWindow, n.cfg.Drift))
-	n.state.mu.RLock()
-	for id, c := range n.state.consumers {
-		l.leases[id] = &consumerLease{id: id, incarnation: c.incarnation, anchor: anchor, heardAt: accession}
+	for id, inc := range n.state.Incarnations() {
+		l.leases[id] = &consumerLease{id: id, incarnation: inc, anchor: anchor, heardAt: accession}
 	}
-	n.state.mu.RUnlock()
 	return l
 }
 
@@ -234,10 +232,8 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 		}
 	}
 	if len(touched) > 0 {
-		l.n.state.mu.RLock()
 		for cl := range touched {
-			c, ok := l.n.state.consumers[cl.id]
-			if !ok || c.incarnation != cl.incarnation || !c.draining || len(c.grants) > 0 {
+			if !l.n.state.Drained(cl.id, cl.incarnation) {
 				continue
 			}
 			cl.mu.Lock()
@@ -247,7 +243,6 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 			}
 			cl.mu.Unlock()
 		}
-		l.n.state.mu.RUnlock()
 	}
 	l.poke()
 }
@@ -336,16 +331,10 @@ func (o *consumerOwner) resync(c *sessionConn) {
 // returns the conn to serve.
 func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received time.Time, stream wdsv1.Session_ConnectServer) (*sessionConn, *consumerOwner, error) {
 	id := h.GetConsumerId()
-	l.n.state.mu.RLock()
-	c, exists := l.n.state.consumers[id]
-	var inc string
-	var ttls map[string]time.Duration
-	resume := exists && equalIncarnation(c.incarnation, h.GetSessionToken())
-	if exists {
-		inc = c.incarnation
-	}
-	ttls, err := l.n.domainTTLsLocked(h.GetDomains())
-	l.n.state.mu.RUnlock()
+	c, exists := l.n.state.ConsumerView(id)
+	inc := c.Incarnation
+	resume := exists && equalIncarnation(c.Incarnation, h.GetSessionToken())
+	ttls, err := l.n.state.DomainTTLs("hello.domains", h.GetDomains())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -364,7 +353,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 				anchor := cl.anchor
 				cl.mu.Unlock()
 				until := l.params(topology.MaxTTL).LeaderDeadline(anchor)
-				if d, ok := l.n.maxTTL(inc); ok {
+				if d, ok := l.n.state.MaxTTL(inc); ok {
 					until = l.params(d).LeaderDeadline(anchor)
 				}
 				if attached {
@@ -431,27 +420,13 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	for _, d := range h.GetDomains() {
 		w.Leases = append(w.Leases, &wdsv1.DomainLease{Domain: d, TtlMillis: ttls[d].Milliseconds()})
 	}
+	view := l.n.state.WelcomeOf(id, inc)
+	watermark, draining := view.Index, view.Draining
+	w.Grants = view.Grants
 	var frozen []grantKey
-	var draining bool
-	l.n.state.mu.RLock()
-	watermark := l.n.state.index
-	if c, ok := l.n.state.consumers[id]; ok && c.incarnation == inc {
-		draining = c.draining
-		for _, ref := range sortedRefs(c) {
-			h := ref.ks.shards[ref.idx].holder
-			if h.consumer != c {
-				continue
-			}
-			r := ref.ks.ranges[ref.idx]
-			switch h.state {
-			case stateActive:
-				w.Grants = append(w.Grants, &wdsv1.ShardGrant{Domain: ref.ks.name(), Region: ref.ks.region, Range: topology.RangeToProto(r), Token: topology.TokenToProto(h.token)})
-			case stateRevoked:
-				frozen = append(frozen, grantKey{domain: ref.ks.name(), region: ref.ks.region, from: r.From, token: h.token})
-			}
-		}
+	for _, g := range view.Revoked {
+		frozen = append(frozen, grantKey{domain: g.Domain, region: g.Region, from: g.Range.From, token: g.Token})
 	}
-	l.n.state.mu.RUnlock()
 	conn.enqueueWelcome(outItem{kind: itemWelcome, welcome: w, frozen: frozen, received: received}, watermark)
 	if draining {
 		// Re-evaluate: a resumed draining consumer may already be empty.
@@ -470,10 +445,7 @@ func (l *leader) detach(cl *consumerLease, conn *sessionConn) {
 		cl.conn = nil
 	}
 	cl.mu.Unlock()
-	l.n.state.mu.RLock()
-	c, ok := l.n.state.consumers[cl.id]
-	leave := ok && c.incarnation == cl.incarnation && c.draining && len(c.grants) == 0
-	l.n.state.mu.RUnlock()
+	leave := l.n.state.Drained(cl.id, cl.incarnation)
 	if leave {
 		go func() {
 			_, err := l.n.propose(l.ctx, &cellv1.Op{Op: &cellv1.Op_Leave{Leave: &cellv1.Leave{

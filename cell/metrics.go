@@ -106,42 +106,14 @@ type domainCounts struct {
 	consumers int64 // registered consumers that serve the domain
 }
 
-// countDomains reads the per-domain gauges' values from s, under its read
-// lock, in no particular order. Domains being deleted are left out.
+// countDomains reads the per-domain gauges' values from s
+// (State.DomainCounts), in no particular order. Domains being deleted are
+// left out.
 func countDomains(s *State) []domainCounts {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]domainCounts, 0, len(s.domains))
-	at := make(map[string]int, len(s.domains))
-	for name, d := range s.domains {
-		if d.deleting {
-			continue
-		}
-		dc := domainCounts{name: name}
-		for _, ks := range d.spaces {
-			for i := range ks.shards {
-				if !ks.shards[i].delegated() {
-					continue // not this cell's to grant
-				}
-				h := &ks.shards[i].holder
-				if h.consumer == nil || h.state != stateActive {
-					dc.unowned++
-				}
-				if h.consumer != nil && h.state == stateRevoked {
-					dc.moving++
-				}
-			}
-		}
-		at[name] = len(out)
-		out = append(out, dc)
-	}
-	// O(consumers × their domains), not O(consumers × domains).
-	for _, c := range s.consumers {
-		for _, name := range c.domains {
-			if i, ok := at[name]; ok {
-				out[i].consumers++
-			}
-		}
+	in := s.DomainCounts()
+	out := make([]domainCounts, len(in))
+	for i, dc := range in {
+		out[i] = domainCounts{name: dc.Name, unowned: dc.Unowned, moving: dc.Moving, consumers: dc.Consumers}
 	}
 	return out
 }

@@ -343,53 +343,8 @@ func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]Result, error)
 	return res, err
 }
 
-// domainTTLsLocked resolves the TTL of each named domain; unknown domains
-// are NotFound errors naming the Hello field. Caller holds state.mu.
-func (n *Node) domainTTLsLocked(names []string) (map[string]time.Duration, error) {
-	out := make(map[string]time.Duration, len(names))
-	for i, name := range names {
-		d, ok := n.state.domains[name]
-		if !ok || d.deleting {
-			return nil, fmt.Errorf("%w: hello.domains[%d]: domain %q does not exist (create it with `wds domain create`)", ErrNotFound, i, name)
-		}
-		out[name] = d.spec.TTL
-	}
-	return out, nil
-}
-
 // domainTTL is the TTL of a domain of the catalog.
-func (n *Node) domainTTL(name string) (time.Duration, bool) {
-	n.state.mu.RLock()
-	defer n.state.mu.RUnlock()
-	if d, ok := n.state.domains[name]; ok {
-		return d.spec.TTL, true
-	}
-	return 0, false
-}
-
-// maxTTL is the largest TTL among the domains of the consumer incarnation.
-func (n *Node) maxTTL(incarnation string) (time.Duration, bool) {
-	n.state.mu.RLock()
-	defer n.state.mu.RUnlock()
-	for _, c := range n.state.consumers {
-		if c.incarnation != incarnation {
-			continue
-		}
-		m := time.Duration(0)
-		for _, name := range c.domains {
-			if d, ok := n.state.domains[name]; ok && d.spec.TTL > m {
-				m = d.spec.TTL
-			}
-		}
-		for ref := range c.grants {
-			if ref.ks.d.spec.TTL > m {
-				m = ref.ks.d.spec.TTL
-			}
-		}
-		return m, m > 0
-	}
-	return 0, false
-}
+func (n *Node) domainTTL(name string) (time.Duration, bool) { return n.state.DomainTTL(name) }
 
 func (n *Node) addObserver(c *sessionConn) {
 	n.mu.Lock()
@@ -597,20 +552,7 @@ func shortStatus(err error) string {
 // that keep the confirmation fresh (4 per second) are the only entries an
 // idle cell would otherwise write. Observers and admin reads need no
 // confirmation, and every write confirms by committing.
-func (n *Node) wantConfirmed() bool {
-	s := n.state
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if len(s.consumers) > 0 {
-		return true
-	}
-	for _, d := range s.domains {
-		if d.deleting {
-			return true
-		}
-	}
-	return false
-}
+func (n *Node) wantConfirmed() bool { return n.state.HasWork() }
 
 // WaitLeader waits until some node of nodes is the ready leader, with its
 // leadership confirmed.

@@ -286,14 +286,9 @@ func (o observerOwner) resync(c *sessionConn) {
 
 func (s *sessionService) serveObserver(stream wdsv1.Session_ConnectServer, h *wdsv1.Hello) error {
 	names := append(append([]string{}, h.GetDomains()...), h.GetWatch()...)
-	s.n.state.mu.RLock()
-	for i, name := range names {
-		if d, ok := s.n.state.domains[name]; !ok || d.deleting {
-			s.n.state.mu.RUnlock()
-			return toStatus(fmt.Errorf("%w: hello.watch[%d]: domain %q does not exist", ErrNotFound, i, name))
-		}
+	if err := s.n.state.DomainsExist("hello.watch", names); err != nil {
+		return toStatus(err)
 	}
-	s.n.state.mu.RUnlock()
 	conn := newSessionConn(stream, observerOwner{hub: s.n.hub}, s.n.cfg.MaxSessionQueue, s.n.cfg.MaxRoutingQueue)
 	conn.enqueueWelcome(outItem{kind: itemWelcome, welcome: &wdsv1.Welcome{NodeId: s.n.cfg.NodeID, Drift: s.n.cfg.Drift, AckSeq: h.GetSeq()}}, 0)
 	conn.sub = s.n.hub.subscribe(names, conn.deliverRouting)
