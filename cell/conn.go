@@ -140,7 +140,7 @@ func (c *sessionConn) enqueue(it outItem) {
 	c.signal()
 }
 
-// withheldLocked adds to withheld the domains with delegation revocations
+// withheld adds to withheld the domains with delegation revocations
 // still queued.
 func (c *sessionConn) withheld(withheld []string) []string {
 	c.mu.Lock()

@@ -197,7 +197,9 @@ func (v *delegationView) answered(sent time.Time, resp RenewResponse) {
 	v.renewed = true
 	clear(v.cover)
 	for _, d := range resp.Delegations {
-		v.cover[d.DelegationID] = sent.Add(scaleDur(d.Duration, 1-v.drift))
+		// The delegation's lease arithmetic is clause (1)'s: the holder
+		// keeps it until send time + D·(1−ε).
+		v.cover[d.DelegationID] = lease.Params{TTL: d.Duration, Drift: v.drift}.ClientDeadline(sent)
 	}
 	v.refreshLocked()
 }
@@ -226,7 +228,7 @@ func (v *delegationView) lapsing(now time.Time, ttl func(domain string) time.Dur
 				// Never answered: the delegation was renewed last by an
 				// earlier leader, before this one's accession. It has lapsed
 				// for sure once D·(1+ε) has passed since.
-				lapsed = now.After(v.accession.Add(scaleDur(d, 1+v.drift)))
+				lapsed = now.After(v.accession.Add(lease.Params{TTL: d, Drift: v.drift}.LeaderHold()))
 			}
 			if lapsed {
 				v.sweeping[id] = true
@@ -255,10 +257,6 @@ func lessID(a, b DelegationID) bool {
 		return a.Region < b.Region
 	}
 	return a.Generation < b.Generation
-}
-
-func scaleDur(d time.Duration, f float64) time.Duration {
-	return time.Duration(float64(d) * f)
 }
 
 // --- the FSM's side ---

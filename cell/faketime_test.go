@@ -1,3 +1,10 @@
+//go:build !race
+
+// Built without the race detector: under -race, Go 1.26's runtime crashes
+// now and then in a timer of a synctest bubble (SIGSEGV in
+// runtime.(*timer).modify, reached from bufconn's time.AfterFunc). `make
+// test` runs these tests in a pass of their own without -race.
+
 package cell_test
 
 import (
@@ -323,6 +330,31 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 	return c
 }
 
+// jobsCell is a fake cell of n nodes with domain jobs (GLOBAL, 4 shards,
+// TTL delegTTL) delegated to it whole at generation 1.
+func jobsCell(t *testing.T, n int) (*fakeCell, *celltest.Delegator) {
+	t.Helper()
+	dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
+	dg.Delegate("jobs", "", 1)
+	fc := newFakeCell(t, n, dg)
+	fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
+	return fc, dg
+}
+
+// balancedPair starts consumers a and b and waits until each holds two
+// shards of jobs.
+func (fc *fakeCell) balancedPair() (a, b *client.Consumer) {
+	fc.t.Helper()
+	a, b = fc.consumer("a", 0), fc.consumer("b", 0)
+	celltest.Eventually(fc.t, 10*time.Second, func() error {
+		if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
+			return fmt.Errorf("a holds %d, b %d", na, nb)
+		}
+		return nil
+	})
+	return a, b
+}
+
 func heldIn(c *client.Consumer) int { return len(c.Held()) }
 
 // checkBound fails for every ownership interval not ended by bound.
@@ -358,11 +390,8 @@ func TestFakeTimeDelegationLapseHandover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-				dg.Delegate("jobs", "", 1)
-				fc := newFakeCell(t, 1, dg)
+				fc, dg := jobsCell(t, 1)
 				defer fc.close()
-				fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
 				a := fc.consumer("a", tc.linger)
 				celltest.Eventually(t, 10*time.Second, func() error {
 					if n := heldIn(a); n != 4 {
@@ -404,18 +433,9 @@ func TestFakeTimeDelegationLapseLeaderKill(t *testing.T) {
 	}{{"at once", 0}, {"late", 2500 * time.Millisecond}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-				dg.Delegate("jobs", "", 1)
-				fc := newFakeCell(t, 3, dg)
+				fc, dg := jobsCell(t, 3)
 				defer fc.close()
-				fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
-				a, b := fc.consumer("a", 0), fc.consumer("b", 0)
-				celltest.Eventually(t, 10*time.Second, func() error {
-					if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
-						return fmt.Errorf("a holds %d, b %d", na, nb)
-					}
-					return nil
-				})
+				fc.balancedPair()
 				bound := dg.Stop()
 				time.Sleep(tc.after)
 				fc.kill(fc.leader())
@@ -430,18 +450,9 @@ func TestFakeTimeDelegationLapseLeaderKill(t *testing.T) {
 // killing the leader costs no grant.
 func TestFakeTimeDelegationLeaderChangeNoChurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-		dg.Delegate("jobs", "", 1)
-		fc := newFakeCell(t, 3, dg)
+		fc, _ := jobsCell(t, 3)
 		defer fc.close()
-		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
-		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
-		celltest.Eventually(t, 10*time.Second, func() error {
-			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
-				return fmt.Errorf("a holds %d, b %d", na, nb)
-			}
-			return nil
-		})
+		fc.balancedPair()
 		before := len(fc.history.Intervals())
 		fc.kill(fc.leader())
 		time.Sleep(2 * delegTTL)
@@ -464,11 +475,8 @@ func TestFakeTimeDelegationLeaderChangeNoChurn(t *testing.T) {
 // on.
 func TestFakeTimeDelegationLapseWelcome(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-		dg.Delegate("jobs", "", 1)
-		fc := newFakeCell(t, 1, dg)
+		fc, dg := jobsCell(t, 1)
 		defer fc.close()
-		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
 		a := fc.consumer("a", 0)
 		celltest.Eventually(t, 10*time.Second, func() error {
 			if n := heldIn(a); n != 4 {
@@ -498,18 +506,9 @@ func TestFakeTimeDelegationLapseWelcome(t *testing.T) {
 // within one balancing round of the deadline.
 func TestFakeTimeConsumerKilled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-		dg.Delegate("jobs", "", 1)
-		fc := newFakeCell(t, 3, dg)
+		fc, _ := jobsCell(t, 3)
 		defer fc.close()
-		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
-		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
-		celltest.Eventually(t, 10*time.Second, func() error {
-			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
-				return fmt.Errorf("a holds %d, b %d", na, nb)
-			}
-			return nil
-		})
+		_, b := fc.balancedPair()
 		killed := time.Now()
 		fc.cutConsumer("a")
 		celltest.Eventually(t, 2*delegTTL, func() error {
@@ -535,11 +534,8 @@ func TestFakeTimeConsumerKilled(t *testing.T) {
 // the leader hands them to anyone else; once thawed it rejoins the balance.
 func TestFakeTimeConsumerFrozen(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-		dg.Delegate("jobs", "", 1)
-		fc := newFakeCell(t, 3, dg)
+		fc, _ := jobsCell(t, 3)
 		defer fc.close()
-		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
 		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
 		balanced := func() error {
 			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
@@ -578,18 +574,9 @@ func TestFakeTimeConsumerFrozen(t *testing.T) {
 // nobody loses or is granted anything.
 func TestFakeTimeLeaderPartitionNoChurn(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		dg := celltest.NewDelegator(delegD, lease.DefaultDrift)
-		dg.Delegate("jobs", "", 1)
-		fc := newFakeCell(t, 3, dg)
+		fc, _ := jobsCell(t, 3)
 		defer fc.close()
-		fc.createDomain("jobs", topology.KindGlobal, 4, delegTTL)
-		a, b := fc.consumer("a", 0), fc.consumer("b", 0)
-		celltest.Eventually(t, 10*time.Second, func() error {
-			if na, nb := heldIn(a), heldIn(b); na != 2 || nb != 2 {
-				return fmt.Errorf("a holds %d, b %d", na, nb)
-			}
-			return nil
-		})
+		fc.balancedPair()
 		before := len(fc.history.Intervals())
 		old := fc.leader()
 		fc.partitionRaft(old)

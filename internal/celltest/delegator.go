@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -87,7 +88,7 @@ func (d *Delegator) Bound() time.Time {
 }
 
 func (d *Delegator) boundLocked() time.Time {
-	return d.lastAnswered.Add(time.Duration(float64(d.D) * (1 - d.Drift)))
+	return lease.Params{TTL: d.D, Drift: d.Drift}.ClientDeadline(d.lastAnswered)
 }
 
 // Answered is how many renewals were answered.
