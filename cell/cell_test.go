@@ -11,14 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/chaos"
 	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 )
 
 func balanced(counts map[string]int, consumers []string, lo, hi int) error {

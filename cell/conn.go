@@ -324,7 +324,7 @@ func (c *sessionConn) sendBatch(batch []outItem, watermark uint64) error {
 			for ; i < len(batch) && batch[i].kind == itemRevoke && batch[i].reason == it.reason; i++ {
 				if b := batch[i]; b.index == 0 || b.index > watermark {
 					r.Shards = append(r.Shards, &wdsv1.ShardRef{Domain: b.domain, Region: b.region, Range: topology.RangeToProto(b.rng), Token: topology.TokenToProto(b.token)})
-					keys = append(keys, grantKey{domain: b.domain, region: b.region, from: b.rng.From, token: b.token})
+					keys = append(keys, grantKey{Domain: b.domain, Region: b.region, From: b.rng.From, Token: b.token})
 				}
 			}
 			// Freeze before sending: acks sent from here on do not extend

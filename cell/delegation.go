@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/wdsio/wds/cell/cellstate"
 	"github.com/wdsio/wds/internal/lease"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 	"github.com/wdsio/wds/topology"
@@ -26,22 +27,10 @@ type Delegator interface {
 }
 
 // DelegationID names one delegation: a generation of a key space.
-type DelegationID struct {
-	Domain string
-	// Region is the key space's region (REGIONAL domains), else "".
-	Region     string
-	Generation uint64
-}
+type DelegationID = cellstate.DelegationID
 
 // Delegation is a lease of key space to the cell.
-type Delegation struct {
-	DelegationID
-	// Ranges lie on the domain's shard boundaries; nil means the whole key
-	// space.
-	Ranges []topology.Range
-	// Duration is D; the cell holds the delegation until s + D·(1−ε).
-	Duration time.Duration
-}
+type Delegation = cellstate.Delegation
 
 // RenewRequest is what the cell leader tells the delegator.
 type RenewRequest struct {
@@ -236,7 +225,7 @@ func (v *delegationView) lapsing(now time.Time, ttl func(domain string) time.Dur
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return lessID(out[i], out[j]) })
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
 	return out
 }
 
@@ -247,117 +236,6 @@ func (v *delegationView) unsweep(ids []DelegationID) {
 	for _, id := range ids {
 		delete(v.sweeping, id)
 	}
-}
-
-func lessID(a, b DelegationID) bool {
-	if a.Domain != b.Domain {
-		return a.Domain < b.Domain
-	}
-	if a.Region != b.Region {
-		return a.Region < b.Region
-	}
-	return a.Generation < b.Generation
-}
-
-// --- the FSM's side ---
-
-// liveDelegations returns, per domain, the delegations live in the state
-// (some shard of that generation not relinquished), with their D.
-func (s *State) liveDelegations() (map[string][]DelegationID, map[DelegationID]time.Duration) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	live := map[string][]DelegationID{}
-	dur := map[DelegationID]time.Duration{}
-	for name, d := range s.domains {
-		if d.deleting {
-			continue
-		}
-		for _, ks := range d.spaces {
-			seen := map[uint64]bool{}
-			for i := range ks.shards {
-				sh := &ks.shards[i]
-				if !sh.delegated() || seen[sh.generation] {
-					continue
-				}
-				seen[sh.generation] = true
-				id := DelegationID{Domain: name, Region: ks.region, Generation: sh.generation}
-				live[name] = append(live[name], id)
-				dur[id] = ks.duration
-			}
-		}
-		sort.Slice(live[name], func(i, j int) bool { return lessID(live[name][i], live[name][j]) })
-	}
-	return live, dur
-}
-
-// releasedDelegations returns the relinquished delegations none of whose
-// shards has a holder or successor left (the "released" report).
-func (s *State) releasedDelegations() []DelegationID {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []DelegationID
-	for name, d := range s.domains {
-		for _, ks := range d.spaces {
-			busy := map[uint64]bool{}
-			for i := range ks.shards {
-				sh := &ks.shards[i]
-				if sh.generation == 0 {
-					continue
-				}
-				b := !sh.relinquished || sh.holder.consumer != nil || sh.next.consumer != nil
-				busy[sh.generation] = busy[sh.generation] || b
-			}
-			for g, b := range busy {
-				if !b {
-					out = append(out, DelegationID{Domain: name, Region: ks.region, Generation: g})
-				}
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return lessID(out[i], out[j]) })
-	return out
-}
-
-// delegateOps returns the Delegate ops that record resp's delegations not
-// yet (fully) live in the state. Stale ones (a shard under a higher
-// generation) are left out; the FSM would refuse them anyway.
-func (s *State) delegateOps(resp RenewResponse) []*cellv1.Op {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var ops []*cellv1.Op
-	for _, dl := range resp.Delegations {
-		op := &cellv1.Delegate{
-			Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
-			DurationMillis: dl.Duration.Milliseconds(),
-		}
-		for _, r := range dl.Ranges {
-			op.Ranges = append(op.Ranges, topology.RangeToProto(r))
-		}
-		d, ok := s.domains[dl.Domain]
-		if !ok || d.deleting {
-			continue // the catalog reaches the cell separately
-		}
-		ks := d.space(dl.Region)
-		if ks == nil {
-			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Delegate{Delegate: op}})
-			continue
-		}
-		idx, err := delegationRanges(ks, op.Ranges)
-		if err != nil {
-			continue
-		}
-		needed := false
-		for _, i := range idx {
-			sh := &ks.shards[i]
-			if sh.generation < dl.Generation {
-				needed = true
-			}
-		}
-		if needed {
-			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Delegate{Delegate: op}})
-		}
-	}
-	return ops
 }
 
 // --- the leader's renewal loop ---
@@ -383,12 +261,12 @@ func (l *leader) renewLoop() {
 }
 
 func (l *leader) renewOnce() {
-	live, _ := l.n.state.liveDelegations()
-	req := RenewRequest{Region: l.n.cfg.Region, NodeID: l.n.cfg.NodeID, Released: l.n.state.releasedDelegations()}
+	live, _ := l.n.state.LiveDelegations()
+	req := RenewRequest{Region: l.n.cfg.Region, NodeID: l.n.cfg.NodeID, Released: l.n.state.ReleasedDelegations()}
 	for _, ids := range live {
 		req.Held = append(req.Held, ids...)
 	}
-	sort.Slice(req.Held, func(i, j int) bool { return lessID(req.Held[i], req.Held[j]) })
+	sort.Slice(req.Held, func(i, j int) bool { return req.Held[i].Less(req.Held[j]) })
 	ctx, cancel := context.WithTimeout(l.ctx, 2*l.n.cfg.RenewInterval)
 	defer cancel()
 	sent := time.Now()
@@ -402,7 +280,7 @@ func (l *leader) renewOnce() {
 	}
 	l.delegations.answered(sent, resp)
 	l.n.metrics.renewals.Add(context.Background(), 1)
-	if ops := l.n.state.delegateOps(resp); len(ops) > 0 {
+	if ops := l.n.state.DelegateOps(resp.Delegations); len(ops) > 0 {
 		if _, err := l.n.propose(l.ctx, ops...); err != nil && l.ctx.Err() == nil {
 			l.log.Debug("delegations not recorded", "err", err)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/wdsio/wds/cell/cellstate"
 	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/internal/rpcerr"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
@@ -18,15 +19,11 @@ import (
 	"github.com/wdsio/wds/topology"
 )
 
-// grantKey names one grant: a shard (domain, range start) and the grant's
-// token. Frozen deadlines are per grant, not per shard: a revocation sent
-// to the shard's ALLOCATED successor must never touch the holder's.
-type grantKey struct {
-	domain string
-	region string
-	from   topology.Bound
-	token  topology.Token
-}
+// grantKey names one grant: a shard (domain, key-space region, range
+// start) and the grant's token. Frozen deadlines are per grant, not per
+// shard: a revocation sent to the shard's ALLOCATED successor must never
+// touch the holder's.
+type grantKey = cellstate.GrantKey
 
 // consumerLease is the leader's lease bookkeeping for one consumer
 // incarnation (DESIGN.md contract (2) and (4)). It lives as long as the
@@ -106,7 +103,7 @@ func newLeader(n *Node, accession time.Time) *leader {
 		sweepKick: make(chan struct{}, 1),
 	}
 	l.delegations = newDelegationView(n.cfg.Delegator == nil, accession, n.cfg.Drift)
-	l.delegations.setLive(n.state.liveDelegations())
+	l.delegations.setLive(n.state.LiveDelegations())
 	// Contract (4): every inherited grant is held until
 	// accession + T·(1+ε) + L, i.e. its lease is anchored at accession + L.
 	anchor := accession.Add(lease.AccessionSlack(n.cfg.Raft.ConfirmWindow, n.cfg.Drift))
@@ -163,7 +160,7 @@ func (l *leader) params(ttl time.Duration) lease.Params {
 
 // dispatch turns an applied entry's effects into session messages and
 // lease bookkeeping. It runs on the FSM goroutine, in log order.
-func (l *leader) dispatch(index uint64, effects []Effect) {
+func (l *leader) dispatch(index uint64, effects []cellstate.Effect) {
 	if len(effects) == 0 {
 		return
 	}
@@ -175,7 +172,7 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 	touched := map[*consumerLease]bool{}
 	for _, e := range effects {
 		cl := l.leases[e.Consumer]
-		if e.Kind == EffectJoined {
+		if e.Kind == cellstate.EffectJoined {
 			if cl == nil || cl.incarnation != e.Incarnation {
 				// Anchored at the commit: later than the Hello it answers,
 				// so conservative.
@@ -187,28 +184,28 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 		if cl == nil || cl.incarnation != e.Incarnation {
 			continue
 		}
-		key := grantKey{domain: e.Domain, region: e.Region, from: e.Range.From, token: e.Token}
+		key := grantKey{Domain: e.Domain, Region: e.Region, From: e.Range.From, Token: e.Token}
 		item := outItem{index: index, domain: e.Domain, region: e.Region, rng: e.Range, token: e.Token, reason: e.Reason}
 		switch e.Kind {
-		case EffectGranted:
+		case cellstate.EffectGranted:
 			item.kind = itemGrant
-		case EffectRevoked:
+		case cellstate.EffectRevoked:
 			item.kind = itemRevoke
-		case EffectPrepared:
+		case cellstate.EffectPrepared:
 			item.kind = itemPrepare
-		case EffectReleased:
+		case cellstate.EffectReleased:
 			delete(l.frozen, key)
 			touched[cl] = true
 			continue
-		case EffectDropped:
+		case cellstate.EffectDropped:
 			delete(l.frozen, key)
 			touched[cl] = true
 			item.kind = itemRevoke
 			item.reason = wdsv1.RevokeReason_REVOKE_REASON_LOST
-		case EffectDraining:
+		case cellstate.EffectDraining:
 			touched[cl] = true
 			continue
-		case EffectLeft:
+		case cellstate.EffectLeft:
 			delete(l.leases, e.Consumer)
 			cl.mu.Lock()
 			conn := cl.conn
@@ -227,7 +224,7 @@ func (l *leader) dispatch(index uint64, effects []Effect) {
 		if conn != nil {
 			conn.enqueue(item)
 		}
-		if e.Kind == EffectRevoked {
+		if e.Kind == cellstate.EffectRevoked {
 			touched[cl] = true
 		}
 	}
@@ -304,10 +301,10 @@ func (o *consumerOwner) beforeRevoke(_ *sessionConn, keys []grantKey) {
 	o.l.mu.Lock()
 	defer o.l.mu.Unlock()
 	for _, k := range keys {
-		if k.token.IsZero() {
+		if k.Token.IsZero() {
 			continue // a successor's allocation: no lease to freeze
 		}
-		ttl, ok := o.ttls[k.domain]
+		ttl, ok := o.ttls[k.Domain]
 		if !ok {
 			ttl = topology.MaxTTL
 		}
@@ -333,7 +330,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	id := h.GetConsumerId()
 	c, exists := l.n.state.ConsumerView(id)
 	inc := c.Incarnation
-	resume := exists && equalIncarnation(c.Incarnation, h.GetSessionToken())
+	resume := exists && cellstate.SameIncarnation(c.Incarnation, h.GetSessionToken())
 	ttls, err := l.n.state.DomainTTLs("hello.domains", h.GetDomains())
 	if err != nil {
 		return nil, nil, err
@@ -415,7 +412,7 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 		Drift:                   l.n.cfg.Drift,
 		AckSeq:                  h.GetSeq(),
 		Acked:                   true,
-		HeartbeatIntervalMillis: lease.HeartbeatInterval(minTTL(ttls)).Milliseconds(),
+		HeartbeatIntervalMillis: lease.HeartbeatInterval(cellstate.MinTTL(ttls)).Milliseconds(),
 	}
 	for _, d := range h.GetDomains() {
 		w.Leases = append(w.Leases, &wdsv1.DomainLease{Domain: d, TtlMillis: ttls[d].Milliseconds()})
@@ -425,12 +422,12 @@ func (l *leader) attachConsumer(ctx context.Context, h *wdsv1.Hello, received ti
 	w.Grants = view.Grants
 	var frozen []grantKey
 	for _, g := range view.Revoked {
-		frozen = append(frozen, grantKey{domain: g.Domain, region: g.Region, from: g.Range.From, token: g.Token})
+		frozen = append(frozen, grantKey{Domain: g.Domain, Region: g.Region, From: g.Range.From, Token: g.Token})
 	}
 	conn.enqueueWelcome(outItem{kind: itemWelcome, welcome: w, frozen: frozen, received: received}, watermark)
 	if draining {
 		// Re-evaluate: a resumed draining consumer may already be empty.
-		l.dispatch(watermark, []Effect{{Kind: EffectDraining, Consumer: id, Incarnation: inc}})
+		l.dispatch(watermark, []cellstate.Effect{{Kind: cellstate.EffectDraining, Consumer: id, Incarnation: inc}})
 	}
 	l.poke()
 	return conn, owner, nil
@@ -457,17 +454,4 @@ func (l *leader) detach(cl *consumerLease, conn *sessionConn) {
 		}()
 	}
 	l.poke()
-}
-
-func minTTL(ttls map[string]time.Duration) time.Duration {
-	m := time.Duration(0)
-	for _, t := range ttls {
-		if m == 0 || t < m {
-			m = t
-		}
-	}
-	if m == 0 {
-		m = topology.DefaultTTL
-	}
-	return m
 }

@@ -6,6 +6,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/wdsio/wds/cell/cellstate"
 )
 
 // commitLatencyBuckets are the bucket boundaries (seconds) of
@@ -98,30 +100,10 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 	return cm, err
 }
 
-// domainCounts is what the per-domain gauges report for one domain.
-type domainCounts struct {
-	name      string
-	unowned   int64 // shards without an ACTIVE holder
-	moving    int64 // shards whose holder is REVOKED (being handed over)
-	consumers int64 // registered consumers that serve the domain
-}
-
-// countDomains reads the per-domain gauges' values from s
-// (State.DomainCounts), in no particular order. Domains being deleted are
-// left out.
-func countDomains(s *State) []domainCounts {
-	in := s.DomainCounts()
-	out := make([]domainCounts, len(in))
-	for i, dc := range in {
-		out[i] = domainCounts{name: dc.Name, unowned: dc.Unowned, moving: dc.Moving, consumers: dc.Consumers}
-	}
-	return out
-}
-
 // registerDomainGauges registers the per-domain gauges (labelled domain),
 // observed together by one callback from the replicated state, so every
 // node reports them. A deleted domain's series disappear.
-func registerDomainGauges(m metric.Meter, s *State) error {
+func registerDomainGauges(m metric.Meter, s *cellstate.State) error {
 	unowned, err := m.Int64ObservableGauge("wds.cell.domain.shards_unowned", metric.WithDescription("Shards of the domain without an ACTIVE holder (free, or REVOKED and not yet released)."))
 	if err != nil {
 		return err
@@ -136,11 +118,11 @@ func registerDomainGauges(m metric.Meter, s *State) error {
 	}
 	_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		// Counted under the state's lock, observed after it is released.
-		for _, dc := range countDomains(s) {
-			attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", dc.name)))
-			o.ObserveInt64(unowned, dc.unowned, attrs)
-			o.ObserveInt64(moving, dc.moving, attrs)
-			o.ObserveInt64(consumers, dc.consumers, attrs)
+		for _, dc := range s.DomainCounts() {
+			attrs := metric.WithAttributeSet(attribute.NewSet(attribute.String("domain", dc.Name)))
+			o.ObserveInt64(unowned, dc.Unowned, attrs)
+			o.ObserveInt64(moving, dc.Moving, attrs)
+			o.ObserveInt64(consumers, dc.Consumers, attrs)
 		}
 		return nil
 	}, unowned, moving, consumers)

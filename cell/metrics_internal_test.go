@@ -8,7 +8,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
+
+	"github.com/wdsio/wds/cell/cellstate"
 	"github.com/wdsio/wds/internal/telemetry"
+	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
 )
 
 // scrape serves tm's /metrics once and returns the Prometheus text.
@@ -46,7 +52,7 @@ func newMetricsNode(t *testing.T) (*Node, *cellMetrics) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = tm.Shutdown(t.Context()) })
-	n := &Node{tm: tm, state: NewState(testRegion)}
+	n := &Node{tm: tm, state: cellstate.NewState("us-east")}
 	cm, err := newCellMetrics(n)
 	if err != nil {
 		t.Fatal(err)
@@ -84,35 +90,33 @@ func TestCommitLatencyBuckets(t *testing.T) {
 	}
 }
 
+// TestDomainGauges checks that the per-domain gauges export what the
+// state counts (cellstate's tests follow the counts through a handover),
+// and that a deleted domain's series disappear.
 func TestDomainGauges(t *testing.T) {
 	n, _ := newMetricsNode(t)
-	h := newHarness(t)
-	h.f.state = n.state // the metrics read the harness's state
-	type counts struct{ unowned, moving, consumers int64 }
-	want := func(wants map[string]counts) {
+	f := &cellstate.FSM{State: n.state}
+	index := uint64(0)
+	apply := func(ops ...*cellv1.Op) {
 		t.Helper()
-		got := map[string]counts{}
-		for _, dc := range countDomains(n.state) {
-			got[dc.name] = counts{dc.unowned, dc.moving, dc.consumers}
+		data, err := cellstate.EncodeEntry(ops)
+		if err != nil {
+			t.Fatal(err)
 		}
-		if len(got) != len(wants) {
-			t.Fatalf("countDomains = %v; want %v", got, wants)
-		}
-		for name, w := range wants {
-			if got[name] != w {
-				t.Fatalf("countDomains = %v; want %v", got, wants)
+		index++
+		for i, r := range f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}).([]cellstate.Result) {
+			if r.Err != nil {
+				t.Fatalf("op %d: %v", i, r.Err)
 			}
 		}
-		// And as exported.
+	}
+	want := func(wants map[string][3]int64) {
+		t.Helper()
 		body := scrape(t, n.tm)
 		for name, w := range wants {
-			for fam, v := range map[string]int64{
-				"wds_cell_domain_shards_unowned": w.unowned,
-				"wds_cell_domain_shards_moving":  w.moving,
-				"wds_cell_domain_consumers":      w.consumers,
-			} {
-				if s := sampleValue(body, fam, `domain="`+name+`"`); s != strconv.FormatInt(v, 10) {
-					t.Fatalf("%s{domain=%q} = %q; want %d\n%s", fam, name, s, v, body)
+			for i, fam := range []string{"wds_cell_domain_shards_unowned", "wds_cell_domain_shards_moving", "wds_cell_domain_consumers"} {
+				if s := sampleValue(body, fam, `domain="`+name+`"`); s != strconv.FormatInt(w[i], 10) {
+					t.Fatalf("%s{domain=%q} = %q; want %d\n%s", fam, name, s, w[i], body)
 				}
 			}
 		}
@@ -120,37 +124,21 @@ func TestDomainGauges(t *testing.T) {
 			t.Fatalf("%d wds_cell_domain_shards_unowned series; want %d\n%s", c, len(wants), body)
 		}
 	}
-
-	want(map[string]counts{})
-	h.ok(opCreate("orders", global, 4), opCreate("jobs", global, 2))
-	h.ok(opJoin("a", "a1", "orders"), opJoin("b", "b1", "orders", "jobs"), opJoin("x", "x1", "other"))
-	want(map[string]counts{"orders": {4, 0, 2}, "jobs": {2, 0, 1}})
-
-	for i := range 4 {
-		h.ok(opAssign("orders", h.from("orders", i), "a"))
+	create := func(name string, shards uint32) *cellv1.Op {
+		return &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{Domain: &wdsv1.Domain{
+			Name: name, Kind: wdsv1.DomainKind_DOMAIN_KIND_GLOBAL, Shards: shards, TtlMillis: 3000}}}}
 	}
-	h.ok(opAssign("jobs", h.from("jobs", 0), "b"))
-	want(map[string]counts{"orders": {0, 0, 2}, "jobs": {1, 0, 1}})
+	join := func(id string, domains ...string) *cellv1.Op {
+		return &cellv1.Op{Op: &cellv1.Op_Join{Join: &cellv1.Join{
+			ConsumerId: id, Region: n.state.Region(), Endpoint: id + ":7000", Domains: domains, Incarnation: []byte(id + "1")}}}
+	}
 
-	// A move: shard 0 REVOKED with b ALLOCATED behind it, shard 1 REVOKED
-	// with no successor yet. Neither has an ACTIVE holder.
-	f0, tok0 := h.from("orders", 0), h.token("orders", 0)
-	h.ok(opMove("orders", f0, "a", tok0, "b", rebalance))
-	h.ok(opMove("orders", h.from("orders", 1), "a", h.token("orders", 1), "", rebalance))
-	h.wantHolder("orders", 0, "a", stateRevoked)
-	want(map[string]counts{"orders": {2, 2, 2}, "jobs": {1, 0, 1}})
+	want(map[string][3]int64{})
+	apply(create("orders", 4), create("jobs", 2))
+	apply(join("a", "orders"), join("b", "orders", "jobs"))
+	apply(&cellv1.Op{Op: &cellv1.Op_Assign{Assign: &cellv1.Assign{Domain: "jobs", From: topology.Start.Bytes(), ConsumerId: "b"}}})
+	want(map[string][3]int64{"orders": {4, 0, 2}, "jobs": {1, 0, 1}})
 
-	// a releases shard 0: b is ACTIVE.
-	h.ok(opRelease("orders", f0, "a", tok0, false))
-	h.wantHolder("orders", 0, "b", stateActive)
-	want(map[string]counts{"orders": {1, 1, 2}, "jobs": {1, 0, 1}})
-
-	// b leaves: jobs loses its holder and its consumer.
-	h.ok(opLeave("b", "b1"))
-	want(map[string]counts{"orders": {2, 1, 1}, "jobs": {2, 0, 0}})
-
-	// A deleting domain (a still holds shards) and a deleted one are gone
-	// from the gauges.
-	h.ok(opDelete("orders", false), opDelete("jobs", false))
-	want(map[string]counts{})
+	apply(&cellv1.Op{Op: &cellv1.Op_DeleteDomain{DeleteDomain: &cellv1.DeleteDomain{Name: "orders"}}})
+	want(map[string][3]int64{"jobs": {1, 0, 1}})
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/wdsio/wds/cell/cellstate"
 	"github.com/wdsio/wds/internal/logging"
 	"github.com/wdsio/wds/internal/raftnode"
 	"github.com/wdsio/wds/internal/telemetry"
@@ -33,11 +34,11 @@ import (
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
-	state   *State
-	fsm     *fsm
+	state   *cellstate.State
+	fsm     *cellstate.FSM
 	hub     *routingHub
 	raft    *raftnode.Node
-	batcher *raftnode.Batcher[*cellv1.Op, Result]
+	batcher *raftnode.Batcher[*cellv1.Op, cellstate.Result]
 	peers   PeerResolver
 	served  atomic.Pointer[servedAddrs] // where the process serves the node (Serving)
 	done    chan struct{}               // closed by Close once sessions are ended
@@ -70,7 +71,7 @@ func NewNode(cfg Config) (*Node, error) {
 	n := &Node{
 		cfg:       cfg,
 		log:       logging.Component(cfg.Logger, "cell").With("node", cfg.NodeID, "region", cfg.Region),
-		state:     NewState(cfg.Region),
+		state:     cellstate.NewState(cfg.Region),
 		observers: map[*sessionConn]struct{}{},
 		peerConns: map[string]*grpc.ClientConn{},
 		peers:     cfg.Resolver,
@@ -94,10 +95,10 @@ func NewNode(cfg Config) (*Node, error) {
 	n.metrics = met
 	n.hub = newRoutingHub(n.state, cfg.RoutingCoalesce)
 	n.hub.onFlush = func(version uint64, _, subs int) { n.metrics.routingVersion.Store(int64(version)) }
-	n.fsm = &fsm{
-		state:     n.state,
-		onApply:   n.onApply,
-		onRestore: n.hub.markAll,
+	n.fsm = &cellstate.FSM{
+		State:     n.state,
+		OnApply:   n.onApply,
+		OnRestore: n.hub.markAll,
 	}
 
 	rc := cfg.Raft
@@ -121,12 +122,12 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.raft = rn
-	n.batcher = raftnode.NewBatcher[*cellv1.Op, Result](rn, raftnode.BatcherConfig{
+	n.batcher = raftnode.NewBatcher[*cellv1.Op, cellstate.Result](rn, raftnode.BatcherConfig{
 		OnCommitted: func(ops int, took time.Duration) {
 			n.metrics.commitOps.Add(context.Background(), int64(ops))
 			n.metrics.commitLatency.Record(context.Background(), took.Seconds())
 		},
-	}, encodeEntry)
+	}, cellstate.EncodeEntry)
 
 	n.log.Info("cell node started", "raft", rn.Addr())
 	return n, nil
@@ -293,29 +294,29 @@ func (n *Node) onLeadership(ev raftnode.Leadership) {
 }
 
 // onApply runs on the FSM goroutine after each entry.
-func (n *Node) onApply(index uint64, res *applyResult) {
-	n.hub.mark(res.routes)
-	for _, e := range res.effects {
+func (n *Node) onApply(index uint64, res *cellstate.ApplyResult) {
+	n.hub.mark(res.Routes)
+	for _, e := range res.Effects {
 		switch e.Kind {
-		case EffectGranted:
+		case cellstate.EffectGranted:
 			n.metrics.grants.Add(context.Background(), 1)
-		case EffectRevoked:
+		case cellstate.EffectRevoked:
 			n.metrics.revokes.Add(context.Background(), 1)
-		case EffectReleased:
+		case cellstate.EffectReleased:
 			n.metrics.releases.Add(context.Background(), 1)
-		case EffectDropped:
+		case cellstate.EffectDropped:
 			n.metrics.expiries.Add(context.Background(), 1)
 		}
 	}
 	if l := n.currentLeader(); l != nil {
-		l.dispatch(index, res.effects)
-		if res.delegations {
+		l.dispatch(index, res.Effects)
+		if res.Delegations {
 			// After dispatch: a relinquish's revocations are queued (and
 			// counted by their sessions) before the leader stops
 			// withholding acks for the delegation's domain.
-			l.delegations.setLive(n.state.liveDelegations())
+			l.delegations.setLive(n.state.LiveDelegations())
 		}
-		if len(res.routes) > 0 {
+		if len(res.Routes) > 0 {
 			// Observers on followers see the change once the followers
 			// learn it committed, which only an AppendEntries sent after
 			// the commit tells them. An entry already in the log past
@@ -332,7 +333,7 @@ func (n *Node) onApply(index uint64, res *applyResult) {
 
 // propose commits ops through the batcher. It fails with ErrNotLeader on a
 // follower.
-func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]Result, error) {
+func (n *Node) propose(ctx context.Context, ops ...*cellv1.Op) ([]cellstate.Result, error) {
 	if n.currentLeader() == nil {
 		return nil, ErrNotLeader
 	}

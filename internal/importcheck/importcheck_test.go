@@ -179,6 +179,19 @@ func (g *graph) violations() []string {
 		}
 	}
 
+	// cell/cellstate, the replicated state: a pure state machine over the
+	// log, so it may import only the vocabulary it is written in (proto,
+	// topology, the lease arithmetic and the error sentinels), tests
+	// included: never the node, its sessions or the network.
+	stateOK := []string{"cell/cellstate", "proto", "topology", "internal/lease", "internal/rpcerr"}
+	for _, p := range g.ownPkgs("cell/cellstate") {
+		for _, imp := range allImports(p) {
+			if g.own(imp) && !slices.ContainsFunc(stateOK, func(rel string) bool { return within(imp, g.rel(rel)) }) {
+				add("forbidden import %s -> %s: cell/cellstate may import only proto/..., topology, internal/lease and internal/rpcerr among module packages", p.ImportPath, imp)
+			}
+		}
+	}
+
 	// topology and proto/...: no module package but proto/...
 	for _, root := range []string{"topology", "proto"} {
 		for _, p := range g.ownPkgs(root) {
@@ -247,7 +260,7 @@ func TestImportRules(t *testing.T) {
 	g := goList(t)
 	// The rules pass vacuously if the listing misses the packages they are
 	// about: make sure it does not.
-	for _, rel := range []string{"client", "cell", "topology", "proto/wds/v1", "cmd/wds"} {
+	for _, rel := range []string{"client", "cell", "cell/cellstate", "topology", "proto/wds/v1", "cmd/wds"} {
 		if p := g.pkgs[g.rel(rel)]; p == nil || p.DepOnly {
 			t.Fatalf("go list did not report package %s: the import rules cannot be checked", g.rel(rel))
 		}
@@ -279,6 +292,7 @@ func TestRulesCatchViolations(t *testing.T) {
 	add(m+"/client", m+"/topology", m+"/cell", m+"/internal/rpcerr") // client -> cell, and raft through topology
 	add(m+"/internal/rpcerr", m+"/topology")                         // allowed
 	add(m+"/cell", m+"/global", m+"/internal/raftnode")              // cell -> global
+	add(m+"/cell/cellstate", m+"/topology", m+"/internal/raftnode")  // cellstate -> raftnode
 	add(m + "/global")
 	add(m+"/internal/serve", m+"/internal/telemetry", m+"/cell") // serve -> cell
 	add(m + "/internal/telemetry")
@@ -314,6 +328,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		"forbidden import " + m + "/topology -> " + m + "/internal/raftnode: topology may import no module package but proto/...",
 		"forbidden import " + m + "/proto/wds/cell/v1 -> " + m + "/internal/lease: proto may import no module package but proto/...",
 		"forbidden import " + m + "/chaos -> " + m + "/cmd/wds: nothing imports cmd/...",
+		"forbidden import " + m + "/cell/cellstate -> " + m + "/internal/raftnode: cell/cellstate may import only",
 		"forbidden import " + m + "/internal/serve -> " + m + "/cell: internal/serve may import only internal/telemetry and internal/logging",
 		"forbidden dependency " + m + "/internal/serve -> " + m + "/cell -> " + m + "/global: internal/serve must not depend on cell or global",
 	} {

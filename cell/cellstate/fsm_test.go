@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"bytes"
@@ -68,7 +68,7 @@ func persist(t testing.TB, snap raft.FSMSnapshot) []byte {
 }
 
 // restoreInto restores data into f.
-func restoreInto(t testing.TB, f *fsm, data []byte) error {
+func restoreInto(t testing.TB, f *FSM, data []byte) error {
 	t.Helper()
 	rc := &readCloser{r: bytes.NewReader(data)}
 	err := f.Restore(rc)
@@ -179,46 +179,46 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		opDelete("gone", true),
 	}
 	h.ok(next...)
-	wantEffects := slices.Clone(h.last.effects)
+	wantEffects := slices.Clone(h.last.Effects)
 	data := persist(t, fsnap)
 
 	restored := false
-	g := &fsm{state: NewState(testRegion), onRestore: func() { restored = true }}
+	g := &FSM{State: NewState(testRegion), OnRestore: func() { restored = true }}
 	if err := restoreInto(t, g, data); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	if !restored {
 		t.Fatal("onRestore was not called")
 	}
-	if got := g.state.snapshot(); !proto.Equal(got, want) {
+	if got := g.State.snapshot(); !proto.Equal(got, want) {
 		t.Fatalf("restored snapshot differs:\ngot  %v\nwant %v", got, want)
 	}
-	if g.state.Index() != want.GetIndex() {
-		t.Fatalf("restored index %d, want %d", g.state.Index(), want.GetIndex())
+	if g.State.Index() != want.GetIndex() {
+		t.Fatalf("restored index %d, want %d", g.State.Index(), want.GetIndex())
 	}
-	checkInvariants(t, g.state)
-	if g.state.consumers["a"].draining || !g.state.consumers["c"].draining {
+	checkInvariants(t, g.State)
+	if g.State.consumers["a"].draining || !g.State.consumers["c"].draining {
 		t.Fatal("draining flags not restored")
 	}
 
 	// The restored FSM behaves exactly like the original: the entry the
 	// original applied after the snapshot has the same effects and result.
-	gh := &harness{t: t, f: g, index: g.state.Index()}
-	g.onApply = func(_ uint64, res *applyResult) {
-		gh.last = applyResult{effects: slices.Clone(res.effects), routes: slices.Clone(res.routes)}
+	gh := &harness{t: t, f: g, index: g.State.Index()}
+	g.OnApply = func(_ uint64, res *ApplyResult) {
+		gh.last = ApplyResult{Effects: slices.Clone(res.Effects), Routes: slices.Clone(res.Routes)}
 	}
 	for i, err := range gh.entry(next...) {
 		if err != nil {
 			t.Fatalf("op %d on the restored FSM: %v", i, err)
 		}
 	}
-	if !slices.Equal(gh.last.effects, wantEffects) {
-		t.Fatalf("restored FSM effects\n%v\nwant\n%v", fmtEffects(gh.last.effects), fmtEffects(wantEffects))
+	if !slices.Equal(gh.last.Effects, wantEffects) {
+		t.Fatalf("restored FSM effects\n%v\nwant\n%v", fmtEffects(gh.last.Effects), fmtEffects(wantEffects))
 	}
-	if !proto.Equal(g.state.snapshot(), h.state().snapshot()) {
+	if !proto.Equal(g.State.snapshot(), h.state().snapshot()) {
 		t.Fatal("restored FSM diverged after one more entry")
 	}
-	if gi, hi := grantIndex(g.state), grantIndex(h.state()); fmt.Sprint(gi) != fmt.Sprint(hi) {
+	if gi, hi := grantIndex(g.State), grantIndex(h.state()); fmt.Sprint(gi) != fmt.Sprint(hi) {
 		t.Fatalf("grant index %v, want %v", gi, hi)
 	}
 }
@@ -268,11 +268,11 @@ func TestSnapshotPersistWriteErrorCancels(t *testing.T) {
 func TestSnapshotEmptyRoundTrip(t *testing.T) {
 	h := newHarness(t)
 	fsnap, _ := h.f.Snapshot()
-	g := &fsm{state: NewState(testRegion)}
+	g := &FSM{State: NewState(testRegion)}
 	if err := restoreInto(t, g, persist(t, fsnap)); err != nil {
 		t.Fatal(err)
 	}
-	if !proto.Equal(g.state.snapshot(), h.state().snapshot()) {
+	if !proto.Equal(g.State.snapshot(), h.state().snapshot()) {
 		t.Fatal("empty state did not round-trip")
 	}
 	// Restore replaces, it does not merge: restoring the empty snapshot
@@ -344,7 +344,7 @@ func TestSnapshotRestoreBadDataKeepsState(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			restored := false
-			h.f.onRestore = func() { restored = true }
+			h.f.OnRestore = func() { restored = true }
 			if err := restoreInto(t, h.f, tc.data); err == nil {
 				t.Fatal("Restore accepted bad data")
 			}
@@ -414,13 +414,13 @@ func TestTokenSameEntryActivationRefused(t *testing.T) {
 		}
 		h.wantHolder("orders", 1, "", stateNone)
 		granted := 0
-		for _, e := range h.last.effects {
+		for _, e := range h.last.Effects {
 			if e.Kind == EffectGranted {
 				granted++
 			}
 		}
 		if granted != 1 {
-			t.Fatalf("%d grants of one shard in one entry: %v", granted, fmtEffects(h.last.effects))
+			t.Fatalf("%d grants of one shard in one entry: %v", granted, fmtEffects(h.last.Effects))
 		}
 	})
 
@@ -462,7 +462,7 @@ func TestRegressionSameEntryReactivationStrandsSuccessor(t *testing.T) {
 	}
 	// Whatever the entry did, the shard must become grantable again: let
 	// the balancer plan and apply a few rounds.
-	views := map[string]leaseView{"a": {connected: true}, "b": {connected: true}}
+	views := map[string]Lease{"a": {Connected: true}, "b": {Connected: true}}
 	for round := 0; round < 5 && h.shard("orders", 0).holder.state != stateActive; round++ {
 		ops := planDomain(h.domain("orders"), []*consumer{h.consumer("a"), h.consumer("b")}, views, 4)
 		t.Logf("round %d: plan %v", round, ops)
@@ -747,8 +747,8 @@ func runRandomOps(t *testing.T, seed uint64, steps int) {
 				t.Fatalf("step %d op %d: result %v, replica %v", step, i, errs[i], repErrs[i])
 			}
 		}
-		if !slices.Equal(h.last.effects, rep.last.effects) {
-			t.Fatalf("step %d: effects differ from the replica's:\n%v\n%v", step, fmtEffects(h.last.effects), fmtEffects(rep.last.effects))
+		if !slices.Equal(h.last.Effects, rep.last.Effects) {
+			t.Fatalf("step %d: effects differ from the replica's:\n%v\n%v", step, fmtEffects(h.last.Effects), fmtEffects(rep.last.Effects))
 		}
 		if !proto.Equal(h.state().snapshot(), rep.state().snapshot()) {
 			t.Fatalf("step %d: replica diverged", step)
@@ -760,14 +760,14 @@ func runRandomOps(t *testing.T, seed uint64, steps int) {
 			if !proto.Equal(before, snapshotAt(h.state(), 0)) {
 				t.Fatalf("step %d: rejected op %v (%v) changed the state", step, ops[0], errs[0])
 			}
-			if len(h.last.effects) != 0 || len(h.last.routes) != 0 {
+			if len(h.last.Effects) != 0 || len(h.last.Routes) != 0 {
 				t.Fatalf("step %d: rejected op %v had effects", step, ops[0])
 			}
 		}
 
 		// Tokens strictly increase per shard.
 		delegates := slices.ContainsFunc(ops, func(op *cellv1.Op) bool { return op.GetDelegate() != nil || op.GetRelinquish() != nil })
-		for _, e := range h.last.effects {
+		for _, e := range h.last.Effects {
 			if e.Kind != EffectGranted {
 				continue
 			}

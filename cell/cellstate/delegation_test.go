@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"errors"
@@ -124,12 +124,12 @@ func TestDelegationStateRelinquishStopsPromotion(t *testing.T) {
 			}
 			h.wantHolder("orders", 1, "a", stateRevoked)
 			var dropped, revoked bool
-			for _, e := range h.last.effects {
+			for _, e := range h.last.Effects {
 				dropped = dropped || (e.Kind == EffectRevoked && e.Consumer == "b" && e.Reason == wdsv1.RevokeReason_REVOKE_REASON_DELEGATION)
 				revoked = revoked || (e.Kind == EffectRevoked && e.Consumer == "a" && e.Reason == wdsv1.RevokeReason_REVOKE_REASON_DELEGATION)
 			}
 			if !dropped || !revoked {
-				t.Fatalf("effects %v: want b's allocation dropped and a's grant revoked, reason delegation", fmtEffects(h.last.effects))
+				t.Fatalf("effects %v: want b's allocation dropped and a's grant revoked, reason delegation", fmtEffects(h.last.Effects))
 			}
 			// Neither a late successor nor a free assignment gets in.
 			if err := h.entry(opAssign("orders", h.from("orders", 0), "b"))[0]; !errors.Is(err, ErrFailedPrecondition) {
@@ -187,16 +187,16 @@ func TestDelegationStateRegionalKeySpaces(t *testing.T) {
 	if err := h.entry(inSpace(opAssign("carts", from, "a"), "ap-south"))[0]; !errors.Is(err, ErrNotFound) {
 		t.Fatalf("assign in a key space the cell does not hold: %v", err)
 	}
-	live, _ := h.state().liveDelegations()
+	live, _ := h.state().LiveDelegations()
 	if want := []DelegationID{{Domain: "carts", Region: testRegion, Generation: 4}}; !slices.Equal(live["carts"], want) {
 		t.Fatalf("live delegations %v, want %v", live["carts"], want)
 	}
-	if rel := h.state().releasedDelegations(); len(rel) != 0 {
+	if rel := h.state().ReleasedDelegations(); len(rel) != 0 {
 		t.Fatalf("released %v while b still holds its revoked grant", rel)
 	}
 	btok := d.space("eu-west").shards[0].holder.token
 	h.ok(inSpace(opRelease("carts", from, "b", btok, false), "eu-west"))
-	if rel := h.state().releasedDelegations(); !slices.Equal(rel, []DelegationID{{Domain: "carts", Region: "eu-west", Generation: 6}}) {
+	if rel := h.state().ReleasedDelegations(); !slices.Equal(rel, []DelegationID{{Domain: "carts", Region: "eu-west", Generation: 6}}) {
 		t.Fatalf("released %v, want carts/eu-west generation 6", rel)
 	}
 }
@@ -279,7 +279,7 @@ func BenchmarkRelinquishSweep(b *testing.B) {
 		s := NewState(testRegion)
 		idx := uint64(1)
 		apply := func(ops ...*cellv1.Op) {
-			var res applyResult
+			var res ApplyResult
 			for j, r := range s.applyEntry(idx, ops, &res) {
 				err := r.Err
 				if err != nil {
@@ -308,12 +308,12 @@ func BenchmarkRelinquishSweep(b *testing.B) {
 		}
 		apply(moves...)
 		b.StartTimer()
-		var res applyResult
+		var res ApplyResult
 		start := time.Now()
 		if err := s.applyEntry(idx, []*cellv1.Op{opRelinquish("orders", "", 2)}, &res)[0].Err; err != nil {
 			b.Fatal(err)
 		}
 		b.ReportMetric(float64(time.Since(start).Microseconds()), "µs/sweep")
-		b.ReportMetric(float64(len(res.effects)), "effects")
+		b.ReportMetric(float64(len(res.Effects)), "effects")
 	}
 }

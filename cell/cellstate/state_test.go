@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"bytes"
@@ -25,21 +25,21 @@ const testRegion = "us-east"
 // and checks the state's invariants after every entry.
 type harness struct {
 	t     testing.TB
-	f     *fsm
+	f     *FSM
 	index uint64
 	// last is what the last applied entry did (effects, routes).
-	last applyResult
+	last ApplyResult
 }
 
 func newHarness(t testing.TB) *harness {
-	h := &harness{t: t, f: &fsm{state: NewState(testRegion)}}
-	h.f.onApply = func(_ uint64, res *applyResult) {
-		h.last = applyResult{effects: slices.Clone(res.effects), routes: slices.Clone(res.routes)}
+	h := &harness{t: t, f: &FSM{State: NewState(testRegion)}}
+	h.f.OnApply = func(_ uint64, res *ApplyResult) {
+		h.last = ApplyResult{Effects: slices.Clone(res.Effects), Routes: slices.Clone(res.Routes)}
 	}
 	return h
 }
 
-func (h *harness) state() *State { return h.f.state }
+func (h *harness) state() *State { return h.f.State }
 
 // run runs fn as a subtest whose failures the harness reports to the
 // subtest's t.
@@ -76,7 +76,7 @@ func (h *harness) entry(ops ...*cellv1.Op) []error {
 
 func (h *harness) applyLog(l *raft.Log, nops int) []error {
 	h.t.Helper()
-	h.last = applyResult{}
+	h.last = ApplyResult{}
 	out := h.f.Apply(l)
 	results, ok := out.([]Result)
 	if !ok {
@@ -126,8 +126,8 @@ func (h *harness) reject(op *cellv1.Op, want error) error {
 	if !bytes.Equal(marshalDet(h.t, before), marshalDet(h.t, after)) {
 		h.t.Fatalf("rejected op %v changed the snapshot bytes", op)
 	}
-	if len(h.last.effects) != 0 || len(h.last.routes) != 0 {
-		h.t.Fatalf("rejected op %v had effects %v routes %v", op, h.last.effects, h.last.routes)
+	if len(h.last.Effects) != 0 || len(h.last.Routes) != 0 {
+		h.t.Fatalf("rejected op %v had effects %v routes %v", op, h.last.Effects, h.last.Routes)
 	}
 	return err
 }
@@ -226,7 +226,7 @@ func grantID(g grant) string {
 // strings, in order (tokens and reasons checked separately where they matter).
 func (h *harness) wantEffects(want ...Effect) {
 	h.t.Helper()
-	got := h.last.effects
+	got := h.last.Effects
 	if len(got) != len(want) {
 		h.t.Fatalf("effects = %v, want %v", fmtEffects(got), fmtEffects(want))
 	}
@@ -458,8 +458,8 @@ func checkKeySpace(t testing.TB, s *State, ks *keySpace, fail func(string, ...an
 func TestStateCreateDomain(t *testing.T) {
 	h := newHarness(t)
 	h.ok(opCreate("orders", global, 8), opCreate("leader", unit, 0), opCreate("carts", regional, 3))
-	if got := len(h.last.routes); got != 3 || !h.last.routes[0].Replace || h.last.routes[0].Shard != -1 {
-		t.Fatalf("routes = %+v, want three Replace changes", h.last.routes)
+	if got := len(h.last.Routes); got != 3 || !h.last.Routes[0].Replace || h.last.Routes[0].Shard != -1 {
+		t.Fatalf("routes = %+v, want three Replace changes", h.last.Routes)
 	}
 	for name, n := range map[string]int{"orders": 8, "leader": 1, "carts": 3} {
 		d := h.domain(name)
@@ -529,8 +529,8 @@ func TestStateJoin(t *testing.T) {
 		if err := h.entry(opJoin("a", "a1", "orders", "other"))[0]; err != nil {
 			t.Fatalf("replayed join: %v", err)
 		}
-		if !proto.Equal(before, snapshotAt(h.state(), 0)) || len(h.last.effects) != 0 {
-			t.Fatalf("replayed join changed the state or had effects %v", fmtEffects(h.last.effects))
+		if !proto.Equal(before, snapshotAt(h.state(), 0)) || len(h.last.Effects) != 0 {
+			t.Fatalf("replayed join changed the state or had effects %v", fmtEffects(h.last.Effects))
 		}
 	})
 	h.run(t, "invalid", func(t *testing.T) {
@@ -590,8 +590,8 @@ func TestStateAssign(t *testing.T) {
 		t.Fatalf("token %s, want 1.%d", tok, idx)
 	}
 	h.wantEffects(Effect{Kind: EffectGranted, Consumer: "a", Incarnation: "a1", Domain: "orders", Range: h.domain("orders").ranges[0], Token: topology.Token{Generation: 1, Index: idx}})
-	if len(h.last.routes) != 1 || h.last.routes[0] != (RouteChange{Domain: "orders", Shard: 0}) {
-		t.Fatalf("routes = %+v", h.last.routes)
+	if len(h.last.Routes) != 1 || h.last.Routes[0] != (RouteChange{Domain: "orders", Shard: 0}) {
+		t.Fatalf("routes = %+v", h.last.Routes)
 	}
 
 	// Held ACTIVE: refused, to another consumer and to the holder itself.
@@ -617,8 +617,8 @@ func TestStateAssign(t *testing.T) {
 		t.Fatal("assigning a successor changed the holder's token")
 	}
 	h.wantEffects(Effect{Kind: EffectPrepared, Consumer: "b", Incarnation: "b1", Domain: "orders", Range: h.domain("orders").ranges[0]})
-	if !h.last.effects[0].Token.IsZero() {
-		t.Fatalf("Prepare carries token %s, want none", h.last.effects[0].Token)
+	if !h.last.Effects[0].Token.IsZero() {
+		t.Fatalf("Prepare carries token %s, want none", h.last.Effects[0].Token)
 	}
 	// A successor is set: no second one.
 	h.reject(opAssign("orders", f0, "b"), ErrConflict)
@@ -800,8 +800,8 @@ func TestStateDeleteDomain(t *testing.T) {
 		Effect{Kind: EffectRevoked, Consumer: "a", Domain: "orders", Range: r[0], Reason: del},
 		Effect{Kind: EffectRevoked, Consumer: "b", Domain: "orders", Range: r[1], Reason: del},
 	)
-	if len(h.last.routes) != 1 || h.last.routes[0] != (RouteChange{Domain: "orders", Shard: -1, Deleted: true}) {
-		t.Fatalf("routes = %+v", h.last.routes)
+	if len(h.last.Routes) != 1 || h.last.Routes[0] != (RouteChange{Domain: "orders", Shard: -1, Deleted: true}) {
+		t.Fatalf("routes = %+v", h.last.Routes)
 	}
 	if !h.domain("orders").d.deleting {
 		t.Fatal("domain not marked deleting")
@@ -815,7 +815,7 @@ func TestStateDeleteDomain(t *testing.T) {
 	// Idempotent, and nothing new is granted meanwhile.
 	before := snapshotAt(h.state(), 0)
 	h.ok(opDelete("orders", false))
-	if !proto.Equal(before, snapshotAt(h.state(), 0)) || len(h.last.effects) != 0 {
+	if !proto.Equal(before, snapshotAt(h.state(), 0)) || len(h.last.Effects) != 0 {
 		t.Fatal("a repeated delete changed the state")
 	}
 	h.reject(opAssign("orders", f(3), "a"), ErrFailedPrecondition)

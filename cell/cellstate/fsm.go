@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"fmt"
@@ -10,23 +10,23 @@ import (
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 )
 
-// fsm is the cell's raft.FSM: a thin shell that decodes log entries and
+// FSM is the cell's raft.FSM: a thin shell that decodes log entries and
 // hands their ops to State. hashicorp/raft calls Apply, Snapshot and Restore
 // from one goroutine; Persist may run concurrently with Apply, so Snapshot
 // copies the state into an immutable message first.
-type fsm struct {
-	state *State
-	// onApply observes each applied entry's consequences, in log order, on
+type FSM struct {
+	State *State
+	// OnApply observes each applied entry's consequences, in log order, on
 	// the FSM goroutine. It must not block for long.
-	onApply func(index uint64, res *applyResult)
-	// onRestore is called after a snapshot replaced the state.
-	onRestore func()
+	OnApply func(index uint64, res *ApplyResult)
+	// OnRestore is called after a snapshot replaced the state.
+	OnRestore func()
 }
 
-var _ raft.FSM = (*fsm)(nil)
+var _ raft.FSM = (*FSM)(nil)
 
 // Apply applies one committed entry and returns []Result, one per op.
-func (f *fsm) Apply(l *raft.Log) any {
+func (f *FSM) Apply(l *raft.Log) any {
 	if l.Type != raft.LogCommand {
 		return nil
 	}
@@ -36,19 +36,19 @@ func (f *fsm) Apply(l *raft.Log) any {
 		// bug; applying anything else would fork the replicas.
 		panic(fmt.Sprintf("cell: undecodable log entry at index %d: %v", l.Index, err))
 	}
-	var res applyResult
-	out := f.state.applyEntry(l.Index, e.GetOps(), &res)
-	if f.onApply != nil {
-		f.onApply(l.Index, &res)
+	var res ApplyResult
+	out := f.State.applyEntry(l.Index, e.GetOps(), &res)
+	if f.OnApply != nil {
+		f.OnApply(l.Index, &res)
 	}
 	return out
 }
 
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{msg: f.state.snapshot()}, nil
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{msg: f.State.snapshot()}, nil
 }
 
-func (f *fsm) Restore(rc io.ReadCloser) error {
+func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	data, err := io.ReadAll(rc)
 	if err != nil {
@@ -58,11 +58,11 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 	if err := proto.Unmarshal(data, &snap); err != nil {
 		return fmt.Errorf("cell: decode snapshot: %w", err)
 	}
-	if err := f.state.restore(&snap); err != nil {
+	if err := f.State.restore(&snap); err != nil {
 		return err
 	}
-	if f.onRestore != nil {
-		f.onRestore()
+	if f.OnRestore != nil {
+		f.OnRestore()
 	}
 	return nil
 }
@@ -83,7 +83,7 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 
 func (s *fsmSnapshot) Release() {}
 
-// encodeEntry is the batcher's encoder: one entry holding every op.
-func encodeEntry(ops []*cellv1.Op) ([]byte, error) {
+// EncodeEntry is the proposal batcher's encoder: one entry holding every op.
+func EncodeEntry(ops []*cellv1.Op) ([]byte, error) {
 	return proto.Marshal(&cellv1.Entry{Ops: ops})
 }

@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"errors"
@@ -450,4 +450,49 @@ func TestStateQueryConcurrent(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+}
+
+// TestDomainCountsThroughAHandover follows the per-domain gauges' values
+// through grants, a move, a release, a leave and deletion.
+func TestDomainCountsThroughAHandover(t *testing.T) {
+	h := newHarness(t)
+	want := func(wants ...DomainCounts) {
+		t.Helper()
+		got := h.state().DomainCounts()
+		slices.SortFunc(got, func(a, b DomainCounts) int { return strings.Compare(a.Name, b.Name) })
+		if !slices.Equal(got, wants) {
+			t.Fatalf("DomainCounts = %+v, want %+v", got, wants)
+		}
+	}
+	want()
+	h.ok(opCreate("orders", global, 4), opCreate("jobs", global, 2))
+	h.ok(opJoin("a", "a1", "orders"), opJoin("b", "b1", "orders", "jobs"), opJoin("x", "x1", "other"))
+	want(DomainCounts{Name: "jobs", Unowned: 2, Consumers: 1}, DomainCounts{Name: "orders", Unowned: 4, Consumers: 2})
+
+	for i := range 4 {
+		h.ok(opAssign("orders", h.from("orders", i), "a"))
+	}
+	h.ok(opAssign("jobs", h.from("jobs", 0), "b"))
+	want(DomainCounts{Name: "jobs", Unowned: 1, Consumers: 1}, DomainCounts{Name: "orders", Consumers: 2})
+
+	// A move: shard 0 REVOKED with b ALLOCATED behind it, shard 1 REVOKED
+	// with no successor yet. Neither has an ACTIVE holder.
+	f0, tok0 := h.from("orders", 0), h.token("orders", 0)
+	h.ok(opMove("orders", f0, "a", tok0, "b", rebalance))
+	h.ok(opMove("orders", h.from("orders", 1), "a", h.token("orders", 1), "", rebalance))
+	h.wantHolder("orders", 0, "a", stateRevoked)
+	want(DomainCounts{Name: "jobs", Unowned: 1, Consumers: 1}, DomainCounts{Name: "orders", Unowned: 2, Moving: 2, Consumers: 2})
+
+	// a releases shard 0: b is ACTIVE.
+	h.ok(opRelease("orders", f0, "a", tok0, false))
+	h.wantHolder("orders", 0, "b", stateActive)
+	want(DomainCounts{Name: "jobs", Unowned: 1, Consumers: 1}, DomainCounts{Name: "orders", Unowned: 1, Moving: 1, Consumers: 2})
+
+	// b leaves: jobs loses its holder and its consumer.
+	h.ok(opLeave("b", "b1"))
+	want(DomainCounts{Name: "jobs", Unowned: 2}, DomainCounts{Name: "orders", Unowned: 2, Moving: 1, Consumers: 1})
+
+	// A deleting domain (a still holds shards) and a deleted one are gone.
+	h.ok(opDelete("orders", false), opDelete("jobs", false))
+	want()
 }

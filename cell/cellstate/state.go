@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"bytes"
@@ -228,13 +228,14 @@ type RouteChange struct {
 	Deleted bool
 }
 
-// applyResult collects what one log entry did.
-type applyResult struct {
-	effects []Effect
-	routes  []RouteChange
-	// delegations: the entry changed which key space the cell holds
+// ApplyResult collects what one log entry did, for the node: the effects
+// its leader turns into session messages, the routing it changed.
+type ApplyResult struct {
+	Effects []Effect
+	Routes  []RouteChange
+	// Delegations: the entry changed which key space the cell holds
 	// (Delegate, Relinquish, a domain created or deleted).
-	delegations bool
+	Delegations bool
 }
 
 // State is the cell's replicated state: domains, consumers and grants. It
@@ -252,6 +253,10 @@ type State struct {
 func NewState(region string) *State {
 	return &State{region: region, domains: map[string]*domain{}, consumers: map[string]*consumer{}}
 }
+
+// Region is the cell's region: the key space its REGIONAL domains default
+// to. It never changes.
+func (s *State) Region() string { return s.region }
 
 // Index is the log index of the last applied entry.
 func (s *State) Index() uint64 {
@@ -271,7 +276,7 @@ type Result struct {
 }
 
 // applyEntry applies the ops of the entry at index, one Result per op.
-func (s *State) applyEntry(index uint64, ops []*cellv1.Op, res *applyResult) []Result {
+func (s *State) applyEntry(index uint64, ops []*cellv1.Op, res *ApplyResult) []Result {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.index = index
@@ -282,7 +287,7 @@ func (s *State) applyEntry(index uint64, ops []*cellv1.Op, res *applyResult) []R
 	return out
 }
 
-func (s *State) applyOp(index uint64, op *cellv1.Op, res *applyResult, resp *any) error {
+func (s *State) applyOp(index uint64, op *cellv1.Op, res *ApplyResult, resp *any) error {
 	switch o := op.GetOp().(type) {
 	case *cellv1.Op_CreateDomain:
 		return s.createDomain(index, o.CreateDomain, res, resp)
@@ -330,7 +335,7 @@ func (s *State) keySpaceRegion(d *domain, region string) string {
 	return region
 }
 
-func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *applyResult, resp *any) error {
+func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *ApplyResult, resp *any) error {
 	spec, err := topology.DomainFromProto(op.GetDomain())
 	if err != nil {
 		return err
@@ -356,13 +361,13 @@ func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *applyRe
 		return err
 	}
 	s.domains[spec.Name] = d
-	res.routes = append(res.routes, RouteChange{Domain: spec.Name, Shard: -1, Replace: true})
-	res.delegations = true
+	res.Routes = append(res.Routes, RouteChange{Domain: spec.Name, Shard: -1, Replace: true})
+	res.Delegations = true
 	*resp = s.domainProto(d)
 	return nil
 }
 
-func (s *State) deleteDomain(index uint64, op *cellv1.DeleteDomain, res *applyResult) error {
+func (s *State) deleteDomain(index uint64, op *cellv1.DeleteDomain, res *ApplyResult) error {
 	d, ok := s.domains[op.GetName()]
 	if !ok {
 		return fmt.Errorf("%w: domain %q", ErrNotFound, op.GetName())
@@ -375,35 +380,35 @@ func (s *State) deleteDomain(index uint64, op *cellv1.DeleteDomain, res *applyRe
 			return fmt.Errorf("%w: domain %q still has grants", ErrFailedPrecondition, d.spec.Name)
 		}
 		delete(s.domains, d.spec.Name)
-		res.delegations = true
+		res.Delegations = true
 		return nil
 	}
 	if d.deleting {
 		return nil // idempotent
 	}
 	d.deleting = true
-	routes := len(res.routes)
+	routes := len(res.Routes)
 	for _, ks := range d.spaces {
 		for i := range ks.shards {
 			s.revokeShard(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DOMAIN_DELETED, res)
 		}
 	}
 	// The whole table goes: no per-shard changes before it.
-	res.routes = append(res.routes[:routes], RouteChange{Domain: d.spec.Name, Shard: -1, Deleted: true})
-	res.delegations = true
+	res.Routes = append(res.Routes[:routes], RouteChange{Domain: d.spec.Name, Shard: -1, Deleted: true})
+	res.Delegations = true
 	return nil
 }
 
 // revokeShard drops a shard's successor and revokes its ACTIVE holder.
-func (s *State) revokeShard(ks *keySpace, i int, reason wdsv1.RevokeReason, res *applyResult) {
+func (s *State) revokeShard(ks *keySpace, i int, reason wdsv1.RevokeReason, res *ApplyResult) {
 	sh := &ks.shards[i]
 	if sh.next.consumer != nil {
 		s.dropNext(ks, i, reason, res)
 	}
 	if sh.holder.consumer != nil && sh.holder.state == stateActive {
 		sh.holder.state = stateRevoked
-		res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, ks, i, reason))
-		res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
+		res.Effects = append(res.Effects, s.effect(EffectRevoked, sh.holder, ks, i, reason))
+		res.Routes = append(res.Routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
 	}
 }
 
@@ -457,7 +462,7 @@ func delegationRanges(ks *keySpace, ranges []*wdsv1.KeyRange) ([]int, error) {
 
 // delegate records a delegation (see cellv1.Delegate). It is all or
 // nothing: a stale generation anywhere in its ranges rejects the whole op.
-func (s *State) delegate(op *cellv1.Delegate, res *applyResult) error {
+func (s *State) delegate(op *cellv1.Delegate, res *ApplyResult) error {
 	d, ok := s.domains[op.GetDomain()]
 	if !ok {
 		return fmt.Errorf("%w: domain %q", ErrNotFound, op.GetDomain())
@@ -506,9 +511,9 @@ func (s *State) delegate(op *cellv1.Delegate, res *applyResult) error {
 	}
 	ks.duration = time.Duration(op.GetDurationMillis()) * time.Millisecond
 	if fresh {
-		res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Shard: -1, Replace: true})
+		res.Routes = append(res.Routes, RouteChange{Domain: d.spec.Name, Shard: -1, Replace: true})
 	}
-	res.delegations = true
+	res.Delegations = true
 	return nil
 }
 
@@ -516,7 +521,7 @@ func (s *State) delegate(op *cellv1.Delegate, res *applyResult) error {
 // that generation in its ranges have their ACTIVE grants revoked and their
 // successors dropped, and activate nothing until delegated again. Shards
 // under another generation are left alone (their delegation was replaced).
-func (s *State) relinquish(op *cellv1.Relinquish, res *applyResult) error {
+func (s *State) relinquish(op *cellv1.Relinquish, res *ApplyResult) error {
 	d, ok := s.domains[op.GetDomain()]
 	if !ok {
 		return fmt.Errorf("%w: domain %q", ErrNotFound, op.GetDomain())
@@ -537,11 +542,11 @@ func (s *State) relinquish(op *cellv1.Relinquish, res *applyResult) error {
 		sh.relinquished = true
 		s.revokeShard(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DELEGATION, res)
 	}
-	res.delegations = true
+	res.Delegations = true
 	return nil
 }
 
-func (s *State) join(index uint64, op *cellv1.Join, res *applyResult) error {
+func (s *State) join(index uint64, op *cellv1.Join, res *ApplyResult) error {
 	if err := topology.ValidateConsumerID("consumer_id", op.GetConsumerId()); err != nil {
 		return err
 	}
@@ -566,11 +571,11 @@ func (s *State) join(index uint64, op *cellv1.Join, res *applyResult) error {
 		joinedIndex: index,
 		grants:      map[shardRef]struct{}{},
 	}
-	res.effects = append(res.effects, Effect{Kind: EffectJoined, Consumer: op.GetConsumerId(), Incarnation: inc})
+	res.Effects = append(res.Effects, Effect{Kind: EffectJoined, Consumer: op.GetConsumerId(), Incarnation: inc})
 	return nil
 }
 
-func (s *State) leave(index uint64, op *cellv1.Leave, res *applyResult) error {
+func (s *State) leave(index uint64, op *cellv1.Leave, res *ApplyResult) error {
 	c, err := s.consumerInc(op.GetConsumerId(), op.GetIncarnation())
 	if err != nil {
 		return err
@@ -603,35 +608,35 @@ func sortedRefs(c *consumer) []shardRef {
 
 // removeConsumer drops every grant of c (promoting successors of shards it
 // held) and unregisters it.
-func (s *State) removeConsumer(index uint64, c *consumer, res *applyResult) {
+func (s *State) removeConsumer(index uint64, c *consumer, res *ApplyResult) {
 	for _, r := range sortedRefs(c) {
 		sh := &r.ks.shards[r.idx]
 		if sh.holder.consumer == c {
-			res.effects = append(res.effects, s.effect(EffectDropped, sh.holder, r.ks, int(r.idx), wdsv1.RevokeReason_REVOKE_REASON_LOST))
+			res.Effects = append(res.Effects, s.effect(EffectDropped, sh.holder, r.ks, int(r.idx), wdsv1.RevokeReason_REVOKE_REASON_LOST))
 			s.endHolder(index, r.ks, int(r.idx), res)
 		} else if sh.next.consumer == c {
 			sh.next = grant{}
 		}
 	}
 	delete(s.consumers, c.id)
-	res.effects = append(res.effects, Effect{Kind: EffectLeft, Consumer: c.id, Incarnation: c.incarnation})
+	res.Effects = append(res.Effects, Effect{Kind: EffectLeft, Consumer: c.id, Incarnation: c.incarnation})
 }
 
-func (s *State) setDraining(op *cellv1.SetDraining, res *applyResult) error {
+func (s *State) setDraining(op *cellv1.SetDraining, res *ApplyResult) error {
 	c, err := s.consumerInc(op.GetConsumerId(), op.GetIncarnation())
 	if err != nil {
 		return err
 	}
 	if !c.draining {
 		c.draining = true
-		res.effects = append(res.effects, Effect{Kind: EffectDraining, Consumer: c.id, Incarnation: c.incarnation})
+		res.Effects = append(res.Effects, Effect{Kind: EffectDraining, Consumer: c.id, Incarnation: c.incarnation})
 	}
 	return nil
 }
 
 // setConfirmed records whether the leader hears from the consumer; the
 // routing entries of its active shards change with it.
-func (s *State) setConfirmed(op *cellv1.SetConfirmed, res *applyResult) error {
+func (s *State) setConfirmed(op *cellv1.SetConfirmed, res *ApplyResult) error {
 	c, err := s.consumerInc(op.GetConsumerId(), op.GetIncarnation())
 	if err != nil {
 		return err
@@ -642,7 +647,7 @@ func (s *State) setConfirmed(op *cellv1.SetConfirmed, res *applyResult) error {
 	c.unconfirmed = op.GetUnconfirmed()
 	for _, ref := range sortedRefs(c) {
 		if h := ref.ks.shards[ref.idx].holder; h.consumer == c && h.state == stateActive {
-			res.routes = append(res.routes, RouteChange{Domain: ref.ks.name(), Region: ref.ks.region, Shard: int(ref.idx)})
+			res.Routes = append(res.Routes, RouteChange{Domain: ref.ks.name(), Region: ref.ks.region, Shard: int(ref.idx)})
 		}
 	}
 	return nil
@@ -669,7 +674,7 @@ func (s *State) lookupShard(name, region string, from []byte) (*keySpace, int, e
 	return ks, i, nil
 }
 
-func (s *State) assign(index uint64, op *cellv1.Assign, res *applyResult) error {
+func (s *State) assign(index uint64, op *cellv1.Assign, res *ApplyResult) error {
 	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
@@ -697,7 +702,7 @@ func (s *State) assign(index uint64, op *cellv1.Assign, res *applyResult) error 
 	case sh.holder.state == stateRevoked && sh.holder.consumer != c:
 		sh.next = grant{consumer: c, state: stateAllocated}
 		c.grants[shardRef{ks, int32(i)}] = struct{}{}
-		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
+		res.Effects = append(res.Effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
 		return nil
 	default:
 		return fmt.Errorf("%w: shard is held", ErrConflict)
@@ -707,7 +712,7 @@ func (s *State) assign(index uint64, op *cellv1.Assign, res *applyResult) error 
 // activate makes c the ACTIVE holder of an unheld shard with a fresh token
 // (the delegation's generation, this entry's index). It is the only place
 // a grant becomes ACTIVE, and it refuses outside a live delegation.
-func (s *State) activate(index uint64, ks *keySpace, i int, c *consumer, res *applyResult) error {
+func (s *State) activate(index uint64, ks *keySpace, i int, c *consumer, res *ApplyResult) error {
 	sh := &ks.shards[i]
 	if !sh.delegated() {
 		return fmt.Errorf("%w: shard %s of domain %q is not under a live delegation", ErrFailedPrecondition, ks.ranges[i], ks.name())
@@ -719,12 +724,12 @@ func (s *State) activate(index uint64, ks *keySpace, i int, c *consumer, res *ap
 	sh.holder = grant{consumer: c, token: topology.Token{Generation: sh.generation, Index: index}, state: stateActive}
 	sh.activatedAt = index
 	c.grants[shardRef{ks, int32(i)}] = struct{}{}
-	res.effects = append(res.effects, s.effect(EffectGranted, sh.holder, ks, i, 0))
-	res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
+	res.Effects = append(res.Effects, s.effect(EffectGranted, sh.holder, ks, i, 0))
+	res.Routes = append(res.Routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
 	return nil
 }
 
-func (s *State) move(op *cellv1.Move, res *applyResult) error {
+func (s *State) move(op *cellv1.Move, res *ApplyResult) error {
 	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
@@ -753,17 +758,17 @@ func (s *State) move(op *cellv1.Move, res *applyResult) error {
 		next = c
 	}
 	sh.holder.state = stateRevoked
-	res.effects = append(res.effects, s.effect(EffectRevoked, sh.holder, ks, i, op.GetReason()))
-	res.routes = append(res.routes, RouteChange{Domain: d.spec.Name, Region: ks.region, Shard: i})
+	res.Effects = append(res.Effects, s.effect(EffectRevoked, sh.holder, ks, i, op.GetReason()))
+	res.Routes = append(res.Routes, RouteChange{Domain: d.spec.Name, Region: ks.region, Shard: i})
 	if next != nil {
 		sh.next = grant{consumer: next, state: stateAllocated}
 		next.grants[shardRef{ks, int32(i)}] = struct{}{}
-		res.effects = append(res.effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
+		res.Effects = append(res.Effects, s.effect(EffectPrepared, sh.next, ks, i, 0))
 	}
 	return nil
 }
 
-func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) error {
+func (s *State) release(index uint64, op *cellv1.Release, res *ApplyResult) error {
 	ks, i, err := s.lookupShard(op.GetDomain(), op.GetRegion(), op.GetFrom())
 	if err != nil {
 		return err
@@ -776,7 +781,7 @@ func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) erro
 		if op.GetExpired() {
 			kind = EffectDropped
 		}
-		res.effects = append(res.effects, s.effect(kind, sh.holder, ks, i, wdsv1.RevokeReason_REVOKE_REASON_LOST))
+		res.Effects = append(res.Effects, s.effect(kind, sh.holder, ks, i, wdsv1.RevokeReason_REVOKE_REASON_LOST))
 		s.endHolder(index, ks, i, res)
 		return nil
 	case sh.next.consumer != nil && sh.next.consumer.id == op.GetConsumerId() && topology.TokenFromProto(op.GetToken()).IsZero():
@@ -792,11 +797,11 @@ func (s *State) release(index uint64, op *cellv1.Release, res *applyResult) erro
 // endHolder removes a shard's holder and promotes its successor, if any —
 // but only inside a live delegation: a successor allocated before the
 // delegation was relinquished must not become the owner after it.
-func (s *State) endHolder(index uint64, ks *keySpace, i int, res *applyResult) {
+func (s *State) endHolder(index uint64, ks *keySpace, i int, res *ApplyResult) {
 	sh := &ks.shards[i]
 	delete(sh.holder.consumer.grants, shardRef{ks, int32(i)})
 	sh.holder = grant{}
-	res.routes = append(res.routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
+	res.Routes = append(res.Routes, RouteChange{Domain: ks.name(), Region: ks.region, Shard: i})
 	if next := sh.next.consumer; next != nil {
 		switch {
 		case !sh.delegated():
@@ -815,9 +820,9 @@ func (s *State) endHolder(index uint64, ks *keySpace, i int, res *applyResult) {
 	}
 }
 
-func (s *State) dropNext(ks *keySpace, i int, reason wdsv1.RevokeReason, res *applyResult) {
+func (s *State) dropNext(ks *keySpace, i int, reason wdsv1.RevokeReason, res *ApplyResult) {
 	sh := &ks.shards[i]
-	res.effects = append(res.effects, s.effect(EffectRevoked, sh.next, ks, i, reason))
+	res.Effects = append(res.Effects, s.effect(EffectRevoked, sh.next, ks, i, reason))
 	delete(sh.next.consumer.grants, shardRef{ks, int32(i)})
 	sh.next = grant{}
 }
@@ -996,7 +1001,8 @@ func (s *State) restore(snap *cellv1.Snapshot) error {
 	return nil
 }
 
-// equalIncarnation compares a wire session token with a stored incarnation.
-func equalIncarnation(stored string, wire []byte) bool {
+// SameIncarnation reports whether a session token on the wire names the
+// stored incarnation (an empty token names none).
+func SameIncarnation(stored string, wire []byte) bool {
 	return len(wire) > 0 && bytes.Equal([]byte(stored), wire)
 }

@@ -1,4 +1,4 @@
-package cell
+package cellstate
 
 import (
 	"fmt"
@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -65,10 +66,10 @@ func (p *planSim) eligible() []*consumer {
 	return out
 }
 
-func (p *planSim) views() map[string]leaseView {
-	v := map[string]leaseView{}
+func (p *planSim) views() map[string]Lease {
+	v := map[string]Lease{}
 	for id, conn := range p.leases {
-		v[id] = leaseView{connected: conn}
+		v[id] = Lease{Connected: conn}
 	}
 	return v
 }
@@ -682,5 +683,117 @@ func TestRegressionDrainRevocationsNotCappedAcrossRounds(t *testing.T) {
 	p.apply(p.plan()) // two revocations outstanding: the cap
 	if ops := p.plan(); len(ops) != 0 {
 		t.Fatalf("with %d revocations outstanding (cap %d), planned %d more: %v", p.revoked(), p.maxMoves, len(ops), ops)
+	}
+}
+
+// TestPlannerRound drives Planner.Plan, the whole round the leader
+// proposes: assignments from the lease book, an expiry round alone (with
+// the consumer each expiry was judged from), a revoked grant's frozen
+// deadline, a session announcing a stale TTL, and a domain whose
+// delegation does not allow granting.
+func TestPlannerRound(t *testing.T) {
+	h := newHarness(t)
+	h.ok(opCreate("orders", global, 4)) // TTL 3 s
+	h.ok(opJoin("a", "a1", "orders"), opJoin("b", "b1", "orders"))
+	t0 := time.Unix(1000, 0)
+	ttls := map[string]time.Duration{"orders": 3 * time.Second}
+	in := PlanInput{
+		Now: t0.Add(time.Second),
+		Leases: map[string]Lease{
+			"a": {Incarnation: "a1", Anchor: t0, HeardAt: t0, Connected: true, TTLs: ttls},
+			"b": {Incarnation: "b1", Anchor: t0, HeardAt: t0, Connected: true, TTLs: ttls},
+		},
+		Frozen:     map[GrantKey]time.Time{},
+		Deadline:   func(anchor time.Time, ttl time.Duration) time.Time { return anchor.Add(ttl) },
+		Unanchored: t0,
+		Grantable:  func(string, time.Duration) bool { return true },
+		MaxMoves:   4,
+	}
+	var p Planner
+	kinds := func(ops []*cellv1.Op) string {
+		var out []string
+		for _, op := range ops {
+			switch o := op.GetOp().(type) {
+			case *cellv1.Op_Assign:
+				out = append(out, "assign "+o.Assign.GetConsumerId())
+			case *cellv1.Op_Leave:
+				out = append(out, "leave "+o.Leave.GetConsumerId())
+			case *cellv1.Op_Release:
+				out = append(out, fmt.Sprintf("release %s expired=%v", o.Release.GetConsumerId(), o.Release.GetExpired()))
+			case *cellv1.Op_Move:
+				out = append(out, "move "+o.Move.GetHolder())
+			case *cellv1.Op_SetConfirmed:
+				out = append(out, fmt.Sprintf("unconfirmed %s=%v", o.SetConfirmed.GetConsumerId(), o.SetConfirmed.GetUnconfirmed()))
+			default:
+				out = append(out, fmt.Sprintf("%T", o))
+			}
+		}
+		sort.Strings(out)
+		return fmt.Sprint(out)
+	}
+
+	// Not grantable: nothing is assigned.
+	in.Grantable = func(string, time.Duration) bool { return false }
+	if pl := p.Plan(h.state(), in); len(pl.Ops) != 0 || pl.ExpiryOf != nil {
+		t.Fatalf("ungrantable domain planned %s (expiryOf %v)", kinds(pl.Ops), pl.ExpiryOf)
+	}
+	in.Grantable = func(string, time.Duration) bool { return true }
+
+	// Balance: 2 shards each, no expiry alignment.
+	pl := p.Plan(h.state(), in)
+	if got, want := kinds(pl.Ops), "[assign a assign a assign b assign b]"; got != want || pl.ExpiryOf != nil || pl.Stale != nil {
+		t.Fatalf("first round %s (expiryOf %v, stale %v), want %s", got, pl.ExpiryOf, pl.Stale, want)
+	}
+	h.ok(pl.Ops...)
+
+	// A revoked grant of b whose frozen deadline passed, while b's lease
+	// (acked since) still runs: released as expired, judged from no anchor.
+	bShard := -1
+	for i := range 4 {
+		if h.shard("orders", i).holder.consumer.id == "b" {
+			bShard = i
+			break
+		}
+	}
+	tok := h.token("orders", bShard)
+	h.ok(opMove("orders", h.from("orders", bShard), "b", tok, "", rebalance))
+	in.Frozen[GrantKey{Domain: "orders", From: h.from("orders", bShard), Token: tok}] = t0.Add(1500 * time.Millisecond)
+	in.Now = t0.Add(2 * time.Second)
+	pl = p.Plan(h.state(), in)
+	if got, want := kinds(pl.Ops), "[release b expired=true]"; got != want || !slices.Equal(pl.ExpiryOf, []string{""}) {
+		t.Fatalf("frozen round %s (expiryOf %q), want %s judged from no anchor", got, pl.ExpiryOf, want)
+	}
+	h.ok(pl.Ops...)
+
+	// a's lease ran out (b was acked since): an expiry round and only that,
+	// aligned with the consumer it was judged from.
+	in.Now = t0.Add(3500 * time.Millisecond)
+	bl := in.Leases["b"]
+	bl.Anchor, bl.HeardAt = t0.Add(3*time.Second), t0.Add(3*time.Second)
+	in.Leases["b"] = bl
+	pl = p.Plan(h.state(), in)
+	if got, want := kinds(pl.Ops), "[leave a]"; got != want || !slices.Equal(pl.ExpiryOf, []string{"a"}) {
+		t.Fatalf("expiry round %s (expiryOf %q), want %s judged from a", got, pl.ExpiryOf, want)
+	}
+	h.ok(pl.Ops...)
+
+	// b's session announced another TTL (the domain was re-created since
+	// its Welcome): reported stale, given nothing.
+	bl.TTLs = map[string]time.Duration{"orders": 10 * time.Second}
+	in.Leases["b"] = bl
+	pl = p.Plan(h.state(), in)
+	if len(pl.Stale) != 1 || pl.Stale[0] != (StaleSession{Consumer: "b", Domain: "orders", TTL: 3 * time.Second}) {
+		t.Fatalf("stale = %+v, want b announcing orders' old TTL", pl.Stale)
+	}
+	if got := kinds(pl.Ops); got != "[]" {
+		t.Fatalf("stale session's round %s, want nothing", got)
+	}
+
+	// With its Welcome's TTL right, b takes every free shard.
+	bl.TTLs = ttls
+	in.Leases["b"] = bl
+	pl = p.Plan(h.state(), in)
+	if got, want := kinds(pl.Ops), "[assign b assign b assign b]"; got != want {
+		t.Fatalf("last round %s, want %s", got, want)
 	}
 }
