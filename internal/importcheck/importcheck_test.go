@@ -179,15 +179,18 @@ func (g *graph) violations() []string {
 		}
 	}
 
-	// cell/cellstate, the replicated state: a pure state machine over the
-	// log, so it may import only the vocabulary it is written in (proto,
-	// topology, the lease arithmetic and the error sentinels), tests
-	// included: never the node, its sessions or the network.
-	stateOK := []string{"cell/cellstate", "proto", "topology", "internal/lease", "internal/rpcerr"}
-	for _, p := range g.ownPkgs("cell/cellstate") {
-		for _, imp := range allImports(p) {
-			if g.own(imp) && !slices.ContainsFunc(stateOK, func(rel string) bool { return within(imp, g.rel(rel)) }) {
-				add("forbidden import %s -> %s: cell/cellstate may import only proto/..., topology, internal/lease and internal/rpcerr among module packages", p.ImportPath, imp)
+	// cell/cellstate and global/globalstate, the replicated states: pure
+	// state machines over their logs, so they may import only the
+	// vocabulary they are written in (proto, topology, the lease arithmetic
+	// and the error sentinels), tests included: never a node, its sessions
+	// or the network.
+	for _, root := range []string{"cell/cellstate", "global/globalstate"} {
+		stateOK := []string{root, "proto", "topology", "internal/lease", "internal/rpcerr"}
+		for _, p := range g.ownPkgs(root) {
+			for _, imp := range allImports(p) {
+				if g.own(imp) && !slices.ContainsFunc(stateOK, func(rel string) bool { return within(imp, g.rel(rel)) }) {
+					add("forbidden import %s -> %s: %s may import only proto/..., topology, internal/lease and internal/rpcerr among module packages", p.ImportPath, imp, root)
+				}
 			}
 		}
 	}
@@ -294,6 +297,7 @@ func TestRulesCatchViolations(t *testing.T) {
 	add(m+"/cell", m+"/global", m+"/internal/raftnode")              // cell -> global
 	add(m+"/cell/cellstate", m+"/topology", m+"/internal/raftnode")  // cellstate -> raftnode
 	add(m + "/global")
+	add(m+"/global/globalstate", m+"/cell")                      // globalstate -> cell
 	add(m+"/internal/serve", m+"/internal/telemetry", m+"/cell") // serve -> cell
 	add(m + "/internal/telemetry")
 	add(m+"/cmd/wds", m+"/cell", m+"/client")
@@ -329,6 +333,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		"forbidden import " + m + "/proto/wds/cell/v1 -> " + m + "/internal/lease: proto may import no module package but proto/...",
 		"forbidden import " + m + "/chaos -> " + m + "/cmd/wds: nothing imports cmd/...",
 		"forbidden import " + m + "/cell/cellstate -> " + m + "/internal/raftnode: cell/cellstate may import only",
+		"forbidden import " + m + "/global/globalstate -> " + m + "/cell: global/globalstate may import only",
 		"forbidden import " + m + "/internal/serve -> " + m + "/cell: internal/serve may import only internal/telemetry and internal/logging",
 		"forbidden dependency " + m + "/internal/serve -> " + m + "/cell -> " + m + "/global: internal/serve must not depend on cell or global",
 	} {

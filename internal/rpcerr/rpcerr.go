@@ -234,3 +234,28 @@ func Reason(err error) string { return Info(err).GetReason() }
 // FromServer reports whether err is a status a WDS server built (it
 // carries a WDS ErrorInfo), as opposed to one of gRPC's own.
 func FromServer(err error) bool { return Info(err) != nil }
+
+// The answers a replicated state gives (package cell/cellstate, and the
+// global group's state): one vocabulary for both, so callers and the
+// mapping to statuses never tell the groups apart. Wrap them with %w and
+// context.
+var (
+	// ErrNotFound: an unknown domain, consumer, region or shard.
+	ErrNotFound = &Sentinel{Text: "not found", Code: codes.NotFound, Reason: ReasonNotFound}
+	// ErrExists: the thing to create already exists.
+	ErrExists = &Sentinel{Text: "already exists", Code: codes.AlreadyExists, Reason: ReasonAlreadyExists}
+	// ErrFailedPrecondition: the request is valid but the state forbids it.
+	// ErrDuplicateConsumer and ErrDomainDeleting refine it.
+	ErrFailedPrecondition = &Sentinel{Text: "failed precondition", Code: codes.FailedPrecondition, Reason: ReasonFailedPrecondition}
+	// ErrDuplicateConsumer: another session (live, or whose lease has not
+	// lapsed) holds the consumer id.
+	ErrDuplicateConsumer = &Sentinel{Text: "failed precondition", Code: codes.FailedPrecondition, Reason: ReasonDuplicateConsumer, Parent: ErrFailedPrecondition}
+	// ErrDomainDeleting: the domain is being deleted.
+	ErrDomainDeleting = &Sentinel{Text: "failed precondition", Code: codes.FailedPrecondition, Reason: ReasonDomainDeleting, Parent: ErrFailedPrecondition}
+	// ErrConflict: an op lost a race with another change; its proposer
+	// plans again. Never shown to users as such.
+	ErrConflict = &Sentinel{Text: "conflict", Code: codes.Aborted, Reason: ReasonConflict}
+	// ErrUnknownOp: a log op from a newer version that says it may be
+	// skipped. Never sent.
+	ErrUnknownOp = errors.New("unknown log op")
+)

@@ -21,6 +21,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Failover int32
+
+const (
+	// Unspecified means auto.
+	Failover_FAILOVER_UNSPECIFIED Failover = 0
+	Failover_FAILOVER_AUTO        Failover = 1
+	Failover_FAILOVER_MANUAL      Failover = 2
+)
+
+// Enum value maps for Failover.
+var (
+	Failover_name = map[int32]string{
+		0: "FAILOVER_UNSPECIFIED",
+		1: "FAILOVER_AUTO",
+		2: "FAILOVER_MANUAL",
+	}
+	Failover_value = map[string]int32{
+		"FAILOVER_UNSPECIFIED": 0,
+		"FAILOVER_AUTO":        1,
+		"FAILOVER_MANUAL":      2,
+	}
+)
+
+func (x Failover) Enum() *Failover {
+	p := new(Failover)
+	*p = x
+	return p
+}
+
+func (x Failover) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Failover) Descriptor() protoreflect.EnumDescriptor {
+	return file_wds_v1_admin_proto_enumTypes[0].Descriptor()
+}
+
+func (Failover) Type() protoreflect.EnumType {
+	return &file_wds_v1_admin_proto_enumTypes[0]
+}
+
+func (x Failover) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Failover.Descriptor instead.
+func (Failover) EnumDescriptor() ([]byte, []int) {
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
 type Domain struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -30,7 +80,16 @@ type Domain struct {
 	// Grant TTL in milliseconds, at least 1000.
 	TtlMillis int64 `protobuf:"varint,4,opt,name=ttl_millis,json=ttlMillis,proto3" json:"ttl_millis,omitempty"`
 	// Log index at which the domain was created.
-	CreatedIndex  uint64 `protobuf:"varint,5,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	CreatedIndex uint64 `protobuf:"varint,5,opt,name=created_index,json=createdIndex,proto3" json:"created_index,omitempty"`
+	// REGIONAL: the regions that have a key space of the domain (empty: every
+	// region of the federation).
+	Regions []string `protobuf:"bytes,6,rep,name=regions,proto3" json:"regions,omitempty"`
+	// REGIONAL: whether a dead region's key space is served by its failover
+	// region without an operator.
+	Failover Failover `protobuf:"varint,7,opt,name=failover,proto3,enum=wds.v1.Failover" json:"failover,omitempty"`
+	// Placement pins: GLOBAL ranges (on shard boundaries) held by a region;
+	// for UNIT at most one pin, without a range.
+	Pins          []*Pin `protobuf:"bytes,8,rep,name=pins,proto3" json:"pins,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +159,81 @@ func (x *Domain) GetCreatedIndex() uint64 {
 	return 0
 }
 
+func (x *Domain) GetRegions() []string {
+	if x != nil {
+		return x.Regions
+	}
+	return nil
+}
+
+func (x *Domain) GetFailover() Failover {
+	if x != nil {
+		return x.Failover
+	}
+	return Failover_FAILOVER_UNSPECIFIED
+}
+
+func (x *Domain) GetPins() []*Pin {
+	if x != nil {
+		return x.Pins
+	}
+	return nil
+}
+
+// Pin places a range of a domain (or a UNIT domain) in a region.
+type Pin struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unset for a UNIT domain's pin.
+	Range         *KeyRange `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
+	Region        string    `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pin) Reset() {
+	*x = Pin{}
+	mi := &file_wds_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pin) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pin) ProtoMessage() {}
+
+func (x *Pin) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pin.ProtoReflect.Descriptor instead.
+func (*Pin) Descriptor() ([]byte, []int) {
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Pin) GetRange() *KeyRange {
+	if x != nil {
+		return x.Range
+	}
+	return nil
+}
+
+func (x *Pin) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 type CreateDomainRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Domain        *Domain                `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -109,7 +243,7 @@ type CreateDomainRequest struct {
 
 func (x *CreateDomainRequest) Reset() {
 	*x = CreateDomainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -121,7 +255,7 @@ func (x *CreateDomainRequest) String() string {
 func (*CreateDomainRequest) ProtoMessage() {}
 
 func (x *CreateDomainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -134,7 +268,7 @@ func (x *CreateDomainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDomainRequest.ProtoReflect.Descriptor instead.
 func (*CreateDomainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CreateDomainRequest) GetDomain() *Domain {
@@ -153,7 +287,7 @@ type CreateDomainResponse struct {
 
 func (x *CreateDomainResponse) Reset() {
 	*x = CreateDomainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -165,7 +299,7 @@ func (x *CreateDomainResponse) String() string {
 func (*CreateDomainResponse) ProtoMessage() {}
 
 func (x *CreateDomainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -178,7 +312,7 @@ func (x *CreateDomainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDomainResponse.ProtoReflect.Descriptor instead.
 func (*CreateDomainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *CreateDomainResponse) GetDomain() *Domain {
@@ -196,7 +330,7 @@ type ListDomainsRequest struct {
 
 func (x *ListDomainsRequest) Reset() {
 	*x = ListDomainsRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -208,7 +342,7 @@ func (x *ListDomainsRequest) String() string {
 func (*ListDomainsRequest) ProtoMessage() {}
 
 func (x *ListDomainsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -221,7 +355,7 @@ func (x *ListDomainsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDomainsRequest.ProtoReflect.Descriptor instead.
 func (*ListDomainsRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 type ListDomainsResponse struct {
@@ -233,7 +367,7 @@ type ListDomainsResponse struct {
 
 func (x *ListDomainsResponse) Reset() {
 	*x = ListDomainsResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +379,7 @@ func (x *ListDomainsResponse) String() string {
 func (*ListDomainsResponse) ProtoMessage() {}
 
 func (x *ListDomainsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +392,7 @@ func (x *ListDomainsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListDomainsResponse.ProtoReflect.Descriptor instead.
 func (*ListDomainsResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListDomainsResponse) GetDomains() []*Domain {
@@ -277,7 +411,7 @@ type DescribeDomainRequest struct {
 
 func (x *DescribeDomainRequest) Reset() {
 	*x = DescribeDomainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -289,7 +423,7 @@ func (x *DescribeDomainRequest) String() string {
 func (*DescribeDomainRequest) ProtoMessage() {}
 
 func (x *DescribeDomainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -302,7 +436,7 @@ func (x *DescribeDomainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeDomainRequest.ProtoReflect.Descriptor instead.
 func (*DescribeDomainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DescribeDomainRequest) GetName() string {
@@ -328,7 +462,7 @@ type DescribeDomainResponse struct {
 
 func (x *DescribeDomainResponse) Reset() {
 	*x = DescribeDomainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -340,7 +474,7 @@ func (x *DescribeDomainResponse) String() string {
 func (*DescribeDomainResponse) ProtoMessage() {}
 
 func (x *DescribeDomainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -353,7 +487,7 @@ func (x *DescribeDomainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeDomainResponse.ProtoReflect.Descriptor instead.
 func (*DescribeDomainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DescribeDomainResponse) GetDomain() *Domain {
@@ -412,7 +546,7 @@ type ConsumerInfo struct {
 
 func (x *ConsumerInfo) Reset() {
 	*x = ConsumerInfo{}
-	mi := &file_wds_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +558,7 @@ func (x *ConsumerInfo) String() string {
 func (*ConsumerInfo) ProtoMessage() {}
 
 func (x *ConsumerInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +571,7 @@ func (x *ConsumerInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumerInfo.ProtoReflect.Descriptor instead.
 func (*ConsumerInfo) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ConsumerInfo) GetId() string {
@@ -511,7 +645,7 @@ type ListConsumersRequest struct {
 
 func (x *ListConsumersRequest) Reset() {
 	*x = ListConsumersRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -523,7 +657,7 @@ func (x *ListConsumersRequest) String() string {
 func (*ListConsumersRequest) ProtoMessage() {}
 
 func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -536,7 +670,7 @@ func (x *ListConsumersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersRequest.ProtoReflect.Descriptor instead.
 func (*ListConsumersRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 type ListConsumersResponse struct {
@@ -549,7 +683,7 @@ type ListConsumersResponse struct {
 
 func (x *ListConsumersResponse) Reset() {
 	*x = ListConsumersResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +695,7 @@ func (x *ListConsumersResponse) String() string {
 func (*ListConsumersResponse) ProtoMessage() {}
 
 func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +708,7 @@ func (x *ListConsumersResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListConsumersResponse.ProtoReflect.Descriptor instead.
 func (*ListConsumersResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListConsumersResponse) GetConsumers() []*ConsumerInfo {
@@ -593,7 +727,7 @@ type DeleteDomainRequest struct {
 
 func (x *DeleteDomainRequest) Reset() {
 	*x = DeleteDomainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -605,7 +739,7 @@ func (x *DeleteDomainRequest) String() string {
 func (*DeleteDomainRequest) ProtoMessage() {}
 
 func (x *DeleteDomainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -618,7 +752,7 @@ func (x *DeleteDomainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomainRequest.ProtoReflect.Descriptor instead.
 func (*DeleteDomainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteDomainRequest) GetName() string {
@@ -636,7 +770,7 @@ type DeleteDomainResponse struct {
 
 func (x *DeleteDomainResponse) Reset() {
 	*x = DeleteDomainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +782,7 @@ func (x *DeleteDomainResponse) String() string {
 func (*DeleteDomainResponse) ProtoMessage() {}
 
 func (x *DeleteDomainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +795,7 @@ func (x *DeleteDomainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomainResponse.ProtoReflect.Descriptor instead.
 func (*DeleteDomainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 type ShardMapRequest struct {
@@ -673,7 +807,7 @@ type ShardMapRequest struct {
 
 func (x *ShardMapRequest) Reset() {
 	*x = ShardMapRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -685,7 +819,7 @@ func (x *ShardMapRequest) String() string {
 func (*ShardMapRequest) ProtoMessage() {}
 
 func (x *ShardMapRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -698,7 +832,7 @@ func (x *ShardMapRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardMapRequest.ProtoReflect.Descriptor instead.
 func (*ShardMapRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ShardMapRequest) GetDomain() string {
@@ -719,7 +853,7 @@ type ShardMapResponse struct {
 
 func (x *ShardMapResponse) Reset() {
 	*x = ShardMapResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -731,7 +865,7 @@ func (x *ShardMapResponse) String() string {
 func (*ShardMapResponse) ProtoMessage() {}
 
 func (x *ShardMapResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -744,7 +878,7 @@ func (x *ShardMapResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardMapResponse.ProtoReflect.Descriptor instead.
 func (*ShardMapResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShardMapResponse) GetDomain() string {
@@ -791,7 +925,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_wds_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +937,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +950,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ShardInfo) GetRange() *KeyRange {
@@ -883,7 +1017,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[15]
+	mi := &file_wds_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1029,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[15]
+	mi := &file_wds_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1042,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{15}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 type StatusResponse struct {
@@ -940,7 +1074,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[16]
+	mi := &file_wds_v1_admin_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -952,7 +1086,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[16]
+	mi := &file_wds_v1_admin_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -965,7 +1099,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{16}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -1094,7 +1228,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_wds_v1_admin_proto_msgTypes[17]
+	mi := &file_wds_v1_admin_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1106,7 +1240,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[17]
+	mi := &file_wds_v1_admin_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1119,7 +1253,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{17}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeInfo) GetId() string {
@@ -1187,7 +1321,7 @@ type DrainRequest struct {
 
 func (x *DrainRequest) Reset() {
 	*x = DrainRequest{}
-	mi := &file_wds_v1_admin_proto_msgTypes[18]
+	mi := &file_wds_v1_admin_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1199,7 +1333,7 @@ func (x *DrainRequest) String() string {
 func (*DrainRequest) ProtoMessage() {}
 
 func (x *DrainRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[18]
+	mi := &file_wds_v1_admin_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1212,7 +1346,7 @@ func (x *DrainRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainRequest.ProtoReflect.Descriptor instead.
 func (*DrainRequest) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{18}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DrainRequest) GetConsumerId() string {
@@ -1232,7 +1366,7 @@ type DrainResponse struct {
 
 func (x *DrainResponse) Reset() {
 	*x = DrainResponse{}
-	mi := &file_wds_v1_admin_proto_msgTypes[19]
+	mi := &file_wds_v1_admin_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1378,7 @@ func (x *DrainResponse) String() string {
 func (*DrainResponse) ProtoMessage() {}
 
 func (x *DrainResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_v1_admin_proto_msgTypes[19]
+	mi := &file_wds_v1_admin_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1391,7 @@ func (x *DrainResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DrainResponse.ProtoReflect.Descriptor instead.
 func (*DrainResponse) Descriptor() ([]byte, []int) {
-	return file_wds_v1_admin_proto_rawDescGZIP(), []int{19}
+	return file_wds_v1_admin_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DrainResponse) GetShards() uint32 {
@@ -1271,14 +1405,20 @@ var File_wds_v1_admin_proto protoreflect.FileDescriptor
 
 const file_wds_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x12wds/v1/admin.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\xa0\x01\n" +
+	"\x12wds/v1/admin.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\x89\x02\n" +
 	"\x06Domain\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.wds.v1.DomainKindR\x04kind\x12\x16\n" +
 	"\x06shards\x18\x03 \x01(\rR\x06shards\x12\x1d\n" +
 	"\n" +
 	"ttl_millis\x18\x04 \x01(\x03R\tttlMillis\x12#\n" +
-	"\rcreated_index\x18\x05 \x01(\x04R\fcreatedIndex\"=\n" +
+	"\rcreated_index\x18\x05 \x01(\x04R\fcreatedIndex\x12\x18\n" +
+	"\aregions\x18\x06 \x03(\tR\aregions\x12,\n" +
+	"\bfailover\x18\a \x01(\x0e2\x10.wds.v1.FailoverR\bfailover\x12\x1f\n" +
+	"\x04pins\x18\b \x03(\v2\v.wds.v1.PinR\x04pins\"E\n" +
+	"\x03Pin\x12&\n" +
+	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\"=\n" +
 	"\x13CreateDomainRequest\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\">\n" +
 	"\x14CreateDomainResponse\x12&\n" +
@@ -1360,7 +1500,11 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\vconsumer_id\x18\x01 \x01(\tR\n" +
 	"consumerId\"'\n" +
 	"\rDrainResponse\x12\x16\n" +
-	"\x06shards\x18\x01 \x01(\rR\x06shards2\xb2\x04\n" +
+	"\x06shards\x18\x01 \x01(\rR\x06shards*L\n" +
+	"\bFailover\x12\x18\n" +
+	"\x14FAILOVER_UNSPECIFIED\x10\x00\x12\x11\n" +
+	"\rFAILOVER_AUTO\x10\x01\x12\x13\n" +
+	"\x0fFAILOVER_MANUAL\x10\x022\xb2\x04\n" +
 	"\x05Admin\x12I\n" +
 	"\fCreateDomain\x12\x1b.wds.v1.CreateDomainRequest\x1a\x1c.wds.v1.CreateDomainResponse\x12F\n" +
 	"\vListDomains\x12\x1a.wds.v1.ListDomainsRequest\x1a\x1b.wds.v1.ListDomainsResponse\x12O\n" +
@@ -1383,69 +1527,75 @@ func file_wds_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wds_v1_admin_proto_rawDescData
 }
 
-var file_wds_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_wds_v1_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_wds_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_wds_v1_admin_proto_goTypes = []any{
-	(*Domain)(nil),                 // 0: wds.v1.Domain
-	(*CreateDomainRequest)(nil),    // 1: wds.v1.CreateDomainRequest
-	(*CreateDomainResponse)(nil),   // 2: wds.v1.CreateDomainResponse
-	(*ListDomainsRequest)(nil),     // 3: wds.v1.ListDomainsRequest
-	(*ListDomainsResponse)(nil),    // 4: wds.v1.ListDomainsResponse
-	(*DescribeDomainRequest)(nil),  // 5: wds.v1.DescribeDomainRequest
-	(*DescribeDomainResponse)(nil), // 6: wds.v1.DescribeDomainResponse
-	(*ConsumerInfo)(nil),           // 7: wds.v1.ConsumerInfo
-	(*ListConsumersRequest)(nil),   // 8: wds.v1.ListConsumersRequest
-	(*ListConsumersResponse)(nil),  // 9: wds.v1.ListConsumersResponse
-	(*DeleteDomainRequest)(nil),    // 10: wds.v1.DeleteDomainRequest
-	(*DeleteDomainResponse)(nil),   // 11: wds.v1.DeleteDomainResponse
-	(*ShardMapRequest)(nil),        // 12: wds.v1.ShardMapRequest
-	(*ShardMapResponse)(nil),       // 13: wds.v1.ShardMapResponse
-	(*ShardInfo)(nil),              // 14: wds.v1.ShardInfo
-	(*StatusRequest)(nil),          // 15: wds.v1.StatusRequest
-	(*StatusResponse)(nil),         // 16: wds.v1.StatusResponse
-	(*NodeInfo)(nil),               // 17: wds.v1.NodeInfo
-	(*DrainRequest)(nil),           // 18: wds.v1.DrainRequest
-	(*DrainResponse)(nil),          // 19: wds.v1.DrainResponse
-	nil,                            // 20: wds.v1.ConsumerInfo.ShardsByDomainEntry
-	(DomainKind)(0),                // 21: wds.v1.DomainKind
-	(*KeyRange)(nil),               // 22: wds.v1.KeyRange
-	(GrantState)(0),                // 23: wds.v1.GrantState
-	(*Token)(nil),                  // 24: wds.v1.Token
+	(Failover)(0),                  // 0: wds.v1.Failover
+	(*Domain)(nil),                 // 1: wds.v1.Domain
+	(*Pin)(nil),                    // 2: wds.v1.Pin
+	(*CreateDomainRequest)(nil),    // 3: wds.v1.CreateDomainRequest
+	(*CreateDomainResponse)(nil),   // 4: wds.v1.CreateDomainResponse
+	(*ListDomainsRequest)(nil),     // 5: wds.v1.ListDomainsRequest
+	(*ListDomainsResponse)(nil),    // 6: wds.v1.ListDomainsResponse
+	(*DescribeDomainRequest)(nil),  // 7: wds.v1.DescribeDomainRequest
+	(*DescribeDomainResponse)(nil), // 8: wds.v1.DescribeDomainResponse
+	(*ConsumerInfo)(nil),           // 9: wds.v1.ConsumerInfo
+	(*ListConsumersRequest)(nil),   // 10: wds.v1.ListConsumersRequest
+	(*ListConsumersResponse)(nil),  // 11: wds.v1.ListConsumersResponse
+	(*DeleteDomainRequest)(nil),    // 12: wds.v1.DeleteDomainRequest
+	(*DeleteDomainResponse)(nil),   // 13: wds.v1.DeleteDomainResponse
+	(*ShardMapRequest)(nil),        // 14: wds.v1.ShardMapRequest
+	(*ShardMapResponse)(nil),       // 15: wds.v1.ShardMapResponse
+	(*ShardInfo)(nil),              // 16: wds.v1.ShardInfo
+	(*StatusRequest)(nil),          // 17: wds.v1.StatusRequest
+	(*StatusResponse)(nil),         // 18: wds.v1.StatusResponse
+	(*NodeInfo)(nil),               // 19: wds.v1.NodeInfo
+	(*DrainRequest)(nil),           // 20: wds.v1.DrainRequest
+	(*DrainResponse)(nil),          // 21: wds.v1.DrainResponse
+	nil,                            // 22: wds.v1.ConsumerInfo.ShardsByDomainEntry
+	(DomainKind)(0),                // 23: wds.v1.DomainKind
+	(*KeyRange)(nil),               // 24: wds.v1.KeyRange
+	(GrantState)(0),                // 25: wds.v1.GrantState
+	(*Token)(nil),                  // 26: wds.v1.Token
 }
 var file_wds_v1_admin_proto_depIdxs = []int32{
-	21, // 0: wds.v1.Domain.kind:type_name -> wds.v1.DomainKind
-	0,  // 1: wds.v1.CreateDomainRequest.domain:type_name -> wds.v1.Domain
-	0,  // 2: wds.v1.CreateDomainResponse.domain:type_name -> wds.v1.Domain
-	0,  // 3: wds.v1.ListDomainsResponse.domains:type_name -> wds.v1.Domain
-	0,  // 4: wds.v1.DescribeDomainResponse.domain:type_name -> wds.v1.Domain
-	7,  // 5: wds.v1.DescribeDomainResponse.consumers:type_name -> wds.v1.ConsumerInfo
-	20, // 6: wds.v1.ConsumerInfo.shards_by_domain:type_name -> wds.v1.ConsumerInfo.ShardsByDomainEntry
-	7,  // 7: wds.v1.ListConsumersResponse.consumers:type_name -> wds.v1.ConsumerInfo
-	14, // 8: wds.v1.ShardMapResponse.shards:type_name -> wds.v1.ShardInfo
-	22, // 9: wds.v1.ShardInfo.range:type_name -> wds.v1.KeyRange
-	23, // 10: wds.v1.ShardInfo.state:type_name -> wds.v1.GrantState
-	24, // 11: wds.v1.ShardInfo.token:type_name -> wds.v1.Token
-	17, // 12: wds.v1.StatusResponse.nodes:type_name -> wds.v1.NodeInfo
-	1,  // 13: wds.v1.Admin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
-	3,  // 14: wds.v1.Admin.ListDomains:input_type -> wds.v1.ListDomainsRequest
-	5,  // 15: wds.v1.Admin.DescribeDomain:input_type -> wds.v1.DescribeDomainRequest
-	10, // 16: wds.v1.Admin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
-	12, // 17: wds.v1.Admin.ShardMap:input_type -> wds.v1.ShardMapRequest
-	15, // 18: wds.v1.Admin.Status:input_type -> wds.v1.StatusRequest
-	18, // 19: wds.v1.Admin.Drain:input_type -> wds.v1.DrainRequest
-	8,  // 20: wds.v1.Admin.ListConsumers:input_type -> wds.v1.ListConsumersRequest
-	2,  // 21: wds.v1.Admin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
-	4,  // 22: wds.v1.Admin.ListDomains:output_type -> wds.v1.ListDomainsResponse
-	6,  // 23: wds.v1.Admin.DescribeDomain:output_type -> wds.v1.DescribeDomainResponse
-	11, // 24: wds.v1.Admin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
-	13, // 25: wds.v1.Admin.ShardMap:output_type -> wds.v1.ShardMapResponse
-	16, // 26: wds.v1.Admin.Status:output_type -> wds.v1.StatusResponse
-	19, // 27: wds.v1.Admin.Drain:output_type -> wds.v1.DrainResponse
-	9,  // 28: wds.v1.Admin.ListConsumers:output_type -> wds.v1.ListConsumersResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	23, // 0: wds.v1.Domain.kind:type_name -> wds.v1.DomainKind
+	0,  // 1: wds.v1.Domain.failover:type_name -> wds.v1.Failover
+	2,  // 2: wds.v1.Domain.pins:type_name -> wds.v1.Pin
+	24, // 3: wds.v1.Pin.range:type_name -> wds.v1.KeyRange
+	1,  // 4: wds.v1.CreateDomainRequest.domain:type_name -> wds.v1.Domain
+	1,  // 5: wds.v1.CreateDomainResponse.domain:type_name -> wds.v1.Domain
+	1,  // 6: wds.v1.ListDomainsResponse.domains:type_name -> wds.v1.Domain
+	1,  // 7: wds.v1.DescribeDomainResponse.domain:type_name -> wds.v1.Domain
+	9,  // 8: wds.v1.DescribeDomainResponse.consumers:type_name -> wds.v1.ConsumerInfo
+	22, // 9: wds.v1.ConsumerInfo.shards_by_domain:type_name -> wds.v1.ConsumerInfo.ShardsByDomainEntry
+	9,  // 10: wds.v1.ListConsumersResponse.consumers:type_name -> wds.v1.ConsumerInfo
+	16, // 11: wds.v1.ShardMapResponse.shards:type_name -> wds.v1.ShardInfo
+	24, // 12: wds.v1.ShardInfo.range:type_name -> wds.v1.KeyRange
+	25, // 13: wds.v1.ShardInfo.state:type_name -> wds.v1.GrantState
+	26, // 14: wds.v1.ShardInfo.token:type_name -> wds.v1.Token
+	19, // 15: wds.v1.StatusResponse.nodes:type_name -> wds.v1.NodeInfo
+	3,  // 16: wds.v1.Admin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
+	5,  // 17: wds.v1.Admin.ListDomains:input_type -> wds.v1.ListDomainsRequest
+	7,  // 18: wds.v1.Admin.DescribeDomain:input_type -> wds.v1.DescribeDomainRequest
+	12, // 19: wds.v1.Admin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
+	14, // 20: wds.v1.Admin.ShardMap:input_type -> wds.v1.ShardMapRequest
+	17, // 21: wds.v1.Admin.Status:input_type -> wds.v1.StatusRequest
+	20, // 22: wds.v1.Admin.Drain:input_type -> wds.v1.DrainRequest
+	10, // 23: wds.v1.Admin.ListConsumers:input_type -> wds.v1.ListConsumersRequest
+	4,  // 24: wds.v1.Admin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
+	6,  // 25: wds.v1.Admin.ListDomains:output_type -> wds.v1.ListDomainsResponse
+	8,  // 26: wds.v1.Admin.DescribeDomain:output_type -> wds.v1.DescribeDomainResponse
+	13, // 27: wds.v1.Admin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
+	15, // 28: wds.v1.Admin.ShardMap:output_type -> wds.v1.ShardMapResponse
+	18, // 29: wds.v1.Admin.Status:output_type -> wds.v1.StatusResponse
+	21, // 30: wds.v1.Admin.Drain:output_type -> wds.v1.DrainResponse
+	11, // 31: wds.v1.Admin.ListConsumers:output_type -> wds.v1.ListConsumersResponse
+	24, // [24:32] is the sub-list for method output_type
+	16, // [16:24] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_wds_v1_admin_proto_init() }
@@ -1459,13 +1609,14 @@ func file_wds_v1_admin_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_v1_admin_proto_rawDesc), len(file_wds_v1_admin_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   21,
+			NumEnums:      1,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_wds_v1_admin_proto_goTypes,
 		DependencyIndexes: file_wds_v1_admin_proto_depIdxs,
+		EnumInfos:         file_wds_v1_admin_proto_enumTypes,
 		MessageInfos:      file_wds_v1_admin_proto_msgTypes,
 	}.Build()
 	File_wds_v1_admin_proto = out.File
