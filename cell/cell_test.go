@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/chaos"
-	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -72,110 +70,6 @@ func TestBalanceFiveConsumers(t *testing.T) {
 		return nil
 	})
 	t.Logf("balanced %v after the last consumer joined", time.Since(start))
-	c.CheckHistory(t)
-}
-
-// TestKilledConsumerLosesShards: a consumer killed without drain — its
-// connection cut — loses its shards to the others once its lease passes
-// the leader's deadline, and nobody overlaps.
-func TestKilledConsumerLosesShards(t *testing.T) {
-	c := celltest.New(t, 3)
-	const ttl = 2 * time.Second
-	c.CreateDomain("jobs", topology.KindGlobal, 32, ttl)
-	a := c.NewConsumer("a", []string{"jobs"})
-	b := c.NewConsumer("b", []string{"jobs"})
-	celltest.Eventually(t, 10*time.Second, func() error {
-		counts, err := c.OwnerCounts("jobs")
-		if err != nil {
-			return err
-		}
-		return balanced(counts, []string{"a", "b"}, 16, 16)
-	})
-	killed := time.Now()
-	a.Kill() // stream cut, no drain, no release
-	// The bound: TTL·(1+ε) + 1 s after the kill.
-	bound := time.Duration(float64(ttl)*1.01) + time.Second
-	waitOwner(t, c, "jobs", "b", 32, bound)
-	t.Logf("shards moved %v after the kill (TTL %v, bound %v)", time.Since(killed), ttl, bound)
-	c.CheckHistory(t)
-	_ = b
-}
-
-func waitOwner(t *testing.T, c *celltest.Cluster, domain, owner string, want int, within time.Duration) {
-	t.Helper()
-	celltest.Eventually(t, within, func() error {
-		counts, err := c.OwnerCounts(domain)
-		if err != nil {
-			return err
-		}
-		if counts[owner] != want {
-			return fmt.Errorf("%s holds %d of %d", owner, counts[owner], want)
-		}
-		return nil
-	})
-}
-
-// TestFrozenConsumerLosesShards: a consumer whose socket stays open but
-// whose traffic stalls (hung) loses its shards like a dead one; its own
-// library gives them up first, so the history has no overlap — also after
-// it thaws and rejoins.
-func TestFrozenConsumerLosesShards(t *testing.T) {
-	c := celltest.New(t, 3)
-	const ttl = 2 * time.Second
-	c.CreateDomain("jobs", topology.KindGlobal, 32, ttl)
-	a := c.NewConsumer("a", []string{"jobs"})
-	c.NewConsumer("b", []string{"jobs"})
-	celltest.Eventually(t, 10*time.Second, func() error {
-		counts, err := c.OwnerCounts("jobs")
-		if err != nil {
-			return err
-		}
-		if err := balanced(counts, []string{"a", "b"}, 16, 16); err != nil {
-			return err
-		}
-		// The cell's map can lead the library: a grant runs only once an
-		// ack made the lease valid. Freeze a only once it runs them.
-		if n := len(a.Held()); n != 16 {
-			return fmt.Errorf("a runs %d shards", n)
-		}
-		return nil
-	})
-	frozen := time.Now()
-	a.Net.Freeze()
-	bound := time.Duration(float64(ttl)*1.01) + time.Second
-	waitOwner(t, c, "jobs", "b", 32, bound)
-	t.Logf("shards moved %v after the freeze", time.Since(frozen))
-	// The library's lease deadline precedes the leader's by 2εT (40 ms
-	// here), and its lost events carry the deadline itself (which is what
-	// the history checker compares); under load their delivery may trail
-	// the move, so wait for them rather than read the count at once.
-	lostAll := func() error {
-		if _, _, lost := a.Counts(); lost != 16 {
-			return fmt.Errorf("%d lost", lost)
-		}
-		return nil
-	}
-	for deadline := time.Now().Add(2 * time.Second); lostAll() != nil && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if _, _, lost := a.Counts(); lost != 16 {
-		t.Errorf("frozen consumer's library cancelled %d shards at its lease deadline, want 16; its events since the freeze:", lost)
-		for _, e := range a.Events() {
-			if !e.Time.Before(frozen.Add(-time.Second)) {
-				t.Logf("  %v %s %v %s %v", e.Time.Sub(frozen).Round(time.Millisecond), e.Kind, e.Shard, e.Reason, e.Err)
-			}
-		}
-	}
-	// Thaw: stale acks must not revive anything; a rejoins and rebalancing
-	// hands it half the shards again.
-	a.Net.Heal()
-	celltest.Eventually(t, 10*time.Second, func() error {
-		counts, err := c.OwnerCounts("jobs")
-		if err != nil {
-			return err
-		}
-		return balanced(counts, []string{"a", "b"}, 16, 16)
-	})
 	c.CheckHistory(t)
 }
 
@@ -394,129 +288,19 @@ func snapshotHeld(cons []*celltest.Consumer) map[string][]string {
 
 // TestLeaderKillNoChurn: the cell leader is killed; consumers reconnect to
 // the new leader and keep every grant.
+//
+// The lease edge cases run on fake time (faketime_test.go,
+// faketime_lease_test.go; TestFakeTimeLeaderKillNoChurn is this test's
+// twin, with stricter checks). This one stays on the real network as their
+// end-to-end check: nodes served by internal/serve over TCP, Raft over its
+// network transport, connections reset by a stopped process, the client's
+// locator dialing real endpoints, real scheduling.
 func TestLeaderKillNoChurn(t *testing.T) {
 	c, cons, leader := leaderChangeSetup(t)
 	before := snapshotHeld(cons)
 	fault := time.Now()
 	c.Kill(leader)
 	assertNoChurn(t, c, cons, before, fault)
-}
-
-// TestLeaderPartitionNoChurn: the leader's Raft transport is cut off from
-// its followers while its clients stay connected to it. It must stop
-// acknowledging heartbeats, the others elect a leader, the clients move
-// there and keep their grants.
-func TestLeaderPartitionNoChurn(t *testing.T) {
-	c, cons, leader := leaderChangeSetup(t)
-	before := snapshotHeld(cons)
-	fault := time.Now()
-	c.Faults[leader].Isolate()
-	assertNoChurn(t, c, cons, before, fault)
-	// Heal: the old leader rejoins as a follower; still nothing moves.
-	c.Faults[leader].Heal()
-	time.Sleep(time.Second) // let it rejoin; the assertions below poll
-	assertNoChurn(t, c, cons, before, time.Now())
-}
-
-// TestLeaderFreezeNoChurn: the leader hangs with its sockets open (a
-// SIGSTOPped process, a black-holed host): its Raft transport is cut from
-// the followers and every consumer's connection to it stalls. No Redirect
-// or connection error tells the consumers anything; they must notice the
-// silence, find the new leader and resume before their leases lapse: no
-// revocation, no lost lease, same tokens, no overlap, operations resumed
-// within 3 s.
-func TestLeaderFreezeNoChurn(t *testing.T) {
-	c, cons, leader := leaderChangeSetup(t)
-	base := baseline(cons)
-	ep := c.Endpoints()[leader]
-	t.Cleanup(func() {
-		for _, tc := range cons {
-			tc.Net.Heal()
-		}
-	})
-	// Let the consumers settle into heartbeats (each at its own phase), so
-	// their last messages before the freeze are acks, not the Welcome.
-	time.Sleep(2 * time.Second)
-	fault := time.Now()
-	c.Faults[leader].Isolate()
-	for _, tc := range cons {
-		tc.Net.FreezeTo(ep)
-	}
-	assertOpsResume(t, c, fault)
-	// Every consumer must have moved: welcomed again, elsewhere.
-	celltest.Eventually(t, 10*time.Second, func() error {
-		for _, tc := range cons {
-			moved := false
-			for _, e := range tc.Events() {
-				moved = moved || (e.Kind == client.EventWelcome && e.Time.After(fault) && e.Endpoint != ep)
-			}
-			if !moved {
-				return fmt.Errorf("%s has not resumed on another node", tc.ID)
-			}
-		}
-		return nil
-	})
-	t.Logf("every consumer resumed elsewhere %v after the freeze", time.Since(fault).Round(time.Millisecond))
-	if os.Getenv("WDS_DEBUG_EVENTS") != "" { // diagnostics: each consumer's events around the freeze
-		for _, tc := range cons {
-			for _, e := range tc.Events() {
-				if e.Time.After(fault.Add(-3 * time.Second)) {
-					t.Logf("%s %v %s %s %v", tc.ID, e.Time.Sub(fault).Round(time.Millisecond), e.Kind, e.Endpoint, e.Err)
-				}
-			}
-		}
-	}
-	// Had any of them resumed too late, its leases (TTL 5 s) would have
-	// lapsed by now.
-	time.Sleep(time.Until(fault.Add(5500 * time.Millisecond)))
-	assertKept(t, c, cons, base)
-}
-
-// TestCellRestartKeepsState: the whole cell is stopped and restarted from
-// its data dirs; domains and grants are still there, and the consumers,
-// reconnecting, keep their grants.
-func TestCellRestartKeepsState(t *testing.T) {
-	c, cons, _ := leaderChangeSetup(t)
-	c.CreateDomain("other", topology.KindUnit, 1, 10*time.Second)
-	before, err := c.ShardMap("jobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range c.Nodes {
-		c.Kill(i)
-	}
-	for i := range c.Nodes {
-		c.Start(i)
-	}
-	c.Leader()
-	after, err := c.ShardMap("jobs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(after.Shards) != len(before.Shards) {
-		t.Fatalf("restarted cell has %d shards, had %d", len(after.Shards), len(before.Shards))
-	}
-	for i := range before.Shards {
-		b, a := before.Shards[i], after.Shards[i]
-		if a.Owner != b.Owner || a.Token.GetIndex() != b.Token.GetIndex() || a.State != b.State {
-			t.Fatalf("shard %d: before %v, after restart %v", i, b, a)
-		}
-	}
-	err = c.OnAny(func(a wdsv1.AdminClient) error {
-		l, err := a.ListDomains(context.Background(), &wdsv1.ListDomainsRequest{})
-		if err == nil && len(l.Domains) != 2 {
-			err = fmt.Errorf("domains after restart: %v", l.Domains)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The consumers were disconnected for less than their lease: they
-	// resume with the same grants.
-	assertNoChurn(t, c, cons, map[string][]string{
-		"c0": heldTokens(cons[0]), "c1": heldTokens(cons[1]), "c2": heldTokens(cons[2]), "c3": heldTokens(cons[3]),
-	}, time.Now())
 }
 
 // TestDomainDeleteAndRecreate: deleting a domain revokes its grants; the
@@ -594,41 +378,4 @@ func TestObservability(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// TestPartitionedLeaderStopsAcking tries to break contract (4): a consumer
-// that can only reach the old leader keeps heartbeating it after the
-// leader is cut off from its followers. The old leader must stop
-// acknowledging within its confirmation window, so the consumer's own
-// library gives the shards up before the new leader — which holds
-// inherited grants until accession + T·(1+ε) + L — hands them to others.
-func TestPartitionedLeaderStopsAcking(t *testing.T) {
-	c := celltest.New(t, 3)
-	const ttl = 3 * time.Second
-	c.CreateDomain("jobs", topology.KindGlobal, 16, ttl)
-	leader := c.Leader()
-	stuck := c.NewConsumer("stuck", []string{"jobs"}, func(cfg *client.Config) {
-		cfg.Endpoints = []string{c.Endpoints()[leader]}
-	})
-	free := c.NewConsumer("free", []string{"jobs"})
-	celltest.Eventually(t, 10*time.Second, func() error {
-		counts, err := c.OwnerCounts("jobs")
-		if err != nil {
-			return err
-		}
-		if err := balanced(counts, []string{"stuck", "free"}, 8, 8); err != nil {
-			return err
-		}
-		if n := len(stuck.Held()); n != 8 {
-			return fmt.Errorf("stuck runs %d shards", n) // the library runs a grant once acked
-		}
-		return nil
-	})
-	c.Faults[leader].Isolate()
-	waitOwner(t, c, "jobs", "free", 16, 20*time.Second)
-	if _, _, lost := stuck.Counts(); lost != 8 {
-		t.Errorf("the consumer stuck on the old leader lost %d leases, want 8", lost)
-	}
-	c.CheckHistory(t)
-	_ = free
 }

@@ -38,15 +38,35 @@ type RenewRequest struct {
 	NodeID string
 	// Held are the delegations live in the cell's log.
 	Held []DelegationID
-	// Released are relinquished delegations none of whose shards has a
-	// holder or a successor any more: the delegator may move them on at
-	// once instead of waiting out D·(1+ε).
-	Released []DelegationID
+	// Released are ranges of delegations the cell relinquished in which no
+	// shard has a holder or a successor any more: the delegator may move
+	// them on at once instead of waiting out D·(1+ε).
+	Released []Delegation
+	// Load is the cell's live consumers per domain (placement's input).
+	Load map[string]int
+	// CatalogIndex is the version of the last catalog the leader was sent
+	// (0: none yet).
+	CatalogIndex uint64
 }
 
 // RenewResponse lists every delegation the delegator holds as the cell's.
+// A delegation listed with fewer ranges than the cell holds of it has
+// been partly withdrawn: the cell relinquishes the rest.
 type RenewResponse struct {
 	Delegations []Delegation
+	// Catalog, when set, is the federation's catalog: the cell creates
+	// (federated) the domains it lacks and deletes the others.
+	Catalog *Catalog
+}
+
+// Catalog is the federation's domain catalog at a version.
+type Catalog = cellstate.Catalog
+
+// Nudger is a Delegator that can ask the cell to renew at once (its
+// delegations or the catalog changed): renewLoop renews whenever Nudges
+// delivers.
+type Nudger interface {
+	Nudges() <-chan struct{}
 }
 
 // delegationView is the cell leader's view of its delegations (contract
@@ -246,6 +266,10 @@ func (l *leader) renewLoop() {
 	defer l.wg.Done()
 	tick := time.NewTicker(l.n.cfg.RenewInterval)
 	defer tick.Stop()
+	var nudges <-chan struct{}
+	if nd, ok := l.n.cfg.Delegator.(Nudger); ok {
+		nudges = nd.Nudges()
+	}
 	for {
 		l.renewOnce()
 		l.sweepLapsing()
@@ -253,6 +277,7 @@ func (l *leader) renewLoop() {
 		case <-l.ctx.Done():
 			return
 		case <-tick.C:
+		case <-nudges:
 		case <-l.sweepKick:
 			l.sweepLapsing()
 			continue
@@ -262,7 +287,11 @@ func (l *leader) renewLoop() {
 
 func (l *leader) renewOnce() {
 	live, _ := l.n.state.LiveDelegations()
-	req := RenewRequest{Region: l.n.cfg.Region, NodeID: l.n.cfg.NodeID, Released: l.n.state.ReleasedDelegations()}
+	req := RenewRequest{Region: l.n.cfg.Region, NodeID: l.n.cfg.NodeID, Released: l.n.state.ReleasedRanges(),
+		Load: map[string]int{}, CatalogIndex: l.catalogIndex.Load()}
+	for _, dc := range l.n.state.DomainCounts() {
+		req.Load[dc.Name] = int(dc.Consumers)
+	}
 	for _, ids := range live {
 		req.Held = append(req.Held, ids...)
 	}
@@ -280,10 +309,25 @@ func (l *leader) renewOnce() {
 	}
 	l.delegations.answered(sent, resp)
 	l.n.metrics.renewals.Add(context.Background(), 1)
-	if ops := l.n.state.DelegateOps(resp.Delegations); len(ops) > 0 {
-		if _, err := l.n.propose(l.ctx, ops...); err != nil && l.ctx.Err() == nil {
-			l.log.Debug("delegations not recorded", "err", err)
+	var ops []*cellv1.Op
+	if resp.Catalog != nil {
+		ops = append(ops, l.n.state.CatalogOps(*resp.Catalog)...)
+	}
+	ops = append(ops, l.n.state.DelegateOps(resp.Delegations)...)
+	ops = append(ops, l.n.state.RelinquishOps(resp.Delegations)...)
+	if len(ops) > 0 {
+		if _, err := l.n.propose(l.ctx, ops...); err != nil {
+			if l.ctx.Err() == nil {
+				l.log.Debug("delegations not recorded", "err", err)
+			}
+			return
 		}
+	}
+	if resp.Catalog != nil && l.n.state.CatalogSynced(*resp.Catalog) {
+		// Recorded: later renewals need not carry it again. Until then
+		// (a re-created domain waits for its old incarnation's purge)
+		// every answer carries it.
+		l.catalogIndex.Store(resp.Catalog.Index)
 	}
 	l.poke()
 }

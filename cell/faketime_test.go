@@ -40,16 +40,17 @@ import (
 // fakeCell is a cell in a synctest bubble.
 type fakeCell struct {
 	t       *testing.T
+	cfgs    []cell.Config // without the Raft transport: startAll sets it
 	nodes   []*cell.Node
 	servers []*grpc.Server
 	trans   []*raft.InmemTransport
 	down    []bool
-	lis     map[string]*bufconn.Listener
 	eps     []string
 	history *chaos.History
 	dial    grpc.DialOption
 
 	mu        sync.Mutex
+	lis       map[string]*bufconn.Listener // by endpoint; replaced on restart
 	consumers []*client.Consumer
 	conns     []net.Conn // client connections, for blips
 	// cut consumers: their connections are closed and redials refused.
@@ -58,21 +59,34 @@ type fakeCell struct {
 	// gates of frozen consumers: their connections stay open, and every
 	// read and write waits until the gate closes.
 	gate map[string]chan struct{}
+	// gates of frozen nodes (freezeTo), by endpoint: every consumer's
+	// connections to it stall the same way.
+	gateTo map[string]chan struct{}
+	// events of each consumer, in order.
+	events map[string][]client.Event
 }
 
 // gatedConn is a client connection that stalls while its consumer is
-// frozen (a process paused with its socket open).
+// frozen (a process paused with its socket open), or the node it leads to
+// is (a hung node, as that consumer sees it).
 type gatedConn struct {
 	net.Conn
-	fc *fakeCell
-	id string
+	fc   *fakeCell
+	id   string
+	addr string
 }
 
 func (g gatedConn) wait() {
-	g.fc.mu.Lock()
-	ch := g.fc.gate[g.id]
-	g.fc.mu.Unlock()
-	if ch != nil {
+	for {
+		g.fc.mu.Lock()
+		ch := g.fc.gate[g.id]
+		if ch == nil {
+			ch = g.fc.gateTo[g.addr]
+		}
+		g.fc.mu.Unlock()
+		if ch == nil {
+			return
+		}
 		<-ch
 	}
 }
@@ -90,16 +104,18 @@ func (g gatedConn) Write(p []byte) (int, error) {
 
 func newFakeCell(t *testing.T, n int, dg *celltest.Delegator) *fakeCell {
 	t.Helper()
-	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}, cut: map[string]bool{}, connOf: map[string][]net.Conn{}, gate: map[string]chan struct{}{}}
+	fc := &fakeCell{t: t, lis: map[string]*bufconn.Listener{}, history: &chaos.History{}, cut: map[string]bool{}, connOf: map[string][]net.Conn{},
+		gate: map[string]chan struct{}{}, gateTo: map[string]chan struct{}{}, events: map[string][]client.Event{}}
 	var peers []cell.Peer
 	for i := range n {
 		p := cell.Peer{ID: fmt.Sprintf("n%d", i+1), Raft: fmt.Sprintf("127.0.0.1:%d", 1000+i), GRPC: fmt.Sprintf("127.0.0.1:%d", 2000+i)}
 		peers = append(peers, p)
 		fc.eps = append(fc.eps, p.GRPC)
-		fc.lis[p.GRPC] = bufconn.Listen(1 << 20)
 	}
 	fc.dial = grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+		fc.mu.Lock()
 		l, ok := fc.lis[addr]
+		fc.mu.Unlock()
 		if !ok {
 			return nil, fmt.Errorf("no node at %s", addr)
 		}
@@ -111,42 +127,74 @@ func newFakeCell(t *testing.T, n int, dg *celltest.Delegator) *fakeCell {
 		}
 		return c, err
 	})
-	transports := make([]*raft.InmemTransport, n)
-	for i, p := range peers {
-		_, transports[i] = raft.NewInmemTransport(raft.ServerAddress(p.Raft))
+	dir := t.TempDir()
+	for _, p := range peers {
+		cfg := cell.DefaultConfig()
+		cfg.NodeID, cfg.Region, cfg.Peers = p.ID, celltest.Region, peers
+		cfg.DataDir = filepath.Join(dir, p.ID)
+		if dg != nil { // nil: a lone cell, which delegates to itself
+			cfg.Delegator, cfg.RenewInterval = dg, delegRenew
+		}
+		fc.cfgs = append(fc.cfgs, cfg)
 	}
-	for i, a := range transports {
-		for j, b := range transports {
+	fc.nodes = make([]*cell.Node, n)
+	fc.servers = make([]*grpc.Server, n)
+	fc.down = make([]bool, n)
+	fc.startAll()
+	return fc
+}
+
+// startAll starts every node from its data dir, on fresh in-memory Raft
+// transports (all connected) and fresh listeners at the nodes' addresses,
+// and waits for a leader.
+func (fc *fakeCell) startAll() {
+	fc.t.Helper()
+	fc.trans = make([]*raft.InmemTransport, len(fc.cfgs))
+	for i, cfg := range fc.cfgs {
+		_, fc.trans[i] = raft.NewInmemTransport(raft.ServerAddress(cfg.Peers[i].Raft))
+	}
+	for i, a := range fc.trans {
+		for j, b := range fc.trans {
 			if i != j {
 				a.Connect(b.LocalAddr(), b)
 			}
 		}
 	}
-	fc.trans = transports
-	fc.down = make([]bool, n)
-	dir := t.TempDir()
-	for i, p := range peers {
-		cfg := cell.DefaultConfig()
-		cfg.NodeID, cfg.Region, cfg.Peers = p.ID, celltest.Region, peers
-		cfg.DataDir = filepath.Join(dir, p.ID)
-		cfg.Raft.Transport = transports[i]
-		cfg.Delegator, cfg.RenewInterval = dg, delegRenew
+	for i, cfg := range fc.cfgs {
+		cfg.Raft.Transport = fc.trans[i]
 		node, err := cell.NewNode(cfg)
 		if err != nil {
-			t.Fatal(err)
+			fc.t.Fatal(err)
 		}
 		srv := grpc.NewServer(cell.ServerOptions(cfg)...)
 		node.Register(srv)
-		go srv.Serve(fc.lis[p.GRPC])
-		fc.nodes = append(fc.nodes, node)
-		fc.servers = append(fc.servers, srv)
+		l := bufconn.Listen(1 << 20)
+		fc.mu.Lock()
+		fc.lis[fc.eps[i]] = l
+		fc.mu.Unlock()
+		go srv.Serve(l)
+		fc.nodes[i], fc.servers[i], fc.down[i] = node, srv, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := cell.WaitLeader(ctx, fc.nodes...); err != nil {
-		t.Fatal(err)
+		fc.t.Fatal(err)
 	}
-	return fc
+}
+
+// stopAll stops every node as a crash of the whole cell does, keeping the
+// data dirs: the gRPC servers stop (every client connection drops and
+// redials fail), then, once the last proposals had time to commit (see
+// close), the nodes close.
+func (fc *fakeCell) stopAll() {
+	for _, srv := range fc.servers {
+		srv.Stop()
+	}
+	time.Sleep(time.Second)
+	for i, n := range fc.nodes {
+		_ = n.Close()
+		fc.down[i] = true
+	}
 }
 
 // close stops every consumer and node; the bubble must end with no
@@ -159,6 +207,10 @@ func (fc *fakeCell) close() {
 	for id, ch := range fc.gate {
 		close(ch)
 		delete(fc.gate, id)
+	}
+	for ep, ch := range fc.gateTo {
+		close(ch)
+		delete(fc.gateTo, ep)
 	}
 	fc.mu.Unlock()
 	for _, c := range cs {
@@ -176,6 +228,8 @@ func (fc *fakeCell) close() {
 		fc.servers[i].Stop()
 		_ = n.Close()
 	}
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
 	for _, l := range fc.lis {
 		l.Close()
 	}
@@ -233,6 +287,48 @@ func (fc *fakeCell) thaw(id string) {
 	fc.mu.Unlock()
 }
 
+// freezeTo hangs node i as its consumers see it (a SIGSTOPped process, a
+// black-holed host): their connections to it stay open, and every read and
+// write on them, and on new ones, stalls (until close).
+func (fc *fakeCell) freezeTo(i int) {
+	fc.mu.Lock()
+	if fc.gateTo[fc.eps[i]] == nil {
+		fc.gateTo[fc.eps[i]] = make(chan struct{})
+	}
+	fc.mu.Unlock()
+}
+
+// healRaft undoes partitionRaft.
+func (fc *fakeCell) healRaft(i int) {
+	for j, t := range fc.trans {
+		if j != i {
+			t.Connect(fc.trans[i].LocalAddr(), fc.trans[i])
+			fc.trans[i].Connect(t.LocalAddr(), t)
+		}
+	}
+}
+
+// eventsOf returns a copy of a consumer's events.
+func (fc *fakeCell) eventsOf(id string) []client.Event {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return append([]client.Event(nil), fc.events[id]...)
+}
+
+// counts returns how many of a consumer's grants were revoked and how many
+// leases it lost (its library gave the shard up at its lease deadline).
+func (fc *fakeCell) counts(id string) (revokes, losts int) {
+	for _, e := range fc.eventsOf(id) {
+		switch e.Kind {
+		case client.EventRevoke:
+			revokes++
+		case client.EventLost:
+			losts++
+		}
+	}
+	return revokes, losts
+}
+
 // blip closes every client connection: sessions resume on new streams
 // (a Hello with the session token, answered by a Welcome).
 func (fc *fakeCell) blip() {
@@ -272,9 +368,10 @@ func (fc *fakeCell) createDomain(name string, kind topology.Kind, shards int, tt
 	}
 }
 
-// consumer starts a consumer whose ownership periods go to the history;
-// linger keeps the handler running after its context ends.
-func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
+// consumer starts a consumer whose ownership periods go to the history
+// and whose events to fc.events; linger keeps the handler running after
+// its context ends; opts adjust its configuration.
+func (fc *fakeCell) consumer(id string, linger time.Duration, opts ...func(*client.Config)) *client.Consumer {
 	fc.t.Helper()
 	var mu sync.Mutex
 	open := map[string]*chaos.Ownership{}
@@ -293,9 +390,9 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 		fc.conns = append(fc.conns, conn)
 		fc.connOf[id] = append(fc.connOf[id], conn)
 		fc.mu.Unlock()
-		return gatedConn{Conn: conn, fc: fc, id: id}, nil
+		return gatedConn{Conn: conn, fc: fc, id: id, addr: addr}, nil
 	})
-	c, err := client.NewConsumer(client.Config{
+	cfg := client.Config{
 		DialOptions: []grpc.DialOption{dial},
 		Endpoints:   fc.eps,
 		ID:          id,
@@ -307,6 +404,9 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 			time.Sleep(linger)
 		},
 		OnEvent: func(e client.Event) {
+			fc.mu.Lock()
+			fc.events[id] = append(fc.events[id], e)
+			fc.mu.Unlock()
 			mu.Lock()
 			defer mu.Unlock()
 			key := e.Shard.String()
@@ -320,7 +420,11 @@ func (fc *fakeCell) consumer(id string, linger time.Duration) *client.Consumer {
 				}
 			}
 		},
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	c, err := client.NewConsumer(cfg)
 	if err != nil {
 		fc.t.Fatal(err)
 	}
@@ -559,6 +663,11 @@ func TestFakeTimeConsumerFrozen(t *testing.T) {
 			if iv.Consumer == "a" && (iv.End.IsZero() || iv.End.After(frozen.Add(delegTTL))) {
 				t.Errorf("frozen a believed it owned %s until %v after the freeze, past T", iv.Range, iv.End.Sub(frozen))
 			}
+		}
+		// Its own library gave them up, at its lease deadline: it heard
+		// nothing, so no revocation could have.
+		if revokes, lost := fc.counts("a"); revokes != 0 || lost != 2 {
+			t.Errorf("frozen a: %d revocations and %d lost leases, want 0 and 2", revokes, lost)
 		}
 		fc.thaw("a")
 		celltest.Eventually(t, 4*delegTTL, balanced)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -84,7 +85,10 @@ type leader struct {
 	// asks the renewal loop to relinquish lapsing ones now.
 	delegations *delegationView
 	sweepKick   chan struct{}
-	wg          sync.WaitGroup
+	// catalogIndex is the version of the last catalog the delegator sent
+	// that the log holds (a federated cell's catalog is the delegator's).
+	catalogIndex atomic.Uint64
+	wg           sync.WaitGroup
 	// scratch is owned by the balancer goroutine.
 	scratch planScratch
 }

@@ -68,9 +68,10 @@ const maxRetryPause = time.Second
 // maxObserverPause caps the pause between observer sessions.
 const maxObserverPause = 2 * time.Second
 
-// notFoundGrace is how long an observer keeps retrying NotFound: a node
+// notFoundGrace is how long a session keeps retrying NotFound: a node
 // that has not yet applied a domain's creation answers NotFound for a few
-// milliseconds after `wds domain create` returned.
+// milliseconds after `wds domain create` returned, and in a federation a
+// cell learns the global catalog up to a renewal interval later.
 const notFoundGrace = 2 * time.Second
 
 // avoidList is the endpoints and node ids whose sessions just failed.
@@ -147,17 +148,15 @@ func (t *transport) run(ctx context.Context, open func(endpoint string) sessionE
 		}
 		since = time.Now()
 		err := end.err
-		if !t.leader {
-			if errors.Is(err, ErrNotFound) {
-				if notFoundSince.IsZero() {
-					notFoundSince = time.Now()
-				}
-				if time.Since(notFoundSince) < notFoundGrace {
-					err = nil // a domain just created: retry below
-				}
-			} else {
-				notFoundSince = time.Time{}
+		if errors.Is(err, ErrNotFound) {
+			if notFoundSince.IsZero() {
+				notFoundSince = time.Now()
 			}
+			if time.Since(notFoundSince) < notFoundGrace {
+				err = nil // a domain just created: retry below
+			}
+		} else {
+			notFoundSince = time.Time{}
 		}
 		if err != nil && permanent(err) {
 			return ep, err

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +77,86 @@ func parseKind(s string) (Kind, *FieldError) {
 	return KindUnspecified, Invalid("kind", quote(s), "unknown kind: want one of %s", validKinds)
 }
 
+// Failover says what happens to a REGIONAL domain's key space in a region
+// that is down (its renewals to the global group stopped and its
+// delegations' deadlines passed). The zero value is FailoverAuto, the
+// default, so a Domain built in code fails over unless it says otherwise.
+type Failover int
+
+const (
+	// FailoverAuto re-delegates the key space to the first live region of
+	// the down region's failover list (File.FailoverOf), and fails back
+	// after the region has been stable again for a while.
+	FailoverAuto Failover = iota
+	// FailoverManual leaves the key space unserved until an operator moves
+	// it: for services whose regional data cannot be reached from elsewhere.
+	FailoverManual
+)
+
+var failoverNames = [...]string{FailoverAuto: "auto", FailoverManual: "manual"}
+
+// validFailovers lists the failover settings an operator may write.
+const validFailovers = "auto, manual"
+
+// String returns "auto" or "manual" (the topology-file form).
+func (f Failover) String() string {
+	if f >= 0 && int(f) < len(failoverNames) {
+		return failoverNames[f]
+	}
+	return "Failover(" + strconv.Itoa(int(f)) + ")"
+}
+
+// MarshalText encodes f as String does.
+func (f Failover) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText accepts what ParseFailover accepts.
+func (f *Failover) UnmarshalText(p []byte) error {
+	v, err := ParseFailover(string(p))
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
+
+// ParseFailover parses "auto" or "manual", in any case. The error names the
+// field "failover" and lists the valid values.
+func ParseFailover(s string) (Failover, error) {
+	f, err := parseFailover(s)
+	if err != nil {
+		return f, err
+	}
+	return f, nil
+}
+
+func parseFailover(s string) (Failover, *FieldError) {
+	switch strings.ToLower(s) {
+	case "auto":
+		return FailoverAuto, nil
+	case "manual":
+		return FailoverManual, nil
+	case "":
+		return FailoverAuto, Invalid("failover", "", "must be one of %s (omit the field for auto)", validFailovers)
+	}
+	return FailoverAuto, Invalid("failover", quote(s), "unknown failover: want one of %s", validFailovers)
+}
+
+// Pin places part of a domain in a region: a range of a GLOBAL domain, or a
+// whole UNIT domain, for instance to keep work next to the database's home
+// region. The global group keeps a pinned range in its region while that
+// region is live; while it is down, the range fails over to a live region
+// like any other, and comes back once the region is stable again.
+type Pin struct {
+	// Range is the pinned part of the domain's key space. For a GLOBAL
+	// domain both ends lie on the domain's shard boundaries (those of
+	// SplitEven(Shards)), so a pin is a run of whole shards. For a UNIT
+	// domain it is Full, the domain's one shard: the file gives no range
+	// there, and Parse and Normalize fill it in.
+	Range Range
+	// Region is the region that holds Range; a region of the file.
+	Region string
+}
+
 // Limits and defaults of a domain.
 const (
 	// MaxShards bounds a domain's shard count, and so the size of routing
@@ -108,11 +189,44 @@ type Domain struct {
 	// TTL is the grant lease duration, MinTTL to MaxTTL, in whole
 	// milliseconds (the wire carries milliseconds).
 	TTL time.Duration
+
+	// The fields below are placement: they say where the global group puts
+	// the domain's key space, not how shards are leased. Which regions
+	// exist is the topology file's business, so Validate checks only their
+	// form; File.Validate checks that every region named is in the file.
+
+	// Regions is, for a REGIONAL domain, the regions that have a key space
+	// of the domain, without duplicates. Empty means every region: in the
+	// topology file an absent field means that too, and Parse fills in
+	// every region of the file in file order (an explicit empty list there
+	// is an error). Other kinds have one key space and no Regions.
+	Regions []string
+	// Failover is, for a REGIONAL domain, whether a down region's key space
+	// moves to its failover region on its own (FailoverAuto, the default)
+	// or waits for an operator. Other kinds always fail over, so anything
+	// but the zero value is an error there.
+	Failover Failover
+	// Pins place ranges of a GLOBAL domain, or a UNIT domain as a whole, in
+	// given regions. GLOBAL pins must not overlap; a UNIT domain has at most
+	// one pin; a REGIONAL domain none (each region serves its own key
+	// space).
+	Pins []Pin
+}
+
+// Equal reports whether d and o are the same definition. A nil and an empty
+// Regions or Pins are equal. Domain has slice fields, so == does not
+// compile on it.
+func (d Domain) Equal(o Domain) bool {
+	return d.Name == o.Name && d.Kind == o.Kind && d.Shards == o.Shards && d.TTL == o.TTL &&
+		slices.Equal(d.Regions, o.Regions) && d.Failover == o.Failover && slices.Equal(d.Pins, o.Pins)
 }
 
 // Normalize fills in defaults that need no operator decision: a UNIT domain
 // has one shard, and a TTL of zero means DefaultTTL. Shards of other kinds
-// have no default; Validate reports them missing.
+// have no default; Validate reports them missing. A UNIT domain's pin
+// without a range (the zero Range) gets Full, its one shard; Pins is copied
+// first, never changed in place. Regions stays empty when it is, meaning
+// every region: only the topology file knows which those are.
 func (d *Domain) Normalize() {
 	if d.Kind == KindUnit && d.Shards == 0 {
 		d.Shards = 1
@@ -120,11 +234,22 @@ func (d *Domain) Normalize() {
 	if d.TTL == 0 {
 		d.TTL = DefaultTTL
 	}
+	if d.Kind == KindUnit && slices.ContainsFunc(d.Pins, func(p Pin) bool { return p.Range == Range{} }) {
+		d.Pins = slices.Clone(d.Pins)
+		for i := range d.Pins {
+			if d.Pins[i].Range == (Range{}) {
+				d.Pins[i].Range = Full
+			}
+		}
+	}
 }
 
 // Validate checks d and returns a *FieldError naming the first bad field:
-// "name", "kind", "shards" or "ttl". It does not apply defaults; call
-// Normalize first where defaults are wanted.
+// "name", "kind", "shards", "ttl", then the placement fields, such as
+// "regions[1]", "failover", "pins[0].to" or "pins[2].region". It checks the
+// form of the region names only; File.Validate checks that they name
+// regions of the file. It does not apply defaults; call Normalize first
+// where defaults are wanted.
 func (d Domain) Validate() error {
 	if err := d.validate(); err != nil {
 		return err
@@ -158,7 +283,118 @@ func (d Domain) validate() *FieldError {
 	case d.TTL%time.Millisecond != 0:
 		return Invalid("ttl", d.TTL.String(), "must be a whole number of milliseconds")
 	}
+	return d.validatePlacement()
+}
+
+// validatePlacement checks Regions, Failover and Pins; the fields before
+// them are valid (Shards in particular).
+func (d Domain) validatePlacement() *FieldError {
+	if d.Failover < FailoverAuto || d.Failover > FailoverManual {
+		return Invalid("failover", strconv.Itoa(int(d.Failover)), "unknown failover: want one of %s", validFailovers)
+	}
+	if d.Kind != KindRegional {
+		if len(d.Regions) > 0 {
+			return errRegionsNotRegional("regions", d.Kind)
+		}
+		if d.Failover != FailoverAuto {
+			return errFailoverNotRegional("failover", d.Kind)
+		}
+	}
+	seen := make(map[string]int, len(d.Regions))
+	for i, r := range d.Regions {
+		field := index("regions", i)
+		if err := checkName(field, r); err != nil {
+			return err
+		}
+		if j, dup := seen[r]; dup {
+			return Invalid(field, quote(r), "duplicate region, also regions[%d]", j)
+		}
+		seen[r] = i
+	}
+	switch d.Kind {
+	case KindRegional:
+		if len(d.Pins) > 0 {
+			return errPinsRegional("pins")
+		}
+	case KindUnit:
+		if len(d.Pins) > 1 {
+			return Invalid("pins[1]", "", "a unit domain takes at most one pin: it is one shard, and pins[0] places it")
+		}
+		for i, p := range d.Pins {
+			if p.Range != Full {
+				return Invalid(index("pins", i), p.Range.String(), "a unit domain's pin covers the whole domain: its range must be %s", Full)
+			}
+		}
+	case KindGlobal:
+		if err := checkPinRanges(d.Pins, d.Shards); err != nil {
+			return err
+		}
+	}
+	for i, p := range d.Pins {
+		field := index("pins", i) + ".region"
+		if p.Region == "" {
+			return Invalid(field, "", "required: the region that holds the pinned range")
+		}
+		if err := checkName(field, p.Region); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// checkPinRanges checks the pins of a GLOBAL domain of n shards: each range
+// holds a key and runs from a shard boundary to a shard boundary, and no two
+// overlap. An overlap is reported at the pin that comes later in the list.
+func checkPinRanges(pins []Pin, n int) *FieldError {
+	for i, p := range pins {
+		field := index("pins", i)
+		if err := p.Range.validate(); err != nil {
+			return prefixField(field, err)
+		}
+		for _, b := range []struct {
+			name  string
+			bound Bound
+		}{{"from", p.Range.From}, {"to", p.Range.To}} {
+			if s, ok := shardAt(b.bound, n); !ok {
+				shard := Range{From: evenBoundary(uint64(s), uint64(n)), To: evenBoundary(uint64(s)+1, uint64(n))}
+				return Invalid(field+"."+b.name, b.bound.String(),
+					"must be a shard boundary: the domain's %d shards split the key space evenly, and this is inside shard %d %s", n, s, shard)
+			}
+		}
+	}
+	// Ranges sorted by start overlap somewhere iff two neighbours do. Among
+	// the overlapping neighbours the first in key order is reported, naming
+	// the pin that comes later in the file.
+	order := make([]int, len(pins))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return pins[a].Range.From.Compare(pins[b].Range.From) })
+	for k := 1; k < len(order); k++ {
+		a, b := order[k-1], order[k]
+		if pins[a].Range.Overlaps(pins[b].Range) {
+			if a > b {
+				a, b = b, a
+			}
+			return Invalid(index("pins", b), pins[b].Range.String(), "overlaps pins[%d] %s: a key is pinned to one region at most", a, pins[a].Range)
+		}
+	}
+	return nil
+}
+
+// The errors of placement fields given on the wrong kind of domain, shared
+// by Validate and Parse (which also sees fields written with empty values).
+
+func errRegionsNotRegional(field string, k Kind) *FieldError {
+	return Invalid(field, "", "only a regional domain has regions: a %s domain has one key space for the whole federation (place it with pins)", k)
+}
+
+func errFailoverNotRegional(field string, k Kind) *FieldError {
+	return Invalid(field, "", "only a regional domain has a failover setting: a %s domain always fails over to live regions", k)
+}
+
+func errPinsRegional(field string) *FieldError {
+	return Invalid(field, "", "a regional domain cannot be pinned: each of its regions serves its own key space (choose them with regions)")
 }
 
 // ValidateName checks a region or domain name: 1 to MaxNameLen characters of

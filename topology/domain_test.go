@@ -158,7 +158,7 @@ func TestDomainNormalize(t *testing.T) {
 	for _, tt := range tests {
 		d := tt.in
 		d.Normalize()
-		if d != tt.want {
+		if !d.Equal(tt.want) {
 			t.Errorf("Normalize(%+v) = %+v, want %+v", tt.in, d, tt.want)
 		}
 	}
@@ -176,7 +176,7 @@ func TestDomainProto(t *testing.T) {
 				t.Errorf("DomainToProto(%+v) = %v", d, p)
 			}
 			back, err := DomainFromProto(p)
-			if err != nil || back != d {
+			if err != nil || !back.Equal(d) {
 				t.Errorf("DomainFromProto = %+v, %v; want %+v", back, err, d)
 			}
 		}

@@ -27,7 +27,13 @@ const MaxNodesPerRegion = 7
 
 // File is a parsed topology file: the regions with their nodes, and the work
 // domains. Parse and Validate guarantee that names, ids and addresses are
-// well formed and unique, so consumers of a File need not check again.
+// well formed and unique, and that every region a failover list, a domain's
+// regions or a pin names is a region of the file, so consumers of a File
+// need not check again.
+//
+// A file of one region without global voters is a lone cell: no global
+// group, the cell serves every domain itself. A file of several regions is a
+// federation and names the voters of the global group (Node.Global).
 type File struct {
 	Regions []Region
 	Domains []Domain
@@ -39,6 +45,17 @@ type Region struct {
 	Name string
 	// Nodes are the cell's Raft voters, 1 to MaxNodesPerRegion.
 	Nodes []Node
+	// Failover is the ordered list of the regions that serve this region's
+	// REGIONAL key spaces while it is down: the global group re-delegates
+	// each to the first region of the list that is live. Every entry names
+	// another region of the file, at most once.
+	//
+	// The list is not transitive: a region's key spaces go to the first
+	// live region of its own list, never on along the list of that region.
+	// So mutual lists (a: [b], b: [a]) are normal, and a list need not name
+	// every region. Empty means the file gives no order; FailoverOf then
+	// answers every other region, in file order.
+	Failover []string
 }
 
 // Node is one WDS server process. Its addresses are the ones other nodes
@@ -53,6 +70,10 @@ type Node struct {
 	// HTTP is the optional host:port serving /metrics, /healthz and /readyz.
 	// It may be a wildcard such as 0.0.0.0:7300, since only scrapers use it.
 	HTTP string
+	// Global is the optional host:port of the node's global Raft transport:
+	// set, it makes the node a voter of the global group too (typically one
+	// node per region). A file of more than one region needs at least one.
+	Global string
 }
 
 // Region returns the region called name.
@@ -140,8 +161,11 @@ func Load(path string) (*File, error) {
 
 // Parse parses and validates a topology file. name is the file name used in
 // errors. Omitted fields take their defaults (a UNIT domain's shards: 1; a
-// domain's ttl: DefaultTTL); explicitly written zeros are rejected, since
-// they are more likely mistakes than requests for the default.
+// domain's ttl: DefaultTTL; a REGIONAL domain's regions: every region of
+// the file, in file order; its failover: auto); explicitly written zeros
+// are rejected, since they are more likely mistakes than requests for the
+// default (an empty regions or failover list, an empty failover setting). A
+// region's failover list has no default in the File: FailoverOf supplies it.
 //
 // Every error is a *FileError carrying name, line and field path. The parser
 // works on the YAML node tree rather than decoding into structs, because only
@@ -382,16 +406,58 @@ func (p *parser) file(n *yaml.Node) (*File, *FieldError) {
 		}
 		return nil
 	})
-	return f, err
+	if err != nil {
+		return f, err
+	}
+	// A REGIONAL domain without regions is in every region; an explicit
+	// empty list was rejected above. The list is filled in here, where the
+	// regions are known whatever order the file gives them in.
+	for i := range f.Domains {
+		if d := &f.Domains[i]; d.Kind == KindRegional && d.Regions == nil {
+			d.Regions = make([]string, len(f.Regions))
+			for j, r := range f.Regions {
+				d.Regions[j] = r.Name
+			}
+		}
+	}
+	return f, nil
+}
+
+// names parses a list of names (regions); each item must be a single value.
+func (p *parser) names(v *yaml.Node, path string) ([]string, *FieldError) {
+	items, err := p.sequence(v, path)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(items))
+	for i, it := range items {
+		s, err := scalar(it, index(path, i))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, nil
 }
 
 func (p *parser) region(n *yaml.Node, path string) (Region, *FieldError) {
 	var r Region
-	err := p.mapping(n, path, []string{"name", "nodes"}, func(key string, v *yaml.Node, path string) *FieldError {
-		if key == "name" {
+	err := p.mapping(n, path, []string{"name", "nodes", "failover"}, func(key string, v *yaml.Node, path string) *FieldError {
+		switch key {
+		case "name":
 			var err *FieldError
 			r.Name, err = scalar(v, path)
 			return err
+		case "failover":
+			var err *FieldError
+			if r.Failover, err = p.names(v, path); err != nil {
+				return err
+			}
+			if len(r.Failover) == 0 {
+				// Empty would read as "no failover", yet means the default.
+				return Invalid(path, "", "empty: list the regions that serve this region's regional key spaces while it is down, or omit the field for every other region in file order")
+			}
+			return nil
 		}
 		items, err := p.sequence(v, path)
 		if err != nil {
@@ -411,7 +477,7 @@ func (p *parser) region(n *yaml.Node, path string) (Region, *FieldError) {
 
 func (p *parser) node(n *yaml.Node, path string) (Node, *FieldError) {
 	var nd Node
-	err := p.mapping(n, path, []string{"id", "raft", "grpc", "http"}, func(key string, v *yaml.Node, path string) *FieldError {
+	err := p.mapping(n, path, []string{"id", "raft", "grpc", "http", "global"}, func(key string, v *yaml.Node, path string) *FieldError {
 		s, err := scalar(v, path)
 		switch key {
 		case "id":
@@ -422,6 +488,8 @@ func (p *parser) node(n *yaml.Node, path string) (Node, *FieldError) {
 			nd.GRPC = s
 		case "http":
 			nd.HTTP = s
+		case "global":
+			nd.Global = s
 		}
 		return err
 	})
@@ -430,8 +498,31 @@ func (p *parser) node(n *yaml.Node, path string) (Node, *FieldError) {
 
 func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 	var d Domain
-	var hasShards, hasTTL bool
-	err := p.mapping(n, path, []string{"name", "kind", "shards", "ttl"}, func(key string, v *yaml.Node, path string) *FieldError {
+	var hasShards, hasTTL, hasRegions, hasFailover, hasPins bool
+	var pinFields []pinFields
+	err := p.mapping(n, path, []string{"name", "kind", "shards", "ttl", "regions", "failover", "pins"}, func(key string, v *yaml.Node, path string) *FieldError {
+		switch key {
+		case "regions":
+			hasRegions = true
+			var err *FieldError
+			d.Regions, err = p.names(v, path)
+			return err
+		case "pins":
+			hasPins = true
+			items, err := p.sequence(v, path)
+			if err != nil {
+				return err
+			}
+			for i, it := range items {
+				pin, has, err := p.pin(it, index(path, i))
+				if err != nil {
+					return err
+				}
+				d.Pins = append(d.Pins, pin)
+				pinFields = append(pinFields, has)
+			}
+			return nil
+		}
 		s, err := scalar(v, path)
 		if err != nil {
 			return err
@@ -462,6 +553,13 @@ func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 				return Invalid(path, quote(s), "must be a duration with a unit, such as 10s or 1m30s")
 			}
 			d.TTL = t
+		case "failover":
+			hasFailover = true
+			f, err := parseFailover(s)
+			if err != nil {
+				return renamed(err, path)
+			}
+			d.Failover = f
 		}
 		return nil
 	})
@@ -474,13 +572,88 @@ func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 	if !hasTTL {
 		d.TTL = DefaultTTL
 	}
+	// Which placement fields a domain may have depends on its kind, which
+	// may come after them. Checked here because a File cannot tell a field
+	// written empty from one left out; Validate checks the rest. Without a
+	// kind, validate reports the kind first.
+	if d.Kind == KindUnspecified {
+		return d, nil
+	}
+	switch {
+	case hasRegions && d.Kind != KindRegional:
+		return d, errRegionsNotRegional(path+".regions", d.Kind)
+	case hasRegions && len(d.Regions) == 0:
+		return d, Invalid(path+".regions", "", "a REGIONAL domain in no region: list the regions that have its key space, or omit the field for every region of the file")
+	case hasFailover && d.Kind != KindRegional:
+		return d, errFailoverNotRegional(path+".failover", d.Kind)
+	case hasPins && d.Kind == KindRegional:
+		return d, errPinsRegional(path + ".pins")
+	}
+	for i, has := range pinFields {
+		pp := index(path+".pins", i)
+		switch {
+		case d.Kind == KindUnit && has.from:
+			return d, errUnitPinRange(pp + ".from")
+		case d.Kind == KindUnit && has.to:
+			return d, errUnitPinRange(pp + ".to")
+		case d.Kind == KindUnit:
+			d.Pins[i].Range = Full
+		case !has.from:
+			return d, Invalid(pp+".from", "", "required: the first key of the pinned range, a UUID on a shard boundary")
+		case !has.to:
+			return d, Invalid(pp+".to", "", "required: the end of the pinned range, a UUID on a shard boundary or end")
+		}
+	}
 	return d, nil
+}
+
+func errUnitPinRange(field string) *FieldError {
+	return Invalid(field, "", "a unit domain's pin takes only region: the domain is one shard, pinned whole")
+}
+
+// pinFields records which bounds a pin wrote: whether they are required or
+// forbidden depends on the domain's kind.
+type pinFields struct{ from, to bool }
+
+func (p *parser) pin(n *yaml.Node, path string) (Pin, pinFields, *FieldError) {
+	var pin Pin
+	var has pinFields
+	err := p.mapping(n, path, []string{"from", "to", "region"}, func(key string, v *yaml.Node, path string) *FieldError {
+		s, err := scalar(v, path)
+		if err != nil {
+			return err
+		}
+		if key == "region" {
+			pin.Region = s
+			return nil
+		}
+		switch {
+		case s == "" && key == "from":
+			return Invalid(path, "", "must be a UUID on a shard boundary")
+		case s == "":
+			return Invalid(path, "", "must be a UUID on a shard boundary, or end")
+		}
+		b, err := parseBound(path, s)
+		if err != nil {
+			return err
+		}
+		if key == "from" {
+			has.from, pin.Range.From = true, b
+		} else {
+			has.to, pin.Range.To = true, b
+		}
+		return nil
+	})
+	return pin, has, err
 }
 
 // Validate checks a File built in code the way Parse checks a parsed one:
 // every region, node and domain valid; region names, node ids, addresses and
-// domain names unique. It applies no defaults. The error is a *FieldError
-// whose Field is the path in the file, such as "domains[2].shards".
+// domain names unique; failover lists, domains' regions and pins naming
+// regions of the file; a global voter in a file of several regions. It
+// applies no defaults (a REGIONAL domain with empty Regions is in every
+// region). The error is a *FieldError whose Field is the path in the file,
+// such as "domains[2].shards".
 func (f *File) Validate() error {
 	if err := f.validate(); err != nil {
 		return err
@@ -520,16 +693,21 @@ func (f *File) validate() *FieldError {
 			}
 			nodes[n.ID] = np + ".id"
 			for _, a := range []struct {
-				field, addr string
-				dialed      bool
-			}{{"raft", n.Raft, true}, {"grpc", n.GRPC, true}, {"http", n.HTTP, false}} {
+				field, addr      string
+				dialed, optional bool
+			}{{"raft", n.Raft, true, false}, {"grpc", n.GRPC, true, false}, {"http", n.HTTP, false, true}, {"global", n.Global, true, true}} {
 				field := np + "." + a.field
-				if a.addr == "" && !a.dialed {
+				if a.addr == "" && a.optional {
 					continue
 				}
 				key, err := checkAddr(field, a.addr, a.dialed)
 				if err != nil {
 					return err
+				}
+				if !a.dialed && wildcardHost(a.addr) {
+					// Each node binds its own wildcard: nodes on different
+					// hosts may all listen on 0.0.0.0:7300.
+					continue
 				}
 				if first, dup := addrs[key]; dup {
 					return Invalid(field, quote(a.addr), "address already used by %s", first)
@@ -537,6 +715,9 @@ func (f *File) validate() *FieldError {
 				addrs[key] = field
 			}
 		}
+	}
+	if err := f.validateFederation(regions); err != nil {
+		return err
 	}
 	domains := map[string]string{}
 	for i, d := range f.Domains {
@@ -548,6 +729,9 @@ func (f *File) validate() *FieldError {
 			return Invalid(dp+".name", quote(d.Name), "duplicate domain name, also %s", first)
 		}
 		domains[d.Name] = dp + ".name"
+		if err := f.validateDomainRegions(dp, d, regions); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -618,4 +802,15 @@ func ValidateHostPort(field, addr string) error {
 		return err
 	}
 	return nil
+}
+
+// wildcardHost reports whether a listen address binds every interface
+// (0.0.0.0, ::, or no host).
+func wildcardHost(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
 }

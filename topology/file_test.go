@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,7 +21,7 @@ regions:
         http: 127.0.0.1:7300   # host:port, optional: /metrics /healthz /readyz
   - name: eu-west
     nodes:
-      - {id: e1, raft: "e1.wds.internal:7200", grpc: "e1.wds.internal:7100"}
+      - {id: e1, raft: "e1.wds.internal:7200", grpc: "e1.wds.internal:7100", global: "e1.wds.internal:7400"}
       - {id: e2, raft: "[fd00::2]:7200", grpc: "[fd00::2]:7100", http: "0.0.0.0:7300"}
 domains:
   - name: orders
@@ -44,14 +45,14 @@ func TestParseExample(t *testing.T) {
 		Regions: []Region{
 			{Name: "local", Nodes: []Node{{ID: "n1", Raft: "127.0.0.1:7200", GRPC: "127.0.0.1:7100", HTTP: "127.0.0.1:7300"}}},
 			{Name: "eu-west", Nodes: []Node{
-				{ID: "e1", Raft: "e1.wds.internal:7200", GRPC: "e1.wds.internal:7100"},
+				{ID: "e1", Raft: "e1.wds.internal:7200", GRPC: "e1.wds.internal:7100", Global: "e1.wds.internal:7400"},
 				{ID: "e2", Raft: "[fd00::2]:7200", GRPC: "[fd00::2]:7100", HTTP: "0.0.0.0:7300"},
 			}},
 		},
 		Domains: []Domain{
 			{Name: "orders", Kind: KindGlobal, Shards: 64, TTL: 10 * time.Second},
 			{Name: "leader", Kind: KindUnit, Shards: 1, TTL: DefaultTTL},
-			{Name: "carts", Kind: KindRegional, Shards: MaxShards, TTL: 90 * time.Second},
+			{Name: "carts", Kind: KindRegional, Shards: MaxShards, TTL: 90 * time.Second, Regions: []string{"local", "eu-west"}},
 		},
 	}
 	if !equalFiles(f, want) {
@@ -88,7 +89,7 @@ func equalFiles(a, b *File) bool {
 	}
 	for i := range a.Regions {
 		ra, rb := a.Regions[i], b.Regions[i]
-		if ra.Name != rb.Name || len(ra.Nodes) != len(rb.Nodes) {
+		if ra.Name != rb.Name || len(ra.Nodes) != len(rb.Nodes) || !slices.Equal(ra.Failover, rb.Failover) {
 			return false
 		}
 		for j := range ra.Nodes {
@@ -98,7 +99,7 @@ func equalFiles(a, b *File) bool {
 		}
 	}
 	for i := range a.Domains {
-		if a.Domains[i] != b.Domains[i] {
+		if !a.Domains[i].Equal(b.Domains[i]) {
 			return false
 		}
 	}
@@ -162,7 +163,7 @@ func TestParseErrors(t *testing.T) {
 		{"tab indentation", "regions:\n\t- name: r\n", 2, "", []string{"invalid YAML: found character that cannot start any token"}},
 		{"unknown top field", prelude + "region: x\n", 6, "region", []string{"unknown field; known fields here: regions, domains"}},
 		{"unknown node field", "regions:\n  - name: r\n    nodes:\n      - id: n1\n        rafts: 10.0.0.1:7200\n", 5, "regions[0].nodes[0].rafts", []string{"unknown field; known fields here: id, raft, grpc, http"}},
-		{"unknown domain field", prelude + "  - name: orders\n    kind: global\n    shards: 4\n    failover: auto\n", 9, "domains[0].failover", []string{"known fields here: name, kind, shards, ttl"}},
+		{"unknown domain field", prelude + "  - name: orders\n    kind: global\n    shards: 4\n    replicas: 3\n", 9, "domains[0].replicas", []string{"known fields here: name, kind, shards, ttl"}},
 		{"duplicate key", prelude + "  - name: orders\n    kind: global\n    kind: unit\n", 8, "domains[0].kind", []string{"duplicate field (first at line 7)"}},
 		{"bad duration", prelude + "  - name: orders\n    kind: global\n    shards: 4\n    ttl: 10 seconds\n", 9, "domains[0].ttl", []string{"must be a duration with a unit", `got "10 seconds"`}},
 		{"duration without unit", prelude + "  - name: orders\n    kind: global\n    shards: 4\n    ttl: 10\n", 9, "domains[0].ttl", []string{"must be a duration", `got "10"`}},

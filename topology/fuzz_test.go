@@ -24,6 +24,10 @@ func FuzzParse(f *testing.F) {
 	f.Add([]byte("? [a]\n: 1\n"))
 	f.Add([]byte("a: 1\n---\nb: 2\n"))
 	f.Add([]byte("regions:\n  - {name: r, nodes: [{id: n, raft: '[::1]:1', grpc: 'x.y.:2', http: '[::]:3'}]}\n"))
+	f.Add([]byte(federationFile))
+	f.Add([]byte(fedPrelude + "  - {name: g, kind: global, shards: 3, pins: [{from: 55555555-5555-5555-5555-555555555555, to: end, region: c}, {from: 00000000-0000-0000-0000-000000000000, to: 55555555-5555-5555-5555-555555555556, region: a}]}\n"))
+	f.Add([]byte(fedPrelude + "  - {name: u, kind: unit, pins: [{region: b, to: end}]}\n  - {name: r, kind: regional, shards: 2, regions: [], failover: manual}\n"))
+	f.Add([]byte(twoRegions("    failover: [b, a]\n", ", global: 'h:13'")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := Parse("fuzz.yaml", data)
 		if err != nil {
@@ -56,6 +60,19 @@ func FuzzParse(f *testing.F) {
 		for _, d := range file.Domains {
 			if _, err := DomainFromProto(DomainToProto(d)); err != nil {
 				t.Fatalf("domain %+v does not survive the wire: %v", d, err)
+			}
+			if d.Kind == KindRegional && len(d.Regions) == 0 {
+				t.Fatalf("regional domain %q has no regions after Parse", d.Name)
+			}
+		}
+		if len(file.Regions) > 1 && len(file.GlobalVoters()) == 0 {
+			t.Fatalf("a federation of %d regions without global voters", len(file.Regions))
+		}
+		for _, r := range file.Regions {
+			for _, o := range file.FailoverOf(r.Name) {
+				if _, ok := file.Region(o); !ok || o == r.Name {
+					t.Fatalf("FailoverOf(%q) has %q", r.Name, o)
+				}
 			}
 		}
 	})

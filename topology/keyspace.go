@@ -104,12 +104,20 @@ func (b *Bound) UnmarshalText(p []byte) error {
 // ParseBound parses a UUID or "end" (the form String produces); errors name
 // field.
 func ParseBound(field, s string) (Bound, error) {
+	b, err := parseBound(field, s)
+	if err != nil {
+		return Bound{}, err
+	}
+	return b, nil
+}
+
+func parseBound(field, s string) (Bound, *FieldError) {
 	if strings.EqualFold(s, "end") {
 		return End, nil
 	}
-	k, err := ParseKey(field, s)
+	k, err := uuid.Parse(s)
 	if err != nil {
-		return Bound{}, err
+		return Bound{}, Invalid(field, quote(s), "invalid UUID: %v", err)
 	}
 	return BoundOf(k), nil
 }
@@ -194,6 +202,13 @@ func (r Range) String() string { return "[" + r.From.String() + ", " + r.To.Stri
 // Validate checks that r holds at least one key. Errors name "from" or "to";
 // callers prefix them with the field the range came from.
 func (r Range) Validate() error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (r Range) validate() *FieldError {
 	if r.From.IsEnd() {
 		return Invalid("from", "end", "must be a key, not the end of the key space")
 	}
@@ -288,6 +303,29 @@ func evenBoundary(i, n uint64) Bound {
 	return Bound{hi: hi, lo: lo}
 }
 
+// shardAt returns the index of the shard of SplitEven(n) that contains b,
+// and whether b is that shard's first key, i.e. a boundary of the layout. End
+// is boundary n (and in no shard). It computes in O(1) what a search of
+// SplitEven(n) would find, without building the up to MaxShards ranges.
+// n must be between 1 and MaxShards.
+func shardAt(b Bound, n int) (int, bool) {
+	if b.end {
+		return n, true
+	}
+	// i = floor(b·n / 2^128), the top word of the 192-bit product. Then
+	// boundary i, floor(i·2^128/n), is at most b, and boundary i+1 at least
+	// b: b is in shard i, or is exactly boundary i+1.
+	nn := uint64(n)
+	loHi, _ := bits.Mul64(b.lo, nn)
+	hiHi, hiLo := bits.Mul64(b.hi, nn)
+	_, carry := bits.Add64(hiLo, loHi, 0)
+	i := hiHi + carry
+	if evenBoundary(i+1, nn) == b {
+		return int(i + 1), true
+	}
+	return int(i), evenBoundary(i, nn) == b
+}
+
 // Find returns the index of the range containing k, or -1. ranges must be
 // sorted and non-overlapping (as ValidateTiling ensures); the search is
 // binary, O(log n), as routing does it for every request.
@@ -344,4 +382,15 @@ func ValidateTiling(ranges []Range) error {
 		return Invalid("ranges["+strconv.Itoa(len(ranges)-1)+"].to", last.To.String(), "must be the end of the key space")
 	}
 	return nil
+}
+
+// AppendRun appends r to runs, extending the last run instead when r
+// starts where it ends: adjacent shards of a key space become one range
+// (delegations and reports name few, long ranges).
+func AppendRun(runs []Range, r Range) []Range {
+	if n := len(runs); n > 0 && runs[n-1].To == r.From {
+		runs[n-1].To = r.To
+		return runs
+	}
+	return append(runs, r)
 }

@@ -569,3 +569,18 @@ func BenchmarkFind(b *testing.B) {
 		i++
 	}
 }
+
+func TestAppendRun(t *testing.T) {
+	rs, err := SplitEven(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runs []Range
+	for _, i := range []int{0, 1, 3} {
+		runs = AppendRun(runs, rs[i])
+	}
+	want := []Range{{From: rs[0].From, To: rs[1].To}, rs[3]}
+	if len(runs) != 2 || runs[0] != want[0] || runs[1] != want[1] {
+		t.Fatalf("runs %v, want %v", runs, want)
+	}
+}

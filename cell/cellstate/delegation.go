@@ -5,6 +5,7 @@ import (
 	"time"
 
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -70,32 +71,148 @@ func (s *State) LiveDelegations() (map[string][]DelegationID, map[DelegationID]t
 	return live, dur
 }
 
-// ReleasedDelegations returns the relinquished delegations none of whose
-// shards has a holder or successor left (the "released" report).
-func (s *State) ReleasedDelegations() []DelegationID {
+// ReleasedRanges returns, per delegation, the ranges the cell relinquished
+// in which no shard has a holder or a successor left (the "released"
+// report): the delegator may move them on at once, since nothing is ever
+// activated again under a generation relinquished there. A delegation
+// relinquished whole and emptied is reported with all its ranges.
+func (s *State) ReleasedRanges() []Delegation {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var out []DelegationID
+	var out []Delegation
 	for name, d := range s.domains {
 		for _, ks := range d.spaces {
-			busy := map[uint64]bool{}
+			byGen := map[uint64]*Delegation{}
+			var gens []uint64
 			for i := range ks.shards {
 				sh := &ks.shards[i]
-				if sh.generation == 0 {
+				if sh.generation == 0 || !sh.relinquished || sh.holder.consumer != nil || sh.next.consumer != nil {
 					continue
 				}
-				b := !sh.relinquished || sh.holder.consumer != nil || sh.next.consumer != nil
-				busy[sh.generation] = busy[sh.generation] || b
-			}
-			for g, b := range busy {
-				if !b {
-					out = append(out, DelegationID{Domain: name, Region: ks.region, Generation: g})
+				dl := byGen[sh.generation]
+				if dl == nil {
+					dl = &Delegation{DelegationID: DelegationID{Domain: name, Region: ks.region, Generation: sh.generation}}
+					byGen[sh.generation] = dl
+					gens = append(gens, sh.generation)
 				}
+				dl.Ranges = topology.AppendRun(dl.Ranges, ks.ranges[i])
+			}
+			for _, g := range gens {
+				out = append(out, *byGen[g])
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j]) })
+	sort.Slice(out, func(i, j int) bool { return out[i].Less(out[j].DelegationID) })
 	return out
+}
+
+// RelinquishOps returns the Relinquish ops for the shards of the listed
+// delegations that the listing no longer covers: a delegator that lists a
+// delegation with fewer ranges than before has withdrawn the others. A
+// delegation listed without ranges covers its whole key space.
+func (s *State) RelinquishOps(listed []Delegation) []*cellv1.Op {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ops []*cellv1.Op
+	for _, dl := range listed {
+		if len(dl.Ranges) == 0 {
+			continue
+		}
+		d, ok := s.domains[dl.Domain]
+		if !ok {
+			continue
+		}
+		ks := d.space(s.keySpaceRegion(d, dl.Region))
+		if ks == nil {
+			continue
+		}
+		var runs []topology.Range
+		for i := range ks.shards {
+			sh := &ks.shards[i]
+			if sh.generation != dl.Generation || sh.relinquished || rangesContain(dl.Ranges, ks.ranges[i]) {
+				continue
+			}
+			runs = topology.AppendRun(runs, ks.ranges[i])
+		}
+		if len(runs) == 0 {
+			continue
+		}
+		op := &cellv1.Relinquish{Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation}
+		for _, r := range runs {
+			op.Ranges = append(op.Ranges, topology.RangeToProto(r))
+		}
+		ops = append(ops, &cellv1.Op{Op: &cellv1.Op_Relinquish{Relinquish: op}})
+	}
+	return ops
+}
+
+// rangesContain reports whether r lies within one of ranges.
+func rangesContain(ranges []topology.Range, r topology.Range) bool {
+	for _, x := range ranges {
+		if !r.From.Less(x.From) && !x.To.Less(r.To) {
+			return true
+		}
+	}
+	return false
+}
+
+// Catalog is the federation's domain catalog as the delegator sends it.
+type Catalog struct {
+	// Index is its version (the delegator's log index).
+	Index    uint64
+	Domains  []*wdsv1.Domain
+	Deleting []string
+}
+
+// CatalogSynced reports whether the cell's catalog is c: every domain of
+// c present (not deleting) with its incarnation, every other domain being
+// deleted.
+func (s *State) CatalogSynced(c Catalog) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	want := map[string]bool{}
+	for _, w := range c.Domains {
+		want[w.GetName()] = true
+		d, ok := s.domains[w.GetName()]
+		if !ok || d.deleting || d.createdIndex != w.GetCreatedIndex() {
+			return false
+		}
+	}
+	for name, d := range s.domains {
+		if !want[name] && !d.deleting {
+			return false
+		}
+	}
+	return true
+}
+
+// CatalogOps returns the ops that make a federated cell's catalog the
+// delegator's: CreateDomain (federated: nothing is granted in it before a
+// delegation) for domains it lacks, DeleteDomain for domains the catalog
+// deletes or no longer lists, and for a domain re-created since (another
+// incarnation), the deletion first (it is created again once purged).
+func (s *State) CatalogOps(c Catalog) []*cellv1.Op {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ops []*cellv1.Op
+	want := map[string]*wdsv1.Domain{}
+	for _, d := range c.Domains {
+		want[d.GetName()] = d
+	}
+	for _, name := range sortedDomainNames(s) {
+		d := s.domains[name]
+		w, ok := want[name]
+		if d.deleting || (ok && d.createdIndex == w.GetCreatedIndex()) {
+			continue
+		}
+		ops = append(ops, &cellv1.Op{Op: &cellv1.Op_DeleteDomain{DeleteDomain: &cellv1.DeleteDomain{Name: name}}})
+	}
+	for _, w := range c.Domains {
+		if _, ok := s.domains[w.GetName()]; !ok {
+			ops = append(ops, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{Domain: w, Federated: true}}})
+		}
+	}
+	return ops
 }
 
 // DelegateOps returns the Delegate ops that record the delegations not

@@ -191,13 +191,16 @@ func TestDelegationStateRegionalKeySpaces(t *testing.T) {
 	if want := []DelegationID{{Domain: "carts", Region: testRegion, Generation: 4}}; !slices.Equal(live["carts"], want) {
 		t.Fatalf("live delegations %v, want %v", live["carts"], want)
 	}
-	if rel := h.state().ReleasedDelegations(); len(rel) != 0 {
-		t.Fatalf("released %v while b still holds its revoked grant", rel)
+	eu := d.space("eu-west")
+	if rel := h.state().ReleasedRanges(); len(rel) != 1 || rel[0].DelegationID != (DelegationID{Domain: "carts", Region: "eu-west", Generation: 6}) ||
+		!slices.Equal(rel[0].Ranges, eu.ranges[1:]) {
+		t.Fatalf("released %+v while b still holds its revoked grant of shard 0: want only shard 1 of carts/eu-west", rel)
 	}
-	btok := d.space("eu-west").shards[0].holder.token
+	btok := eu.shards[0].holder.token
 	h.ok(inSpace(opRelease("carts", from, "b", btok, false), "eu-west"))
-	if rel := h.state().ReleasedDelegations(); !slices.Equal(rel, []DelegationID{{Domain: "carts", Region: "eu-west", Generation: 6}}) {
-		t.Fatalf("released %v, want carts/eu-west generation 6", rel)
+	whole := []topology.Range{{From: eu.ranges[0].From, To: eu.ranges[1].To}}
+	if rel := h.state().ReleasedRanges(); len(rel) != 1 || !slices.Equal(rel[0].Ranges, whole) {
+		t.Fatalf("released %+v, want all of carts/eu-west generation 6", rel)
 	}
 }
 

@@ -347,6 +347,12 @@ func (s *State) createDomain(index uint64, op *cellv1.CreateDomain, res *ApplyRe
 		return fmt.Errorf("%w: domain %q", ErrExists, spec.Name)
 	}
 	d := &domain{spec: spec, createdIndex: index}
+	if op.GetFederated() && op.GetDomain().GetCreatedIndex() != 0 {
+		// A federated cell keeps the catalog's incarnation (the global log
+		// index that created the domain), so that a re-created domain is
+		// told apart from the one it replaces.
+		d.createdIndex = op.GetDomain().GetCreatedIndex()
+	}
 	if !op.GetFederated() {
 		// A lone cell delegates the key space to itself: generation 1, the
 		// tokens of every cell before delegations existed.

@@ -257,13 +257,13 @@ func (ks *keySpace) moves(t []string, in PlaceInput) []*globalv1.Op {
 			if _, ok := delegate[want]; !ok {
 				targets = append(targets, want)
 			}
-			delegate[want] = appendRun(delegate[want], ks.ranges[i])
+			delegate[want] = topology.AppendRun(delegate[want], ks.ranges[i])
 		case sh.holder != want && !sh.withdrawing && in.Live[sh.holder] && inflight < in.MaxMoves:
 			k := wkey{sh.holder, sh.generation}
 			if _, ok := withdraw[k]; !ok {
 				wkeys = append(wkeys, k)
 			}
-			withdraw[k] = appendRun(withdraw[k], ks.ranges[i])
+			withdraw[k] = topology.AppendRun(withdraw[k], ks.ranges[i])
 			inflight++
 		}
 	}
@@ -279,16 +279,6 @@ func (ks *keySpace) moves(t []string, in PlaceInput) []*globalv1.Op {
 		}}})
 	}
 	return ops
-}
-
-// appendRun appends r to runs, extending the last run when r continues it
-// (adjacent ranges of one key space are adjacent shards).
-func appendRun(runs []topology.Range, r topology.Range) []topology.Range {
-	if n := len(runs); n > 0 && runs[n-1].To == r.From {
-		runs[n-1].To = r.To
-		return runs
-	}
-	return append(runs, r)
 }
 
 func rangesProto(rs []topology.Range) []*wdsv1.KeyRange {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
+
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -54,11 +56,20 @@ func (s *State) Regions() []Region {
 	return out
 }
 
-// Catalog returns the domains not being deleted, by name, and the names
-// of those being deleted.
-func (s *State) Catalog() (live []*wdsv1.Domain, deleting []string) {
+// CatalogIndex is the version of the catalog: the index of the last entry
+// that changed it.
+func (s *State) CatalogIndex() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.catalogIndex
+}
+
+// Catalog returns the domains not being deleted, by name, the names of
+// those being deleted, and the catalog's version.
+func (s *State) Catalog() (live []*wdsv1.Domain, deleting []string, version uint64) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	version = s.catalogIndex
 	for _, name := range sortedNames(s) {
 		d := s.domains[name]
 		if d.deleting {
@@ -67,7 +78,7 @@ func (s *State) Catalog() (live []*wdsv1.Domain, deleting []string) {
 		}
 		live = append(live, s.domainProto(d))
 	}
-	return live, deleting
+	return live, deleting, version
 }
 
 // Domain returns one domain of the catalog and whether it is being
@@ -119,7 +130,7 @@ func (ks *keySpace) delegations(holder string) []Delegation {
 			byKey[k] = dl
 			order = append(order, k)
 		}
-		dl.Ranges = appendRun(dl.Ranges, ks.ranges[i])
+		dl.Ranges = topology.AppendRun(dl.Ranges, ks.ranges[i])
 	}
 	out := make([]Delegation, 0, len(order))
 	for _, k := range order {
@@ -211,4 +222,26 @@ func (s *State) ShardHolders(name string) ([]ShardHolder, error) {
 		}
 	}
 	return out, nil
+}
+
+// WouldRelease reports whether a Released op would free anything: a cell
+// reports a relinquished range at every renewal until it is delegated
+// again, and the leader proposes only the reports that still matter.
+func (s *State) WouldRelease(op *globalv1.Released) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ks, err := s.lookupSpace(op.GetDomain(), op.GetRegion())
+	if err != nil {
+		return false
+	}
+	idx, err := shardIndexes(ks, op.GetRanges())
+	if err != nil {
+		return false
+	}
+	for _, i := range idx {
+		if sh := &ks.shards[i]; sh.holder == op.GetHolder() && sh.generation == op.GetGeneration() {
+			return true
+		}
+	}
+	return false
 }

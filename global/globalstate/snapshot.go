@@ -13,7 +13,7 @@ import (
 func (s *State) snapshot() *globalv1.Snapshot {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	snap := &globalv1.Snapshot{Index: s.index}
+	snap := &globalv1.Snapshot{Index: s.index, CatalogIndex: s.catalogIndex}
 	for _, r := range s.regions {
 		snap.Regions = append(snap.Regions, &globalv1.Region{Name: r.Name, Failover: slices.Clone(r.Failover)})
 	}
@@ -75,7 +75,7 @@ func (s *State) restore(snap *globalv1.Snapshot) error {
 		domains[spec.Name] = d
 	}
 	s.mu.Lock()
-	s.index, s.regions, s.domains = snap.GetIndex(), regions, domains
+	s.index, s.catalogIndex, s.regions, s.domains = snap.GetIndex(), snap.GetCatalogIndex(), regions, domains
 	s.mu.Unlock()
 	return nil
 }

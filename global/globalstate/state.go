@@ -90,10 +90,13 @@ type ApplyResult struct {
 // state machine: changes come from ops at log indexes, nothing reads a
 // clock, randomness or I/O.
 type State struct {
-	mu      sync.RWMutex
-	index   uint64
-	regions []Region
-	domains map[string]*domain
+	mu    sync.RWMutex
+	index uint64
+	// catalogIndex is the index of the last entry that changed the
+	// catalog: the version of the catalog cells replicate.
+	catalogIndex uint64
+	regions      []Region
+	domains      map[string]*domain
 }
 
 // NewState returns the empty state.
@@ -114,6 +117,9 @@ func (s *State) applyEntry(index uint64, ops []*globalv1.Op, res *ApplyResult) [
 	out := make([]Result, len(ops))
 	for i, op := range ops {
 		out[i].Err = s.applyOp(index, op, res, &out[i].Resp)
+	}
+	if res.Catalog {
+		s.catalogIndex = index
 	}
 	return out
 }

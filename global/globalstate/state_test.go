@@ -202,9 +202,9 @@ func TestTopologyCreatesUpdatesAndDeletes(t *testing.T) {
 	if got := len(h.state().Regions()); got != 3 {
 		t.Fatalf("%d regions", got)
 	}
-	live, deleting := h.state().Catalog()
-	if len(live) != 3 || len(deleting) != 0 {
-		t.Fatalf("catalog %v, deleting %v", live, deleting)
+	live, deleting, version := h.state().Catalog()
+	if len(live) != 3 || len(deleting) != 0 || version != 1 {
+		t.Fatalf("catalog %v, deleting %v, version %d", live, deleting, version)
 	}
 	for _, d := range live {
 		if d.GetCreatedIndex() != 1 {

@@ -3,13 +3,15 @@ package celltest
 import (
 	"context"
 
-	"google.golang.org/grpc"
 	"sync"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+
 	"github.com/wdsio/wds/chaos"
 	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/faults"
 )
 
 // Consumer is a test consumer: a real client.Consumer whose handler holds
@@ -24,6 +26,7 @@ type Consumer struct {
 
 	mu      sync.Mutex
 	open    map[string]*chaos.Ownership // by shard string
+	owned   map[string]client.Shard     // the shards of open, by the same key
 	events  []client.Event
 	revokes int
 	losts   int
@@ -37,28 +40,36 @@ type ConsumerOption func(*client.Config)
 // NewConsumer starts a consumer of domains against the cluster's endpoints.
 func (c *Cluster) NewConsumer(id string, domains []string, opts ...ConsumerOption) *Consumer {
 	c.t.Helper()
-	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}, Net: &NetFault{net: c.Net, from: id}}
+	return StartConsumer(c.t, c.Net, c.History, c.Endpoints(), Region, id, domains, opts...)
+}
+
+// StartConsumer starts a test consumer of domains in region against
+// endpoints, recording into history, its dials consulting net (nil: no
+// faults but its own): for cells a Cluster does not run (a federation's).
+func StartConsumer(t testing.TB, net *faults.Net, history *chaos.History, endpoints []string, region, id string, domains []string, opts ...ConsumerOption) *Consumer {
+	t.Helper()
+	tc := &Consumer{ID: id, open: map[string]*chaos.Ownership{}, owned: map[string]client.Shard{}, Net: &NetFault{net: net, from: id}}
 	cfg := client.Config{
 		DialOptions: []grpc.DialOption{grpc.WithContextDialer(tc.Net.Dial)},
-		Endpoints:   c.Endpoints(),
+		Endpoints:   endpoints,
 		ID:          id,
-		Region:      Region,
+		Region:      region,
 		Endpoint:    id + ".test:8080",
 		Domains:     domains,
 		Handler: func(ctx context.Context, s client.Shard) {
 			<-ctx.Done()
 		},
-		OnEvent: tc.onEvent(c.History),
+		OnEvent: tc.onEvent(history),
 	}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	cons, err := client.NewConsumer(cfg)
 	if err != nil {
-		c.t.Fatal(err)
+		t.Fatal(err)
 	}
 	tc.Consumer = cons
-	c.t.Cleanup(func() {
+	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = cons.Close(ctx)
@@ -78,6 +89,7 @@ func (tc *Consumer) onEvent(h *chaos.History) func(client.Event) {
 		case client.EventGrant:
 			tc.grants++
 			tc.open[key] = h.Begin(tc.ID, e.Shard.Domain, e.Shard.Region, e.Shard.Range, e.Shard.Token, e.Time)
+			tc.owned[key] = e.Shard
 		case client.EventRevoke, client.EventLost:
 			if e.Kind == client.EventRevoke {
 				tc.revokes++
@@ -87,6 +99,7 @@ func (tc *Consumer) onEvent(h *chaos.History) func(client.Event) {
 			if o := tc.open[key]; o != nil {
 				o.End(e.Time)
 				delete(tc.open, key)
+				delete(tc.owned, key)
 			}
 		case client.EventDrained:
 			tc.drained = true
@@ -105,6 +118,18 @@ func (tc *Consumer) Counts() (grants, revokes, losts int) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	return tc.grants, tc.revokes, tc.losts
+}
+
+// Owned returns the shards the consumer believes it owns now (granted,
+// not yet revoked or lost), in no particular order.
+func (tc *Consumer) Owned() []client.Shard {
+	tc.mu.Lock()
+	defer tc.mu.Unlock()
+	out := make([]client.Shard, 0, len(tc.owned))
+	for _, s := range tc.owned {
+		out = append(out, s)
+	}
+	return out
 }
 
 // Events returns a copy of the consumer's events.

@@ -130,8 +130,8 @@ func (d *Delegator) Renew(ctx context.Context, req cell.RenewRequest) (cell.Rene
 	received := time.Now()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, id := range req.Released {
-		d.released[id] = true
+	for _, dl := range req.Released {
+		d.released[dl.DelegationID] = true // some of its ranges, or all
 	}
 	d.held = append(d.held[:0], req.Held...)
 	if d.stopped {

@@ -84,8 +84,27 @@ func (t *faultTransport) refuse(rpc raft.RPC) bool {
 	if rpc.Reader != nil {
 		io.Copy(io.Discard, rpc.Reader) // keep a stream transport in sync
 	}
-	rpc.Respond(nil, ErrIsolated)
+	rpc.Respond(emptyResponse(rpc.Command), ErrIsolated)
 	return true
+}
+
+// emptyResponse is a zero response of the type the command expects:
+// hashicorp/raft's in-memory pipeline reads the response even of a failed
+// AppendEntries (and panics on nil).
+func emptyResponse(cmd any) any {
+	switch cmd.(type) {
+	case *raft.AppendEntriesRequest:
+		return &raft.AppendEntriesResponse{}
+	case *raft.RequestVoteRequest:
+		return &raft.RequestVoteResponse{}
+	case *raft.RequestPreVoteRequest:
+		return &raft.RequestPreVoteResponse{}
+	case *raft.InstallSnapshotRequest:
+		return &raft.InstallSnapshotResponse{}
+	case *raft.TimeoutNowRequest:
+		return &raft.TimeoutNowResponse{}
+	}
+	return nil
 }
 
 func (t *faultTransport) filter(src <-chan raft.RPC) {

@@ -767,10 +767,13 @@ func (x *Expire) GetGeneration() uint64 {
 }
 
 type Snapshot struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Regions       []*Region              `protobuf:"bytes,2,rep,name=regions,proto3" json:"regions,omitempty"`
-	Domains       []*DomainState         `protobuf:"bytes,3,rep,name=domains,proto3" json:"domains,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Index   uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Regions []*Region              `protobuf:"bytes,2,rep,name=regions,proto3" json:"regions,omitempty"`
+	Domains []*DomainState         `protobuf:"bytes,3,rep,name=domains,proto3" json:"domains,omitempty"`
+	// Index of the last entry that changed the catalog (the catalog version
+	// cells are sent).
+	CatalogIndex  uint64 `protobuf:"varint,4,opt,name=catalog_index,json=catalogIndex,proto3" json:"catalog_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -824,6 +827,13 @@ func (x *Snapshot) GetDomains() []*DomainState {
 		return x.Domains
 	}
 	return nil
+}
+
+func (x *Snapshot) GetCatalogIndex() uint64 {
+	if x != nil {
+		return x.CatalogIndex
+	}
+	return 0
 }
 
 type DomainState struct {
@@ -1064,11 +1074,12 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
-	"generation\"\x87\x01\n" +
+	"generation\"\xac\x01\n" +
 	"\bSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aregions\x18\x02 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x124\n" +
-	"\adomains\x18\x03 \x03(\v2\x1a.wds.global.v1.DomainStateR\adomains\"\x8e\x01\n" +
+	"\adomains\x18\x03 \x03(\v2\x1a.wds.global.v1.DomainStateR\adomains\x12#\n" +
+	"\rcatalog_index\x18\x04 \x01(\x04R\fcatalogIndex\"\x8e\x01\n" +
 	"\vDomainState\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12\x1a\n" +
 	"\bdeleting\x18\x02 \x01(\bR\bdeleting\x12;\n" +

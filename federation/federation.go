@@ -1,0 +1,145 @@
+// Package federation is one node of a WDS federation: a member of its
+// region's cell and, optionally, a voter of the global group, served on
+// one gRPC server (internal/serve). The cell reaches the global group
+// only through the Coordinator client (cell.GlobalClient), whether the
+// global voter runs in the same process or in another region; the two
+// never import each other, and this package is where they meet.
+//
+// Nodes find each other from the topology file (gossip comes later).
+package federation
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"go.opentelemetry.io/otel/attribute"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/global"
+	"github.com/wdsio/wds/internal/serve"
+	"github.com/wdsio/wds/internal/telemetry"
+)
+
+// Config is one federation node.
+type Config struct {
+	// Cell configures the node's cell member. Its Delegator is set by
+	// Start (a GlobalClient of GlobalEndpoints).
+	Cell cell.Config
+	// Global, if set, makes the node a global voter too.
+	Global *global.Config
+	// GlobalEndpoints are the gRPC endpoints of the global voters.
+	GlobalEndpoints []string
+	// DialOptions are added to the client connections the node opens to
+	// global voters (tests put their fault dialer here).
+	DialOptions []grpc.DialOption
+}
+
+// Node is a running federation node.
+type Node struct {
+	Cell   *cell.Node
+	Global *global.Node // nil unless a voter
+
+	client *cell.GlobalClient
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+// Start starts the node's members and serves them on one process front.
+func Start(cfg Config) (*Node, *serve.Process, error) {
+	if len(cfg.GlobalEndpoints) == 0 {
+		return nil, nil, errors.New("federation: no global voter endpoints")
+	}
+	n := &Node{conns: map[string]*grpc.ClientConn{}}
+	n.client = cell.NewGlobalClient(cfg.GlobalEndpoints, n.dial(cfg.DialOptions))
+	cc := cfg.Cell
+	cc.Delegator = n.client
+	if cc.Metrics == nil {
+		m, err := telemetry.NewMetrics(attribute.String("node", cc.NodeID), attribute.String("region", cc.Region))
+		if err != nil {
+			return nil, nil, err
+		}
+		cc.Metrics = m
+	}
+	p, err := serve.Start(serve.Config{
+		GRPC:           cc.GRPCListenAddr(),
+		HTTP:           cc.HTTPBind,
+		Logger:         cc.Logger,
+		Metrics:        cc.Metrics,
+		TracerProvider: cc.TracerProvider,
+		ServerOptions:  cell.ServerOptions(cc),
+	}, func() ([]serve.Service, error) {
+		var svcs []serve.Service
+		if cfg.Global != nil {
+			g, err := global.NewNode(*cfg.Global)
+			if err != nil {
+				return nil, err
+			}
+			n.Global = g
+			svcs = append(svcs, g)
+		}
+		c, err := cell.NewNode(cc)
+		if err != nil {
+			if n.Global != nil {
+				n.Global.Close()
+			}
+			return nil, err
+		}
+		n.Cell = c
+		// The cell first: the process is done once it is (Done).
+		return append([]serve.Service{c}, svcs...), nil
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("federation node %s: %w", cc.NodeID, err)
+	}
+	return n, p, nil
+}
+
+// dial returns the GlobalClient's dialer: one cached connection per
+// endpoint.
+func (n *Node) dial(opts []grpc.DialOption) func(string) (grpc.ClientConnInterface, error) {
+	return func(ep string) (grpc.ClientConnInterface, error) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.closed {
+			return nil, errors.New("federation: node closed")
+		}
+		if cc := n.conns[ep]; cc != nil {
+			return cc, nil
+		}
+		cc, err := grpc.NewClient(ep, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)...)
+		if err != nil {
+			return nil, err
+		}
+		n.conns[ep] = cc
+		return cc, nil
+	}
+}
+
+// Close stops the node's members (data dirs stay).
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	conns := n.conns
+	n.conns = nil
+	n.mu.Unlock()
+	var errs []error
+	if n.Cell != nil {
+		errs = append(errs, n.Cell.Close())
+	}
+	n.client.Close()
+	if n.Global != nil {
+		errs = append(errs, n.Global.Close())
+	}
+	for _, cc := range conns {
+		cc.Close()
+	}
+	return errors.Join(errs...)
+}

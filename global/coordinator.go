@@ -1,0 +1,180 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/wdsio/wds/internal/rpcerr"
+	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// coordinator serves cell leaders' renewal streams (contract (5), the
+// global leader's side).
+type coordinator struct {
+	globalv1.UnimplementedCoordinatorServer
+	n *Node
+}
+
+// notLeader is the status a non-leader ends a stream with, naming the
+// leader it knows.
+func (n *Node) notLeader() error {
+	id, ep := n.leaderEndpoint()
+	if id == n.cfg.NodeID {
+		id, ep = "", "" // elected, not yet in office
+	}
+	msg := "global: not leader"
+	if ep != "" {
+		msg += "; leader is " + id + " at " + ep
+	}
+	return rpcerr.New(codes.Unavailable, rpcerr.ReasonNotLeader, msg, rpcerr.KeyLeaderID, id, rpcerr.KeyLeaderEndpoint, ep)
+}
+
+// confirmWait bounds the wait for leadership confirmation before a
+// renewal is answered.
+const confirmWait = time.Second
+
+func (c *coordinator) Renew(stream globalv1.Coordinator_RenewServer) error {
+	n := c.n
+	l := n.currentLeader()
+	if l == nil {
+		return n.notLeader()
+	}
+	reqs := make(chan *globalv1.RenewRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- req:
+			case <-stream.Context().Done():
+				return
+			}
+		}
+	}()
+	nudge := make(chan struct{}, 1)
+	region := ""
+	defer func() {
+		if region != "" {
+			l.detach(region, nudge)
+		}
+	}()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return n.notLeader()
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		case err := <-recvErr:
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		case <-nudge:
+			if err := stream.Send(&globalv1.RenewResponse{}); err != nil {
+				return err
+			}
+		case req := <-reqs:
+			received := time.Now()
+			if err := topology.ValidateName("region", req.GetRegion()); err != nil {
+				return rpcerr.ToStatus(err)
+			}
+			if region == "" {
+				region = req.GetRegion()
+				l.attach(region, nudge)
+			} else if req.GetRegion() != region {
+				return rpcerr.ToStatus(topology.Invalid("region", req.GetRegion(), "a stream renews for one region (%s)", region))
+			}
+			resp, err := c.answer(l, req, received)
+			if err != nil {
+				return err
+			}
+			if resp == nil {
+				continue // not confirmed in time: the cell renews again
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// answer handles one renewal received at received: it records the
+// region's load, proposes the releases it reports, and lists the region's
+// delegations. It answers only under confirmed leadership (nil when
+// confirmation did not come in time).
+func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received time.Time) (*globalv1.RenewResponse, error) {
+	n := c.n
+	if !n.raft.Confirmed(time.Now()) {
+		ctx, cancel := context.WithTimeout(l.ctx, confirmWait)
+		err := n.raft.Confirm(ctx)
+		cancel()
+		if err != nil {
+			if l.ctx.Err() != nil {
+				return nil, n.notLeader()
+			}
+			return nil, nil
+		}
+	}
+	region := req.GetRegion()
+	load := map[string]int{}
+	for _, dl := range req.GetLoad() {
+		load[dl.GetDomain()] = int(dl.GetConsumers())
+	}
+	c.proposeReleased(l, region, req.GetReleased())
+	resp := &globalv1.RenewResponse{Seq: req.GetSeq()}
+	for _, dl := range l.answer(region, received, load) {
+		ttl, ok := n.domainTTL(dl.Domain)
+		if !ok {
+			continue
+		}
+		resp.Delegations = append(resp.Delegations, &globalv1.Delegation{
+			Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
+			Ranges: rangesToProto(dl.Ranges), DurationMillis: n.cfg.Duration(ttl).Milliseconds(),
+		})
+	}
+	if live, deleting, version := n.state.Catalog(); version != req.GetCatalogIndex() {
+		resp.Catalog = &globalv1.Catalog{Index: version, Domains: live, Deleting: deleting}
+	}
+	return resp, nil
+}
+
+// proposeReleased commits the releases a region reported, for the
+// delegations it still holds (a cell reports a relinquished range until it
+// is delegated again).
+func (c *coordinator) proposeReleased(l *leader, region string, released []*globalv1.DelegationRanges) {
+	if len(released) == 0 {
+		return
+	}
+	var ops []*globalv1.Op
+	for _, r := range released {
+		op := &globalv1.Released{Domain: r.GetDomain(), Region: r.GetRegion(), Holder: region, Generation: r.GetGeneration(), Ranges: r.GetRanges()}
+		if c.n.state.WouldRelease(op) {
+			ops = append(ops, &globalv1.Op{Op: &globalv1.Op_Released{Released: op}})
+		}
+	}
+	if len(ops) == 0 {
+		return
+	}
+	go func() {
+		if _, err := c.n.propose(l.ctx, ops...); err != nil {
+			c.n.log.Debug("released report not committed", "region", region, "err", err)
+		}
+	}()
+}
+
+func rangesToProto(rs []topology.Range) []*wdsv1.KeyRange {
+	out := make([]*wdsv1.KeyRange, len(rs))
+	for i, r := range rs {
+		out[i] = topology.RangeToProto(r)
+	}
+	return out
+}

@@ -1,0 +1,245 @@
+package global
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+
+	"github.com/wdsio/wds/global/globalstate"
+	"github.com/wdsio/wds/internal/logging"
+	"github.com/wdsio/wds/internal/raftnode"
+	"github.com/wdsio/wds/internal/rpcerr"
+	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+)
+
+// ErrNotLeader: the node is not the global group's (ready) leader.
+var ErrNotLeader = &rpcerr.Sentinel{Text: "global: not leader", Code: codes.Unavailable, Reason: rpcerr.ReasonNotLeader, KeepText: true}
+
+// Node is one voter of the global group: a Raft member with the global
+// FSM, and, while it leads, the leader's renewal book and placement loop.
+// It registers the Coordinator service on a server it does not own.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	state   *globalstate.State
+	fsm     *globalstate.FSM
+	raft    *raftnode.Node
+	batcher *raftnode.Batcher[*globalv1.Op, globalstate.Result]
+
+	mu     sync.Mutex
+	leader *leader
+	closed bool
+}
+
+// NewNode starts a global voter: it opens the data dir and starts the Raft
+// member. Register its services on the process's gRPC server.
+func NewNode(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = logging.Discard()
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("global config: %w", err)
+	}
+	self, _ := cfg.self()
+	n := &Node{
+		cfg:   cfg,
+		log:   logging.Component(cfg.Logger, "global").With("node", cfg.NodeID, "region", self.Region),
+		state: globalstate.NewState(),
+	}
+	n.fsm = &globalstate.FSM{State: n.state, OnApply: n.onApply}
+	rc := cfg.Raft
+	rc.Group = "global"
+	rc.ID = cfg.NodeID
+	rc.Dir = cfg.DataDir
+	if rc.Transport == nil {
+		rc.Bind = cfg.RaftBind
+		if rc.Bind == "" {
+			rc.Bind = self.Raft
+		}
+		rc.Advertise = self.Raft
+	}
+	rc.Peers = nil
+	for _, p := range cfg.Peers {
+		rc.Peers = append(rc.Peers, raftnode.Peer{ID: p.ID, Address: p.Raft})
+	}
+	rc.Faults = cfg.Faults
+	rc.Logger = cfg.Logger.With("node", cfg.NodeID)
+	rc.OnLeadership = n.onLeadership
+	rc.WantConfirmed = func() bool { return len(n.state.Holders()) > 0 }
+	rn, err := raftnode.Start(rc, n.fsm)
+	if err != nil {
+		return nil, err
+	}
+	n.raft = rn
+	n.batcher = raftnode.NewBatcher[*globalv1.Op, globalstate.Result](rn, raftnode.BatcherConfig{}, globalstate.EncodeEntry)
+	n.log.Info("global voter started", "raft", rn.Addr())
+	return n, nil
+}
+
+// Register puts the global group's services on s.
+func (n *Node) Register(s grpc.ServiceRegistrar) {
+	globalv1.RegisterCoordinatorServer(s, &coordinator{n: n})
+}
+
+// ID is the node id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// IsLeader reports whether this node is the group's ready leader.
+func (n *Node) IsLeader() bool { return n.currentLeader() != nil }
+
+// State is the replicated state (read it through its query API).
+func (n *Node) State() *globalstate.State { return n.state }
+
+// RaftStatus reports the node's Raft state and indexes.
+func (n *Node) RaftStatus() raftnode.Status { return n.raft.Status() }
+
+// domainTTL is the grant TTL of a domain of the catalog.
+func (n *Node) domainTTL(name string) (time.Duration, bool) {
+	d, _, ok := n.state.Domain(name)
+	if !ok {
+		return 0, false
+	}
+	return time.Duration(d.GetTtlMillis()) * time.Millisecond, true
+}
+
+func (n *Node) currentLeader() *leader {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.leader
+}
+
+// leaderEndpoint is the gRPC endpoint of the leader as far as this node
+// knows it fresh ("" if none).
+func (n *Node) leaderEndpoint() (id, endpoint string) {
+	id, _ = n.raft.FreshLeader()
+	for _, p := range n.cfg.Peers {
+		if p.ID == id {
+			return id, p.GRPC
+		}
+	}
+	return id, ""
+}
+
+func (n *Node) onLeadership(ev raftnode.Leadership) {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	old := n.leader
+	n.leader = nil
+	n.mu.Unlock()
+	if old != nil {
+		old.stop()
+	}
+	if !ev.Leader {
+		return
+	}
+	l := newLeader(n, ev.Accession)
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.leader = l
+	n.mu.Unlock()
+	n.log.Info("leading the global group", "term", ev.Term)
+	l.start()
+}
+
+func (n *Node) onApply(_ uint64, res *globalstate.ApplyResult) {
+	if !res.Delegations && !res.Catalog {
+		return
+	}
+	if l := n.currentLeader(); l != nil {
+		l.changed()
+	}
+}
+
+// propose commits ops through the batcher; ErrNotLeader on a follower.
+func (n *Node) propose(ctx context.Context, ops ...*globalv1.Op) ([]globalstate.Result, error) {
+	if n.currentLeader() == nil {
+		return nil, ErrNotLeader
+	}
+	res, err := n.batcher.Propose(ctx, ops...)
+	if errors.Is(err, raftnode.ErrNotLeader) {
+		return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return res, err
+}
+
+// proposeOne commits one op and returns its result's error.
+func (n *Node) proposeOne(ctx context.Context, op *globalv1.Op) (globalstate.Result, error) {
+	res, err := n.propose(ctx, op)
+	if err != nil {
+		return globalstate.Result{}, err
+	}
+	return res[0], res[0].Err
+}
+
+// ApplyTopology commits the regions and catalog of a topology as one
+// entry (leader only).
+func (n *Node) ApplyTopology(ctx context.Context, regions []*globalv1.Region, domains []*wdsv1.Domain) error {
+	_, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_ApplyTopology{ApplyTopology: &globalv1.ApplyTopology{Regions: regions, Domains: domains}}})
+	return err
+}
+
+// CreateDomain adds a domain to the catalog (leader only) and returns it
+// as committed.
+func (n *Node) CreateDomain(ctx context.Context, d *wdsv1.Domain) (*wdsv1.Domain, error) {
+	r, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_CreateDomain{CreateDomain: &globalv1.CreateDomain{Domain: d}}})
+	if err != nil {
+		return nil, err
+	}
+	return r.Resp.(*wdsv1.Domain), nil
+}
+
+// DeleteDomain starts deleting a domain federation-wide (leader only).
+func (n *Node) DeleteDomain(ctx context.Context, name string) error {
+	_, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_DeleteDomain{DeleteDomain: &globalv1.DeleteDomain{Name: name}}})
+	return err
+}
+
+// WaitLeader waits until some node of nodes is the ready, confirmed leader.
+func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		for _, n := range nodes {
+			if n != nil && n.IsLeader() && n.raft.Confirmed(time.Now()) {
+				return n, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no global leader: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
+}
+
+// Close stops the node: the leader's streams end, Raft shuts down, the data
+// dir stays.
+func (n *Node) Close() error {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return nil
+	}
+	n.closed = true
+	l := n.leader
+	n.leader = nil
+	n.mu.Unlock()
+	if l != nil {
+		l.stop()
+	}
+	n.batcher.Close()
+	return n.raft.Shutdown()
+}
