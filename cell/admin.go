@@ -3,6 +3,7 @@ package cell
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -58,6 +59,16 @@ func (a *adminService) CreateDomain(ctx context.Context, req *wdsv1.CreateDomain
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if c := a.n.cfg.Catalog; c != nil {
+		d, err := c.CreateDomain(ctx, topology.DomainToProto(spec))
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		// Answer once this cell has it too, so that consumers may join
+		// here at once (it arrives with the next renewal, nudged).
+		a.n.awaitDomain(ctx, d.GetName(), true)
+		return &wdsv1.CreateDomainResponse{Domain: d}, nil
+	}
 	res, err := a.n.propose(ctx, &cellv1.Op{Op: &cellv1.Op_CreateDomain{CreateDomain: &cellv1.CreateDomain{
 		Domain: topology.DomainToProto(spec), Federated: a.n.cfg.Delegator != nil,
 	}}})
@@ -90,6 +101,13 @@ func (a *adminService) ListConsumers(ctx context.Context, req *wdsv1.ListConsume
 }
 
 func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomainRequest) (*wdsv1.DeleteDomainResponse, error) {
+	if c := a.n.cfg.Catalog; c != nil {
+		if err := c.DeleteDomain(ctx, req.GetName()); err != nil {
+			return nil, toStatus(err)
+		}
+		a.n.awaitDomain(ctx, req.GetName(), false)
+		return &wdsv1.DeleteDomainResponse{}, nil
+	}
 	if err := a.n.state.CheckDomain("name", req.GetName()); err != nil {
 		return nil, toStatus(err)
 	}
@@ -205,4 +223,23 @@ func (n *Node) dialPeer(endpoint string) (*grpc.ClientConn, error) {
 	}
 	n.peerConns[endpoint] = cc
 	return cc, nil
+}
+
+// awaitDomain waits (a few seconds at most, or until ctx ends) until this
+// node's state has the domain live (present) or not live any more.
+func (n *Node) awaitDomain(ctx context.Context, name string, present bool) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if (n.state.CheckDomain("name", name) == nil) == present {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -77,6 +77,10 @@ type Config struct {
 	// Raft tunes the Raft member (timings, compaction). ID, Dir, Bind and
 	// Peers are filled in from the fields above.
 	Raft raftnode.Config
+	// Catalog, with a Delegator, keeps the federation's domain catalog (the
+	// global group): Admin's CreateDomain and DeleteDomain go there, and the
+	// cell learns the result with its renewals. GlobalClient is both.
+	Catalog CatalogKeeper
 	// Delegator delegates key space to the cell (contract (5)): the global
 	// group in a federation. Nil means a lone cell, which delegates every
 	// key space of its domains to itself without expiry.

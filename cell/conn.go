@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/wdsio/wds/internal/rpcerr"
+	"github.com/wdsio/wds/internal/wire"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -64,7 +65,7 @@ type sessionConn struct {
 
 	mu          sync.Mutex
 	queue       []outItem // lease-critical, in order
-	routingQ    []rawFrame
+	routingQ    []wire.RawFrame
 	resyncDue   bool // send a fresh snapshot once routingQ drained
 	routingMsgs int
 	resyncing   bool // routing dropped; a snapshot is due

@@ -174,6 +174,51 @@ func (c *GlobalClient) drop(st *renewStream) error {
 	return st.err
 }
 
+// CreateDomain creates a domain in the federation's catalog (the global
+// group's), through any global voter.
+func (c *GlobalClient) CreateDomain(ctx context.Context, d *wdsv1.Domain) (*wdsv1.Domain, error) {
+	var out *wdsv1.Domain
+	err := c.admin(ctx, func(ctx context.Context, a globalv1.GlobalAdminClient) error {
+		resp, err := a.CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: d})
+		out = resp.GetDomain()
+		return err
+	})
+	return out, err
+}
+
+// DeleteDomain starts deleting a domain federation-wide.
+func (c *GlobalClient) DeleteDomain(ctx context.Context, name string) error {
+	return c.admin(ctx, func(ctx context.Context, a globalv1.GlobalAdminClient) error {
+		_, err := a.DeleteDomain(ctx, &wdsv1.DeleteDomainRequest{Name: name})
+		return err
+	})
+}
+
+// admin runs call against the global voters in turn until one answers
+// with anything but an unreachable node or no leader.
+func (c *GlobalClient) admin(ctx context.Context, call func(context.Context, globalv1.GlobalAdminClient) error) error {
+	var last error
+	for _, ep := range c.endpoints {
+		cc, err := c.dial(ep)
+		if err != nil {
+			last = err
+			continue
+		}
+		err = call(ctx, globalv1.NewGlobalAdminClient(cc))
+		if err == nil {
+			return nil
+		}
+		if r := rpcerr.Reason(err); r != rpcerr.ReasonNotLeader && r != rpcerr.ReasonLeaderUnreachable && rpcerr.FromServer(err) {
+			return err // the global group's answer
+		}
+		last = err
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return fmt.Errorf("%w: the global group did not answer: %v", ErrNotLeader, last)
+}
+
 // Close ends the stream.
 func (c *GlobalClient) Close() {
 	c.mu.Lock()

@@ -9,6 +9,7 @@ import (
 	"github.com/wdsio/wds/cell/cellstate"
 	"github.com/wdsio/wds/internal/lease"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -61,6 +62,12 @@ type RenewResponse struct {
 
 // Catalog is the federation's domain catalog at a version.
 type Catalog = cellstate.Catalog
+
+// CatalogKeeper keeps a federated cell's domain catalog (the global group).
+type CatalogKeeper interface {
+	CreateDomain(ctx context.Context, d *wdsv1.Domain) (*wdsv1.Domain, error)
+	DeleteDomain(ctx context.Context, name string) error
+}
 
 // Nudger is a Delegator that can ask the cell to renew at once (its
 // delegations or the catalog changed): renewLoop renews whenever Nudges

@@ -1,14 +1,13 @@
 package cell
 
 import (
-	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 
+	"github.com/wdsio/wds/internal/wire"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 )
 
@@ -51,10 +50,10 @@ func (c Config) GRPCListenAddr() string { return firstNonEmpty(c.GRPCBind, c.sel
 // ServerOptions are the gRPC server options a server carrying a node's
 // services must have: the cell's codec (routing frames encoded once for
 // many streams; malformed input answered InvalidArgument, see
-// registerService), the client message bound (MaxRecvMsgBytes) and the
+// wire.RegisterService), the client message bound (MaxRecvMsgBytes) and the
 // keepalive policy. The codec replaces the server's for every service on
 // it: another service sharing the server must report malformed input as
-// registerService does. RPC metrics and tracing (otelgrpc) are the
+// wire.RegisterService does. RPC metrics and tracing (otelgrpc) are the
 // composer's (internal/serve); the leader-only Admin forwarding is not a
 // server option but part of Register.
 func ServerOptions(cfg Config) []grpc.ServerOption {
@@ -64,7 +63,7 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 	}
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(maxRecv),
-		grpc.ForceServerCodecV2(newWireCodec()),
+		grpc.ForceServerCodecV2(wire.Codec()),
 		grpc.SharedWriteBuffer(true),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
@@ -78,56 +77,8 @@ func ServerOptions(cfg Config) []grpc.ServerOption {
 // closed its handlers refuse new calls (SHUTTING_DOWN), so a server that
 // other services share goes on serving them.
 func (n *Node) Register(s grpc.ServiceRegistrar) {
-	registerService(nodeRegistrar{s: s, n: n}, &wdsv1.Session_ServiceDesc, &sessionService{n: n})
-	registerService(nodeRegistrar{s: s, n: n, unary: n.adminForwarder()}, &wdsv1.Admin_ServiceDesc, &adminService{n: n})
-}
-
-// nodeRegistrar registers services with the node's gate and, for unary
-// methods, an interceptor of the service's own.
-type nodeRegistrar struct {
-	s     grpc.ServiceRegistrar
-	n     *Node
-	unary grpc.UnaryServerInterceptor
-}
-
-func (r nodeRegistrar) RegisterService(desc *grpc.ServiceDesc, impl any) {
-	d := *desc
-	d.Methods = slices.Clone(desc.Methods)
-	for i := range d.Methods {
-		h := d.Methods[i].Handler
-		d.Methods[i].Handler = func(srv any, ctx context.Context, dec func(any) error, ic grpc.UnaryServerInterceptor) (any, error) {
-			if err := r.n.serving(); err != nil {
-				return nil, err
-			}
-			return h(srv, ctx, dec, chainUnary(ic, r.unary))
-		}
-	}
-	d.Streams = slices.Clone(desc.Streams)
-	for i := range d.Streams {
-		h := d.Streams[i].Handler
-		d.Streams[i].Handler = func(srv any, ss grpc.ServerStream) error {
-			if err := r.n.serving(); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		}
-	}
-	r.s.RegisterService(&d, impl)
-}
-
-// chainUnary runs outer (the server's interceptors, if any), then inner.
-func chainUnary(outer, inner grpc.UnaryServerInterceptor) grpc.UnaryServerInterceptor {
-	switch {
-	case inner == nil:
-		return outer
-	case outer == nil:
-		return inner
-	}
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-		return outer(ctx, req, info, func(ctx context.Context, req any) (any, error) {
-			return inner(ctx, req, info, h)
-		})
-	}
+	wire.RegisterService(wire.Registrar{S: s, Gate: n.serving}, &wdsv1.Session_ServiceDesc, &sessionService{n: n})
+	wire.RegisterService(wire.Registrar{S: s, Gate: n.serving, Unary: n.adminForwarder()}, &wdsv1.Admin_ServiceDesc, &adminService{n: n})
 }
 
 // serving is nil until the node is closed.

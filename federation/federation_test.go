@@ -44,12 +44,20 @@ type fed struct {
 func cellID(region string) string   { return region + "-1" }
 func globalID(region string) string { return "g-" + region }
 
-// ttl is the test domains' TTL; S (global outage ridden out) is short so
-// that delegations lapse within seconds.
-const (
-	ttl    = 2 * time.Second
-	outage = 2 * time.Second
-)
+// ttl is the test domains' TTL.
+const ttl = 2 * time.Second
+
+// fedOption adjusts a test federation.
+type fedOption func(*fedSettings)
+
+type fedSettings struct {
+	// outage is S, the global outage cells ride out: short (2 s) by
+	// default so that delegations lapse within seconds.
+	outage time.Duration
+}
+
+// withOutage sets S.
+func withOutage(d time.Duration) fedOption { return func(s *fedSettings) { s.outage = d } }
 
 // testLogger logs to stderr when WDS_TEST_LOG is set (debug), else
 // discards.
@@ -64,8 +72,12 @@ func testLogger(t testing.TB) *slog.Logger {
 	return l
 }
 
-func newFed(t *testing.T, regions ...string) *fed {
+func newFed(t *testing.T, regions []string, opts ...fedOption) *fed {
 	t.Helper()
+	set := fedSettings{outage: 2 * time.Second}
+	for _, o := range opts {
+		o(&set)
+	}
 	f := &fed{t: t, regions: regions, Net: faults.New(), History: &chaos.History{}}
 	addrs := celltest.FreeAddrs(t, 3*len(regions))
 	dir := t.TempDir()
@@ -90,7 +102,7 @@ func newFed(t *testing.T, regions ...string) *fed {
 		gc.NodeID = globalID(r)
 		gc.DataDir = filepath.Join(dir, gc.NodeID)
 		gc.Peers = gpeers
-		gc.Outage = outage
+		gc.Outage = set.outage
 		gc.Settle = 200 * time.Millisecond
 		gc.LiveWindow = time.Second
 		gc.Raft = raftnode.DefaultLANConfig()
@@ -260,7 +272,7 @@ var threeRegions = []string{"us-east", "eu-west", "ap-south"}
 // move ranges between cells with no overlap (the checker over every
 // region's history).
 func TestFederationPlacement(t *testing.T) {
-	f := newFed(t, threeRegions...)
+	f := newFed(t, threeRegions)
 	f.applyTopology(dom("prices", kGlobal, 24), dom("orders", kRegional, 6), dom("leader", kUnit, 1))
 
 	a1 := f.consumer("us-east", "a1", "prices", "orders", "leader")
@@ -269,56 +281,21 @@ func TestFederationPlacement(t *testing.T) {
 	c1 := f.consumer("ap-south", "c1", "orders")
 	all := []*celltest.Consumer{a1, a2, b1, c1}
 
-	want := func(what string, check func(h map[string]map[string]int) error) {
-		t.Helper()
-		start := time.Now()
-		celltest.Eventually(t, 20*time.Second, func() error { return check(held(all...)) })
-		t.Logf("%s: settled after %v: %v", what, time.Since(start).Round(time.Millisecond), held(all...))
-	}
-	balanced := func(key string, want map[string]int) func(map[string]map[string]int) error {
-		return func(h map[string]map[string]int) error {
-			got := h[key]
-			if len(got) != len(want) {
-				return fmt.Errorf("%s held by %v, want %v", key, got, want)
-			}
-			for id, n := range want {
-				if got[id] != n {
-					return fmt.Errorf("%s held by %v, want %v", key, got, want)
-				}
-			}
-			return nil
-		}
-	}
-	both := func(fs ...func(map[string]map[string]int) error) func(map[string]map[string]int) error {
-		return func(h map[string]map[string]int) error {
-			for _, fn := range fs {
-				if err := fn(h); err != nil {
-					return err
-				}
-			}
-			return nil
-		}
-	}
-	unitOnce := func(h map[string]map[string]int) error {
-		if n := len(h["leader/"]); n != 1 {
-			return fmt.Errorf("UNIT leader held by %v, want exactly one holder", h["leader/"])
-		}
-		return nil
-	}
-	want("three regions", both(
+	want := func(what string, check holdings) { waitHeld(t, what, check, all...) }
+	want("three regions", allOf(
 		balanced("prices/", map[string]int{"a1": 8, "a2": 8, "b1": 8}),
 		balanced("orders/us-east", map[string]int{"a1": 3, "a2": 3}),
 		balanced("orders/eu-west", map[string]int{"b1": 6}),
 		balanced("orders/ap-south", map[string]int{"c1": 6}),
-		unitOnce,
+		unitOnce("leader"),
 	))
 
 	// ap-south gains a prices consumer: 24 over 4.
 	c2 := f.consumer("ap-south", "c2", "prices")
 	all = append(all, c2)
-	want("a prices consumer in ap-south", both(
+	want("a prices consumer in ap-south", allOf(
 		balanced("prices/", map[string]int{"a1": 6, "a2": 6, "b1": 6, "c2": 6}),
-		unitOnce,
+		unitOnce("leader"),
 	))
 
 	// us-east loses one: 24 over 3 again, across three cells.
@@ -328,13 +305,64 @@ func TestFederationPlacement(t *testing.T) {
 		t.Fatal(err)
 	}
 	all = []*celltest.Consumer{a1, b1, c1, c2}
-	want("a2 gone", both(
+	want = func(what string, check holdings) { waitHeld(t, what, check, all...) }
+	want("a2 gone", allOf(
 		balanced("prices/", map[string]int{"a1": 8, "b1": 8, "c2": 8}),
 		balanced("orders/us-east", map[string]int{"a1": 6}),
-		unitOnce,
+		unitOnce("leader"),
 	))
 	checkHistory(t, f.History)
 	checkTokensAcrossCells(t, f.History)
+}
+
+// holdings checks what consumers believe they own ("domain/keyspace" →
+// consumer → shards).
+type holdings func(map[string]map[string]int) error
+
+// waitHeld waits until check holds for the consumers' beliefs.
+func waitHeld(t *testing.T, what string, check holdings, cs ...*celltest.Consumer) {
+	t.Helper()
+	start := time.Now()
+	celltest.Eventually(t, 20*time.Second, func() error { return check(held(cs...)) })
+	t.Logf("%s: settled after %v: %v", what, time.Since(start).Round(time.Millisecond), held(cs...))
+}
+
+// balanced wants key held exactly as want says.
+func balanced(key string, want map[string]int) holdings {
+	return func(h map[string]map[string]int) error {
+		got := h[key]
+		if len(got) != len(want) {
+			return fmt.Errorf("%s held by %v, want %v", key, got, want)
+		}
+		for id, n := range want {
+			if got[id] != n {
+				return fmt.Errorf("%s held by %v, want %v", key, got, want)
+			}
+		}
+		return nil
+	}
+}
+
+// allOf wants every check.
+func allOf(cs ...holdings) holdings {
+	return func(h map[string]map[string]int) error {
+		for _, c := range cs {
+			if err := c(h); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// unitOnce wants exactly one holder of a UNIT domain federation-wide.
+func unitOnce(domain string) holdings {
+	return func(h map[string]map[string]int) error {
+		if n := len(h[domain+"/"]); n != 1 {
+			return fmt.Errorf("UNIT %s held by %v, want exactly one holder", domain, h[domain+"/"])
+		}
+		return nil
+	}
 }
 
 // checkTokensAcrossCells checks that, per key space, grants of one key

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/internal/raftnode"
+	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -56,6 +57,11 @@ type Config struct {
 	// MaxMovesInFlight caps, per key space, the shards being withdrawn at
 	// once.
 	MaxMovesInFlight int
+
+	// Bootstrap, if set, is the topology the first leader of a group whose
+	// state knows no region applies (what `wds server --topology` starts
+	// with); later changes go through `wds topology apply`.
+	Bootstrap *globalv1.ApplyTopology
 
 	// Raft tunes the Raft member (WAN timings by default). ID, Dir, Bind
 	// and Peers are filled in from the fields above.

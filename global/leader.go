@@ -54,6 +54,32 @@ func newLeader(n *Node, accession time.Time) *leader {
 func (l *leader) start() {
 	l.wg.Add(1)
 	go l.placeLoop()
+	if b := l.n.cfg.Bootstrap; b != nil && len(l.n.state.Regions()) == 0 {
+		l.wg.Add(1)
+		go l.bootstrap(b)
+	}
+}
+
+// bootstrap applies the topology the group was started with, once: the
+// first leader of a group whose state knows no region proposes it (until
+// it commits, or another entry gave the state regions).
+func (l *leader) bootstrap(t *globalv1.ApplyTopology) {
+	defer l.wg.Done()
+	for l.ctx.Err() == nil && len(l.n.state.Regions()) == 0 {
+		_, err := l.n.proposeOne(l.ctx, &globalv1.Op{Op: &globalv1.Op_ApplyTopology{ApplyTopology: t}})
+		if err == nil {
+			l.n.log.Info("applied the topology the group was started with", "regions", len(t.GetRegions()), "domains", len(t.GetDomains()))
+			return
+		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		l.n.log.Error("bootstrap topology not applied", "err", err)
+		select {
+		case <-l.ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 func (l *leader) stop() {

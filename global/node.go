@@ -36,6 +36,9 @@ type Node struct {
 	mu     sync.Mutex
 	leader *leader
 	closed bool
+
+	peerMu    sync.Mutex
+	peerConns map[string]*grpc.ClientConn
 }
 
 // NewNode starts a global voter: it opens the data dir and starts the Raft
@@ -49,9 +52,10 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	self, _ := cfg.self()
 	n := &Node{
-		cfg:   cfg,
-		log:   logging.Component(cfg.Logger, "global").With("node", cfg.NodeID, "region", self.Region),
-		state: globalstate.NewState(),
+		cfg:       cfg,
+		log:       logging.Component(cfg.Logger, "global").With("node", cfg.NodeID, "region", self.Region),
+		state:     globalstate.NewState(),
+		peerConns: map[string]*grpc.ClientConn{},
 	}
 	n.fsm = &globalstate.FSM{State: n.state, OnApply: n.onApply}
 	rc := cfg.Raft
@@ -83,10 +87,11 @@ func NewNode(cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// Register puts the global group's services on s.
-func (n *Node) Register(s grpc.ServiceRegistrar) {
-	globalv1.RegisterCoordinatorServer(s, &coordinator{n: n})
-}
+// Register puts the global group's services (Coordinator, GlobalAdmin)
+// on s, which must carry wire.Codec (cell.ServerOptions has it). A
+// follower forwards GlobalAdmin's changes to the leader; once the node is
+// closed its handlers refuse new calls.
+func (n *Node) Register(s grpc.ServiceRegistrar) { n.register(s) }
 
 // ID is the node id.
 func (n *Node) ID() string { return n.cfg.NodeID }
@@ -207,6 +212,24 @@ func (n *Node) DeleteDomain(ctx context.Context, name string) error {
 	return err
 }
 
+// Renewals returns, on the leader, when it last answered each region's
+// renewal (nil on a follower).
+func (n *Node) Renewals() map[string]time.Time {
+	l := n.currentLeader()
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := map[string]time.Time{}
+	for name, b := range l.regions {
+		if !b.renewedAt.IsZero() {
+			out[name] = b.renewedAt
+		}
+	}
+	return out
+}
+
 // WaitLeader waits until some node of nodes is the ready, confirmed leader.
 func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
 	t := time.NewTicker(10 * time.Millisecond)
@@ -241,5 +264,12 @@ func (n *Node) Close() error {
 		l.stop()
 	}
 	n.batcher.Close()
-	return n.raft.Shutdown()
+	err := n.raft.Shutdown()
+	n.peerMu.Lock()
+	for _, cc := range n.peerConns {
+		cc.Close()
+	}
+	n.peerConns = map[string]*grpc.ClientConn{}
+	n.peerMu.Unlock()
+	return err
 }

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -498,12 +499,27 @@ func DomainToProto(d Domain) *wdsv1.Domain {
 	case d.Shards > 0:
 		shards = uint32(d.Shards)
 	}
-	return &wdsv1.Domain{
+	p := &wdsv1.Domain{
 		Name:      d.Name,
 		Kind:      KindToProto(d.Kind),
 		Shards:    shards,
 		TtlMillis: d.TTL.Milliseconds(),
+		Regions:   slices.Clone(d.Regions),
 	}
+	if d.Kind == KindRegional {
+		p.Failover = wdsv1.Failover_FAILOVER_AUTO
+		if d.Failover == FailoverManual {
+			p.Failover = wdsv1.Failover_FAILOVER_MANUAL
+		}
+	}
+	for _, pin := range d.Pins {
+		wp := &wdsv1.Pin{Region: pin.Region}
+		if d.Kind != KindUnit {
+			wp.Range = RangeToProto(pin.Range)
+		}
+		p.Pins = append(p.Pins, wp)
+	}
+	return p
 }
 
 // DomainFromProto converts and validates a wire domain. Proto3 cannot tell
@@ -526,10 +542,29 @@ func DomainFromProto(p *wdsv1.Domain) (Domain, error) {
 			"must be between %d and %d, or 0 for the default", MinTTL.Milliseconds(), MaxTTL.Milliseconds())
 	}
 	d := Domain{
-		Name:   p.GetName(),
-		Kind:   k,
-		Shards: int(p.GetShards()),
-		TTL:    time.Duration(ms) * time.Millisecond,
+		Name:    p.GetName(),
+		Kind:    k,
+		Shards:  int(p.GetShards()),
+		TTL:     time.Duration(ms) * time.Millisecond,
+		Regions: slices.Clone(p.GetRegions()),
+	}
+	switch p.GetFailover() {
+	case wdsv1.Failover_FAILOVER_UNSPECIFIED, wdsv1.Failover_FAILOVER_AUTO:
+	case wdsv1.Failover_FAILOVER_MANUAL:
+		d.Failover = FailoverManual
+	default:
+		return Domain{}, Invalid("domain.failover", strconv.Itoa(int(p.GetFailover())), "unknown failover: want auto or manual")
+	}
+	for i, wp := range p.GetPins() {
+		pin := Pin{Region: wp.GetRegion(), Range: Full}
+		if wp.GetRange() != nil {
+			r, err := RangeFromProto(fmt.Sprintf("domain.pins[%d].range", i), wp.GetRange())
+			if err != nil {
+				return Domain{}, err
+			}
+			pin.Range = r
+		}
+		d.Pins = append(d.Pins, pin)
 	}
 	d.Normalize()
 	if err := d.validate(); err != nil {

@@ -272,8 +272,10 @@ reached is retried.`,
 					return err
 				}
 			}
-			if err := topology.ValidateName("--region", region); err != nil {
-				return err
+			if region != "" {
+				if err := topology.ValidateName("--region", region); err != nil {
+					return err
+				}
 			}
 			drain, err := drainTimeout.parse("--drain-timeout")
 			if err != nil {
@@ -299,7 +301,7 @@ reached is retried.`,
 	f := cmd.Flags()
 	f.StringSliceVar(&domains, "domain", nil, "domain to serve (repeat, or comma-separated)")
 	f.StringVar(&id, "id", "", "consumer id, unique among live consumers: 1-128 chars of [A-Za-z0-9._:-] (required)")
-	f.StringVar(&region, "region", "local", "the consumer's region: must be the cell's")
+	f.StringVar(&region, "region", "", "the consumer's region: must be the cell's (default: the region of the cell the endpoint serves)")
 	f.StringVar(&advertise, "endpoint-advertise", "", "this consumer's own address, published in routing for keys it owns")
 	f.Var(&drainTimeout, "drain-timeout", "how long to wait for the drain on SIGTERM, with a unit (30s, 2m)")
 	return cmd

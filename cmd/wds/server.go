@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/cell"
+	"github.com/wdsio/wds/federation"
 	"github.com/wdsio/wds/internal/serve"
 	"github.com/wdsio/wds/internal/telemetry"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -77,7 +78,7 @@ There is no TLS yet: run it on a trusted network only.`,
   wds server --topology wds.yaml --node n1 --data-dir /var/lib/wds`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, domains, err := o.config(cmd)
+			cfg, domains, file, err := o.config(cmd)
 			if err != nil {
 				return err
 			}
@@ -86,7 +87,17 @@ There is no TLS yet: run it on a trusted network only.`,
 				return err
 			}
 			cfg.Logger = log
-			return runServer(cmd, g, cfg, domains, log)
+			if file != nil && federation.Federated(file) {
+				// A federation: this node's cell member, and its global
+				// voter if the file gives it a global address; the global
+				// group starts from the file's regions and domains.
+				fc, err := federation.NodeConfig(file, cfg.NodeID, cfg)
+				if err != nil {
+					return err
+				}
+				return runServer(cmd, g, cfg, nil, log, &fc)
+			}
+			return runServer(cmd, g, cfg, domains, log, nil)
 		},
 	}
 	f := cmd.Flags()
@@ -105,14 +116,14 @@ There is no TLS yet: run it on a trusted network only.`,
 
 // config builds the node's configuration from the flags or the topology
 // file, and returns the domains the topology file declares.
-func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Domain, error) {
+func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Domain, *topology.File, error) {
 	cfg := cell.DefaultConfig()
 	flags := cmd.Flags()
 	if o.node == "" {
-		return cfg, nil, usageErrorf(cmd, "--node is required: this node's id")
+		return cfg, nil, nil, usageErrorf(cmd, "--node is required: this node's id")
 	}
 	if o.dataDir == "" {
-		return cfg, nil, usageErrorf(cmd, "--data-dir is required: where this node keeps its Raft log and snapshots")
+		return cfg, nil, nil, usageErrorf(cmd, "--data-dir is required: where this node keeps its Raft log and snapshots")
 	}
 	cfg.NodeID = o.node
 	cfg.DataDir = o.dataDir
@@ -120,15 +131,17 @@ func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Doma
 	cfg.MaxMovesInFlight = o.maxMoves
 	cfg.HTTPBind = o.http
 	var domains []topology.Domain
+	var file *topology.File
 	if o.topology != "" {
 		for _, name := range []string{"peer", "region"} {
 			if flags.Changed(name) {
-				return cfg, nil, usageErrorf(cmd, "--%s cannot be combined with --topology: the file gives it", name)
+				return cfg, nil, nil, usageErrorf(cmd, "--%s cannot be combined with --topology: the file gives it", name)
 			}
 		}
 		f, err := topology.Load(o.topology)
+		file = f
 		if err != nil {
-			return cfg, nil, err
+			return cfg, nil, nil, err
 		}
 		region, node, ok := f.Node(o.node)
 		if !ok {
@@ -138,7 +151,7 @@ func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Doma
 					ids = append(ids, n.ID)
 				}
 			}
-			return cfg, nil, topology.Invalid("--node", fmt.Sprintf("%q", o.node), "no such node in %s (it has %s)", o.topology, strings.Join(ids, ", "))
+			return cfg, nil, nil, topology.Invalid("--node", fmt.Sprintf("%q", o.node), "no such node in %s (it has %s)", o.topology, strings.Join(ids, ", "))
 		}
 		cfg.Region = region.Name
 		for _, n := range region.Nodes {
@@ -153,7 +166,7 @@ func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Doma
 		for _, p := range o.peers {
 			parts := strings.Split(p, "=")
 			if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
-				return cfg, nil, usageErrorf(cmd, "invalid --peer %q: want ID=RAFTADDR=GRPCADDR, e.g. n1=10.0.0.1:7200=10.0.0.1:7100", p)
+				return cfg, nil, nil, usageErrorf(cmd, "invalid --peer %q: want ID=RAFTADDR=GRPCADDR, e.g. n1=10.0.0.1:7200=10.0.0.1:7100", p)
 			}
 			cfg.Peers = append(cfg.Peers, cell.Peer{ID: parts[0], Raft: parts[1], GRPC: parts[2]})
 		}
@@ -170,9 +183,9 @@ func (o *serverOptions) config(cmd *cobra.Command) (cell.Config, []topology.Doma
 		}
 	}
 	if err := cfg.Validate(); err != nil {
-		return cfg, nil, err
+		return cfg, nil, nil, err
 	}
-	return cfg, domains, nil
+	return cfg, domains, file, nil
 }
 
 type serverJSON struct {
@@ -182,9 +195,14 @@ type serverJSON struct {
 	Raft   string `json:"raft"`
 	HTTP   string `json:"http"`
 	Peers  int    `json:"peers"`
+	// Global is the node's global Raft address when it is a global voter.
+	Global string `json:"global,omitempty"`
 }
 
-func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topology.Domain, log *slog.Logger) error {
+// runServer serves the node of cfg until SIGINT or SIGTERM: a lone cell's
+// node (fed nil; it creates the topology file's domains), or a federation
+// node (fed: cfg is its cell member's configuration).
+func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topology.Domain, log *slog.Logger, fed *federation.Config) error {
 	fmt.Fprintln(cmd.ErrOrStderr(), plaintextWarning)
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -200,11 +218,22 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 		_ = shutdownTracing(sctx)
 	}()
 	cfg.TracerProvider = tp
-	node, proc, err := serveNode(cfg)
-	if err != nil {
+	var node *cell.Node
+	var proc *serve.Process
+	closeRest := func() error { return nil }
+	if fed != nil {
+		fed.Cell.TracerProvider = tp
+		var fn *federation.Node
+		fn, proc, err = federation.Start(*fed)
+		if err != nil {
+			return listenHint(err)
+		}
+		node, closeRest = fn.Cell, fn.Close
+	} else if node, proc, err = serveNode(cfg); err != nil {
 		return listenHint(err)
 	}
 	defer proc.Stop()
+	defer closeRest()
 	raftAddr := cfg.RaftBind
 	for _, p := range cfg.Peers {
 		if p.ID == cfg.NodeID && raftAddr == "" {
@@ -212,12 +241,23 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 		}
 	}
 	info := serverJSON{Node: cfg.NodeID, Region: cfg.Region, GRPC: proc.GRPCAddr(), Raft: raftAddr, HTTP: proc.HTTPAddr(), Peers: len(cfg.Peers)}
+	if fed != nil && fed.Global != nil {
+		for _, p := range fed.Global.Peers {
+			if p.ID == cfg.NodeID {
+				info.Global = p.Raft
+			}
+		}
+	}
 	out := cmd.OutOrStdout()
 	if g.json() {
 		err = writeJSON(out, info)
 	} else {
-		_, err = fmt.Fprintf(out, "wds server: node %s of region %s (%d voter(s)): grpc %s, raft %s, http %s, data %s\n",
-			info.Node, info.Region, info.Peers, info.GRPC, info.Raft, dash(info.HTTP), cfg.DataDir)
+		global := ""
+		if info.Global != "" {
+			global = ", global raft " + info.Global
+		}
+		_, err = fmt.Fprintf(out, "wds server: node %s of region %s (%d voter(s)): grpc %s, raft %s%s, http %s, data %s\n",
+			info.Node, info.Region, info.Peers, info.GRPC, info.Raft, global, dash(info.HTTP), cfg.DataDir)
 	}
 	if err != nil {
 		node.Close()

@@ -5,6 +5,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
@@ -302,5 +304,58 @@ func TestPlaceRandom(t *testing.T) {
 		if u := h.holders("leader", "")[0]; !live[u] {
 			t.Fatalf("UNIT held by %q, not live", u)
 		}
+	}
+}
+
+func TestPlanTopology(t *testing.T) {
+	h := newHarness(t)
+	topo := &globalv1.ApplyTopology{Regions: threeRegions, Domains: []*wdsv1.Domain{dom("prices", global, 12), dom("orders", regional, 4)}}
+	h.ok(&globalv1.Op{Op: &globalv1.Op_ApplyTopology{ApplyTopology: topo}})
+	in := PlaceInput{Live: allLive, Consumers: load("prices", map[string]int{"us-east": 1, "eu-west": 1, "ap-south": 1}), MaxMoves: 12}
+	h.settle(in)
+	before := h.state().snapshot()
+
+	plan, err := PlanTopology(h.state(), topo, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !proto.Equal(plan, &globalv1.PlanTopologyResponse{}) {
+		t.Fatalf("plan of the unchanged topology: %v", plan)
+	}
+
+	// Pin half of prices to ap-south, add a domain, drop orders.
+	pinned := dom("prices", global, 12)
+	pinned.Pins = []*wdsv1.Pin{{Region: "ap-south", Range: topology.RangeToProto(shardRange(t, 12, 0, 6))}}
+	changed := &globalv1.ApplyTopology{Regions: threeRegions, Domains: []*wdsv1.Domain{pinned, dom("leader", unit, 1)}}
+	plan, err = PlanTopology(h.state(), changed, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.GetDomainsCreated()) != 1 || plan.GetDomainsCreated()[0].GetName() != "leader" ||
+		len(plan.GetDomainsChanged()) != 1 || fmt.Sprint(plan.GetDomainsDeleted()) != "[orders]" {
+		t.Fatalf("plan domains: %v", plan)
+	}
+	moved := uint32(0)
+	for _, m := range plan.GetMoves() {
+		if m.GetDomain() == "prices" {
+			moved += m.GetShards()
+			if m.GetToRegion() == "" || m.GetFromRegion() == m.GetToRegion() || m.GetConsumersAffected() != 1 {
+				t.Fatalf("move %v", m)
+			}
+		}
+	}
+	// 6 pinned to ap-south (it held 4 of them at most), the rest 3 and 3.
+	if moved == 0 {
+		t.Fatalf("pinning half of prices moves nothing: %v", plan.GetMoves())
+	}
+	t.Logf("plan: %v", plan)
+	// Nothing was applied.
+	if after := h.state().snapshot(); !proto.Equal(before, after) {
+		t.Fatal("PlanTopology changed the state")
+	}
+	// A bad topology is refused as apply would refuse it.
+	bad := &globalv1.ApplyTopology{Regions: threeRegions, Domains: []*wdsv1.Domain{dom("prices", global, 99)}}
+	if _, err := PlanTopology(h.state(), bad, in); err == nil {
+		t.Fatal("plan of a topology changing shards: no error")
 	}
 }

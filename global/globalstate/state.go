@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
@@ -423,7 +424,9 @@ func describeSpec(d topology.Domain) string {
 func prefix(path string, err error) error {
 	if fe, ok := err.(*topology.FieldError); ok {
 		c := *fe
-		c.Field = path + "." + fe.Field
+		// DomainFromProto names fields under "domain."; here the domain
+		// is path.
+		c.Field = path + "." + strings.TrimPrefix(fe.Field, "domain.")
 		return &c
 	}
 	return fmt.Errorf("%s: %w", path, err)
@@ -630,6 +633,7 @@ func (s *State) free(holder, name, region string, generation uint64, filter bool
 func (s *State) domainProto(d *domain) *wdsv1.Domain {
 	p := topology.DomainToProto(d.spec)
 	p.CreatedIndex = d.incarnation
+	p.Pins = nil // the state's own, below (the spec's are those it was created with)
 	p.Regions = slices.Clone(d.regions)
 	p.Failover = d.failover
 	for _, pn := range d.pins {

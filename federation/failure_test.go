@@ -1,0 +1,190 @@
+package federation_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/wdsio/wds/global"
+	"github.com/wdsio/wds/internal/celltest"
+	"github.com/wdsio/wds/internal/faults"
+	"github.com/wdsio/wds/internal/lease"
+)
+
+// cutFromGlobal cuts region's node off the global group while its cell
+// keeps serving its consumers: its global voter's Raft traffic, and its
+// cell's coordinator streams to the other regions' nodes.
+func (f *fed) cutFromGlobal(region string) {
+	f.Net.Isolate(globalID(region), faults.Raft)
+	for _, o := range f.regions {
+		if o != region {
+			f.Net.Cut(cellID(region), cellID(o), faults.GRPC)
+		}
+	}
+}
+
+func (f *fed) healGlobal(region string) {
+	f.Net.Heal(globalID(region))
+	f.Net.Heal(cellID(region))
+}
+
+// churn sums what consumers saw since a baseline: grants, revocations and
+// leases lost.
+type churn struct{ grants, revokes, losts int }
+
+func churnOf(cs ...*celltest.Consumer) map[string]churn {
+	out := map[string]churn{}
+	for _, c := range cs {
+		g, r, l := c.Counts()
+		out[c.ID] = churn{g, r, l}
+	}
+	return out
+}
+
+// TestFederationRegionCutOff: a region cut off from the global group while
+// its consumers stay connected to its cell. The cell stops extending its
+// consumers' leases before its delegations' deadline, so they stop
+// believing they own the region's GLOBAL ranges before the global group
+// gives those to the other regions (the checker over all regions finds no
+// overlap); the other regions get them within D·(1+ε) plus a little; once
+// healed, the region is given its share again.
+func TestFederationRegionCutOff(t *testing.T) {
+	f := newFed(t, threeRegions)
+	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4))
+	a1 := f.consumer("us-east", "a1", "prices", "orders")
+	b1 := f.consumer("eu-west", "b1", "prices", "orders")
+	c1 := f.consumer("ap-south", "c1", "prices")
+	all := []*celltest.Consumer{a1, b1, c1}
+	waitHeld(t, "before the cut", allOf(
+		balanced("prices/", map[string]int{"a1": 4, "b1": 4, "c1": 4}),
+		balanced("orders/eu-west", map[string]int{"b1": 4}),
+	), all...)
+
+	cut := time.Now()
+	f.cutFromGlobal("eu-west")
+	// b1 stays connected to eu-west's cell, which can no longer renew.
+	waitHeld(t, "eu-west's share re-delegated", allOf(
+		balanced("prices/", map[string]int{"a1": 6, "c1": 6}),
+		balanced("orders/us-east", map[string]int{"a1": 4}),
+	), all...)
+	took := time.Since(cut)
+	d := f.cfgs[0].Global.Duration(ttl)
+	bound := lease.Params{TTL: d, Drift: f.cfgs[0].Global.Drift}.LeaderHold() + 3*time.Second
+	t.Logf("eu-west's GLOBAL ranges held elsewhere %v after the cut (D = %v, D·(1+ε) + 3 s = %v)", took.Round(time.Millisecond), d, bound)
+	if took > bound {
+		t.Errorf("re-delegation took %v, more than D·(1+ε) + 3 s = %v", took, bound)
+	}
+	if h := held(b1); len(h["orders/eu-west"]) != 0 || len(h["prices/"]) != 0 {
+		t.Fatalf("b1, behind a cut-off cell, still believes it owns %v", h)
+	}
+	checkHistory(t, f.History)
+
+	f.healGlobal("eu-west")
+	waitHeld(t, "healed", allOf(
+		balanced("prices/", map[string]int{"a1": 4, "b1": 4, "c1": 4}),
+		balanced("orders/eu-west", map[string]int{"b1": 4}),
+	), all...)
+	checkHistory(t, f.History)
+}
+
+// TestFederationGlobalLeaderKillNoChurn: the global leader's voter stops
+// (its region's cell keeps serving); a new global leader takes over with
+// its accession grace, cells renew with it, and no consumer anywhere loses
+// or moves a shard.
+func TestFederationGlobalLeaderKillNoChurn(t *testing.T) {
+	f := newFed(t, threeRegions, withOutage(5*time.Second))
+	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4), dom("leader", kUnit, 1))
+	a1 := f.consumer("us-east", "a1", "prices", "orders", "leader")
+	b1 := f.consumer("eu-west", "b1", "prices", "orders", "leader")
+	c1 := f.consumer("ap-south", "c1", "prices", "orders")
+	all := []*celltest.Consumer{a1, b1, c1}
+	waitHeld(t, "settled", allOf(
+		balanced("prices/", map[string]int{"a1": 4, "b1": 4, "c1": 4}),
+		unitOnce("leader"),
+	), all...)
+	time.Sleep(time.Second) // let placement settle its last round
+	before := churnOf(all...)
+
+	g := f.globalLeader()
+	killed := time.Now()
+	if err := g.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var rest []*global.Node
+	for _, n := range f.nodes {
+		if n.Global != g {
+			rest = append(rest, n.Global)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ng, err := global.WaitLeader(ctx, rest...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("global leader %s stopped; %s leads %v later", g.ID(), ng.ID(), time.Since(killed).Round(time.Millisecond))
+	// Renewals resume with the new leader: every region renewed.
+	celltest.Eventually(t, 10*time.Second, func() error { return renewedAll(ng, f.regions) })
+	t.Logf("every region renewing again %v after the kill", time.Since(killed).Round(time.Millisecond))
+	// A whole delegation period later, nothing moved.
+	time.Sleep(f.cfgs[0].Global.Duration(ttl) + time.Second)
+	if after := churnOf(all...); !equalChurn(before, after) {
+		t.Fatalf("consumers churned across the global leader change: before %v, after %v", before, after)
+	}
+	checkHistory(t, f.History)
+}
+
+// TestFederationGlobalOutageNoChurn: the global group is unavailable (no
+// voter reaches another) for less than S; cells ride it out: no consumer
+// loses or moves a shard.
+func TestFederationGlobalOutageNoChurn(t *testing.T) {
+	f := newFed(t, threeRegions, withOutage(5*time.Second))
+	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4))
+	a1 := f.consumer("us-east", "a1", "prices", "orders")
+	b1 := f.consumer("eu-west", "b1", "prices", "orders")
+	c1 := f.consumer("ap-south", "c1", "prices", "orders")
+	all := []*celltest.Consumer{a1, b1, c1}
+	waitHeld(t, "settled", balanced("prices/", map[string]int{"a1": 4, "b1": 4, "c1": 4}), all...)
+	time.Sleep(time.Second)
+	before := churnOf(all...)
+
+	for _, r := range f.regions {
+		f.Net.Isolate(globalID(r), faults.Raft)
+	}
+	time.Sleep(2500 * time.Millisecond) // S is 5 s
+	for _, r := range f.regions {
+		f.Net.Heal(globalID(r))
+	}
+	g := f.globalLeader()
+	celltest.Eventually(t, 10*time.Second, func() error { return renewedAll(g, f.regions) })
+	time.Sleep(f.cfgs[0].Global.Duration(ttl))
+	if after := churnOf(all...); !equalChurn(before, after) {
+		t.Fatalf("consumers churned across a %v global outage (S = 5 s): before %v, after %v", 2500*time.Millisecond, before, after)
+	}
+	checkHistory(t, f.History)
+}
+
+func equalChurn(a, b map[string]churn) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// renewedAll reports whether the global leader g answered a renewal of
+// every region within the last second.
+func renewedAll(g *global.Node, regions []string) error {
+	at := g.Renewals()
+	for _, r := range regions {
+		if t, ok := at[r]; !ok || time.Since(t) > time.Second {
+			return fmt.Errorf("region %s last renewed at %v (renewals %v)", r, t, at)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package global
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/wdsio/wds/global/globalstate"
+	"github.com/wdsio/wds/internal/lease"
+	"github.com/wdsio/wds/internal/rpcerr"
+	"github.com/wdsio/wds/internal/rpcfwd"
+	"github.com/wdsio/wds/internal/wire"
+	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
+)
+
+// leaderOnly are the GlobalAdmin methods a follower forwards to the leader.
+var leaderOnly = []string{
+	globalv1.GlobalAdmin_CreateDomain_FullMethodName,
+	globalv1.GlobalAdmin_DeleteDomain_FullMethodName,
+	globalv1.GlobalAdmin_ApplyTopology_FullMethodName,
+	globalv1.GlobalAdmin_PlanTopology_FullMethodName,
+}
+
+// register puts the services on s, gated on the node being open.
+func (n *Node) register(s grpc.ServiceRegistrar) {
+	wire.RegisterService(wire.Registrar{S: s, Gate: n.serving}, &globalv1.Coordinator_ServiceDesc, &coordinator{n: n})
+	fwd := &rpcfwd.Forwarder{
+		Self:  n.cfg.NodeID,
+		Group: "global group",
+		Leader: func() (bool, string, string) {
+			if n.IsLeader() {
+				return true, "", ""
+			}
+			id, ep := n.leaderEndpoint()
+			return false, id, ep
+		},
+		Dial: n.dialPeer,
+	}
+	wire.RegisterService(wire.Registrar{S: s, Gate: n.serving, Unary: fwd.Interceptor(leaderOnly...)}, &globalv1.GlobalAdmin_ServiceDesc, &adminService{n: n})
+}
+
+// serving is nil until the node is closed.
+func (n *Node) serving() error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return rpcerr.New(codes.Unavailable, rpcerr.ReasonShuttingDown, fmt.Sprintf("global voter %s is shut down", n.cfg.NodeID))
+	}
+	return nil
+}
+
+// dialPeer returns a cached connection to another voter's endpoint.
+func (n *Node) dialPeer(ep string) (grpc.ClientConnInterface, error) {
+	n.peerMu.Lock()
+	defer n.peerMu.Unlock()
+	if cc := n.peerConns[ep]; cc != nil {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(ep, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	n.peerConns[ep] = cc
+	return cc, nil
+}
+
+type adminService struct {
+	globalv1.UnimplementedGlobalAdminServer
+	n *Node
+}
+
+func status(err error) error { return rpcerr.ToStatus(err) }
+
+func (a *adminService) CreateDomain(ctx context.Context, req *wdsv1.CreateDomainRequest) (*wdsv1.CreateDomainResponse, error) {
+	d, err := a.n.CreateDomain(ctx, req.GetDomain())
+	if err != nil {
+		return nil, status(err)
+	}
+	return &wdsv1.CreateDomainResponse{Domain: d}, nil
+}
+
+func (a *adminService) DeleteDomain(ctx context.Context, req *wdsv1.DeleteDomainRequest) (*wdsv1.DeleteDomainResponse, error) {
+	if err := a.n.DeleteDomain(ctx, req.GetName()); err != nil {
+		return nil, status(err)
+	}
+	return &wdsv1.DeleteDomainResponse{}, nil
+}
+
+func (a *adminService) ListDomains(context.Context, *wdsv1.ListDomainsRequest) (*wdsv1.ListDomainsResponse, error) {
+	live, _, _ := a.n.state.Catalog()
+	return &wdsv1.ListDomainsResponse{Domains: live}, nil
+}
+
+func (a *adminService) ApplyTopology(ctx context.Context, req *globalv1.ApplyTopologyRequest) (*globalv1.ApplyTopologyResponse, error) {
+	t := req.GetTopology()
+	if err := a.n.ApplyTopology(ctx, t.GetRegions(), t.GetDomains()); err != nil {
+		return nil, status(err)
+	}
+	return &globalv1.ApplyTopologyResponse{Index: a.n.state.Index()}, nil
+}
+
+func (a *adminService) PlanTopology(ctx context.Context, req *globalv1.ApplyTopologyRequest) (*globalv1.PlanTopologyResponse, error) {
+	l := a.n.currentLeader()
+	if l == nil {
+		return nil, a.n.notLeader()
+	}
+	in, _ := l.placeInput(time.Now())
+	plan, err := globalstate.PlanTopology(a.n.state, req.GetTopology(), in)
+	if err != nil {
+		return nil, status(err)
+	}
+	return plan, nil
+}
+
+func (a *adminService) GetTopology(context.Context, *globalv1.GetTopologyRequest) (*globalv1.GetTopologyResponse, error) {
+	live, _, _ := a.n.state.Catalog()
+	resp := &globalv1.GetTopologyResponse{Index: a.n.state.Index(), Domains: live}
+	for _, r := range a.n.state.Regions() {
+		resp.Regions = append(resp.Regions, &globalv1.Region{Name: r.Name, Failover: r.Failover})
+	}
+	return resp, nil
+}
+
+func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusRequest) (*globalv1.GlobalStatusResponse, error) {
+	n := a.n
+	st := n.raft.Status()
+	id, ep := n.leaderEndpoint()
+	resp := &globalv1.GlobalStatusResponse{
+		NodeId: n.cfg.NodeID, State: st.State.String(), LeaderId: id, LeaderEndpoint: ep,
+		Term: st.Term, AppliedIndex: n.state.Index(),
+	}
+	for _, p := range n.cfg.Peers {
+		resp.Voters = append(resp.Voters, &globalv1.GlobalVoter{Id: p.ID, RaftAddress: p.Raft, Leader: p.ID == id})
+	}
+	l := n.currentLeader()
+	if l == nil {
+		return resp, nil
+	}
+	now := time.Now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, r := range n.state.Regions() {
+		rs := &globalv1.RegionStatus{Name: r.Name, LastRenewalAgoMillis: -1, Consumers: map[string]uint32{}}
+		if b := l.regions[r.Name]; b != nil {
+			if !b.renewedAt.IsZero() {
+				rs.LastRenewalAgoMillis = now.Sub(b.renewedAt).Milliseconds()
+				rs.Renewing = now.Sub(b.renewedAt) <= n.cfg.LiveWindow
+			}
+			for d, c := range b.load {
+				rs.Consumers[d] = uint32(c)
+			}
+		}
+		resp.Regions = append(resp.Regions, rs)
+	}
+	for _, dl := range n.state.Delegations("") {
+		ds := &globalv1.DelegationStatus{Domain: dl.Domain, Region: dl.Region, Holder: dl.Holder, Generation: dl.Generation, Withdrawing: dl.Withdrawing}
+		for _, r := range dl.Ranges {
+			ds.Ranges = append(ds.Ranges, topology.RangeToProto(r))
+		}
+		if ttl, ok := n.domainTTL(dl.Domain); ok {
+			deadline := lease.Params{TTL: n.cfg.Duration(ttl), Drift: n.cfg.Drift}.LeaderDeadline(l.baseLocked(l.regions[dl.Holder]))
+			ds.ExpiresInMillis = deadline.Sub(now).Milliseconds()
+		}
+		resp.Delegations = append(resp.Delegations, ds)
+	}
+	return resp, nil
+}
