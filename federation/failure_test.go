@@ -113,7 +113,7 @@ func TestFederationGlobalLeaderKillNoChurn(t *testing.T) {
 	}
 	var rest []*global.Node
 	for _, n := range f.nodes {
-		if n.Global != g {
+		if n != nil && n.Global != nil && n.Global != g {
 			rest = append(rest, n.Global)
 		}
 	}
@@ -187,4 +187,53 @@ func renewedAll(g *global.Node, regions []string) error {
 		}
 	}
 	return nil
+}
+
+// TestFederationCellLeaderKillNoChurn: a 3-node cell under delegation
+// loses its leader (the whole federation node, its global voter with it
+// when it had one): the cell's new leader is unknown to the delegations
+// until its first renewal (it withholds, revokes nothing), and no consumer
+// anywhere loses or moves a shard.
+func TestFederationCellLeaderKillNoChurn(t *testing.T) {
+	f := newFed(t, threeRegions, withOutage(5*time.Second), withCellNodes("us-east", 3))
+	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4))
+	a1 := f.consumer("us-east", "a1", "prices", "orders")
+	a2 := f.consumer("us-east", "a2", "prices", "orders")
+	b1 := f.consumer("eu-west", "b1", "prices", "orders")
+	all := []*celltest.Consumer{a1, a2, b1}
+	waitHeld(t, "settled", allOf(
+		balanced("prices/", map[string]int{"a1": 4, "a2": 4, "b1": 4}),
+		balanced("orders/us-east", map[string]int{"a1": 2, "a2": 2}),
+	), all...)
+	time.Sleep(time.Second)
+	before := churnOf(all...)
+
+	leader := -1
+	for i := f.index("us-east"); i < f.index("us-east")+3; i++ {
+		if f.nodes[i].Cell.IsLeader() {
+			leader = i
+		}
+	}
+	if leader < 0 {
+		t.Fatal("no us-east cell leader")
+	}
+	killed := time.Now()
+	f.kill(leader)
+	t.Logf("killed us-east's cell leader %s (global voter: %v)", f.cfgs[leader].Cell.NodeID, f.cfgs[leader].Global != nil)
+	celltest.Eventually(t, 10*time.Second, func() error {
+		for i := f.index("us-east"); i < f.index("us-east")+3; i++ {
+			if f.nodes[i] != nil && f.nodes[i].Cell.IsLeader() {
+				return nil
+			}
+		}
+		return fmt.Errorf("no new us-east cell leader")
+	})
+	g := f.globalLeader()
+	celltest.Eventually(t, 10*time.Second, func() error { return renewedAll(g, f.regions) })
+	t.Logf("new cell leader renewing %v after the kill", time.Since(killed).Round(time.Millisecond))
+	time.Sleep(f.cfgs[0].Global.Duration(ttl) + time.Second)
+	if after := churnOf(all...); !equalChurn(before, after) {
+		t.Fatalf("consumers churned across the cell leader kill: before %v, after %v", before, after)
+	}
+	checkHistory(t, f.History)
 }

@@ -34,15 +34,17 @@ import (
 type fed struct {
 	t       testing.TB
 	regions []string
-	nodes   []*federation.Node
+	nodes   []*federation.Node // every node of every region, region by region
 	procs   []*serve.Process
 	cfgs    []federation.Config
+	first   map[string]int // index of each region's first node
 	Net     *faults.Net
 	History *chaos.History
 }
 
-func cellID(region string) string   { return region + "-1" }
-func globalID(region string) string { return "g-" + region }
+func cellID(region string) string        { return nodeID(region, 0) }
+func nodeID(region string, j int) string { return fmt.Sprintf("%s-%d", region, j+1) }
+func globalID(region string) string      { return "g-" + region }
 
 // ttl is the test domains' TTL.
 const ttl = 2 * time.Second
@@ -54,6 +56,14 @@ type fedSettings struct {
 	// outage is S, the global outage cells ride out: short (2 s) by
 	// default so that delegations lapse within seconds.
 	outage time.Duration
+	// cellNodes is the cell size per region (default 1).
+	cellNodes map[string]int
+}
+
+// withCellNodes makes region's cell n nodes (its first node is also the
+// region's global voter).
+func withCellNodes(region string, n int) fedOption {
+	return func(s *fedSettings) { s.cellNodes[region] = n }
 }
 
 // withOutage sets S.
@@ -72,44 +82,72 @@ func testLogger(t testing.TB) *slog.Logger {
 	return l
 }
 
-func newFed(t *testing.T, regions []string, opts ...fedOption) *fed {
+func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 	t.Helper()
-	set := fedSettings{outage: 2 * time.Second}
+	set := fedSettings{outage: 2 * time.Second, cellNodes: map[string]int{}}
 	for _, o := range opts {
 		o(&set)
 	}
-	f := &fed{t: t, regions: regions, Net: faults.New(), History: &chaos.History{}}
-	addrs := celltest.FreeAddrs(t, 3*len(regions))
+	f := &fed{t: t, regions: regions, Net: faults.New(), History: &chaos.History{}, first: map[string]int{}}
+	// Node j of region r: cell member nodeID(r, j); node 0 of each region is
+	// also its region's global voter, globalID(r).
+	type slot struct {
+		region         string
+		j              int
+		raft, grpc, gr string
+	}
+	var slots []slot
+	for _, r := range regions {
+		n := max(1, set.cellNodes[r])
+		f.first[r] = len(slots)
+		for j := 0; j < n; j++ {
+			slots = append(slots, slot{region: r, j: j})
+		}
+	}
+	addrs := celltest.FreeAddrs(t, 3*len(slots))
+	for i := range slots {
+		slots[i].raft, slots[i].grpc, slots[i].gr = addrs[3*i], addrs[3*i+1], addrs[3*i+2]
+	}
 	dir := t.TempDir()
 	var gpeers []global.Peer
 	var gEndpoints []string
-	for i, r := range regions {
-		gpeers = append(gpeers, global.Peer{ID: globalID(r), Region: r, Raft: addrs[3*i+2], GRPC: addrs[3*i+1]})
-		gEndpoints = append(gEndpoints, addrs[3*i+1])
-		f.Net.Register(cellID(r), addrs[3*i], addrs[3*i+1])
-		f.Net.Register(globalID(r), addrs[3*i+2])
+	for _, sl := range slots {
+		f.Net.Register(nodeID(sl.region, sl.j), sl.raft, sl.grpc)
+		if sl.j == 0 {
+			gpeers = append(gpeers, global.Peer{ID: globalID(sl.region), Region: sl.region, Raft: sl.gr, GRPC: sl.grpc})
+			gEndpoints = append(gEndpoints, sl.grpc)
+			f.Net.Register(globalID(sl.region), sl.gr)
+		}
 	}
-	for i, r := range regions {
+	for _, sl := range slots {
 		cc := cell.DefaultConfig()
-		cc.NodeID = cellID(r)
-		cc.Region = r
+		cc.NodeID = nodeID(sl.region, sl.j)
+		cc.Region = sl.region
 		cc.DataDir = filepath.Join(dir, cc.NodeID)
-		cc.Peers = []cell.Peer{{ID: cc.NodeID, Raft: addrs[3*i], GRPC: addrs[3*i+1]}}
+		for _, o := range slots {
+			if o.region == sl.region {
+				cc.Peers = append(cc.Peers, cell.Peer{ID: nodeID(o.region, o.j), Raft: o.raft, GRPC: o.grpc})
+			}
+		}
 		cc.Faults = f.Net.Endpoint(cc.NodeID, faults.Raft)
 		cc.Logger = testLogger(t)
 		cc.RenewInterval = 250 * time.Millisecond
-		gc := global.DefaultConfig()
-		gc.NodeID = globalID(r)
-		gc.DataDir = filepath.Join(dir, gc.NodeID)
-		gc.Peers = gpeers
-		gc.Outage = set.outage
-		gc.Settle = 200 * time.Millisecond
-		gc.LiveWindow = time.Second
-		gc.Raft = raftnode.DefaultLANConfig()
-		gc.Raft.Group = "global"
-		gc.Faults = f.Net.Endpoint(gc.NodeID, faults.Raft)
-		gc.Logger = testLogger(t)
-		self := cellID(r)
+		var gcp *global.Config
+		if sl.j == 0 {
+			gc := global.DefaultConfig()
+			gc.NodeID = globalID(sl.region)
+			gc.DataDir = filepath.Join(dir, gc.NodeID)
+			gc.Peers = gpeers
+			gc.Outage = set.outage
+			gc.Settle = 200 * time.Millisecond
+			gc.LiveWindow = time.Second
+			gc.Raft = raftnode.DefaultLANConfig()
+			gc.Raft.Group = "global"
+			gc.Faults = f.Net.Endpoint(gc.NodeID, faults.Raft)
+			gc.Logger = testLogger(t)
+			gcp = &gc
+		}
+		self := cc.NodeID
 		dialer := func(ctx context.Context, addr string) (net.Conn, error) {
 			to := f.Net.NodeAt(addr)
 			if f.Net.Blocked(self, to, faults.GRPC) {
@@ -122,13 +160,13 @@ func newFed(t *testing.T, regions []string, opts ...fedOption) *fed {
 			return f.Net.Track(self, to, faults.GRPC, c)
 		}
 		f.cfgs = append(f.cfgs, federation.Config{
-			Cell: cc, Global: &gc, GlobalEndpoints: gEndpoints,
+			Cell: cc, Global: gcp, GlobalEndpoints: gEndpoints,
 			DialOptions: []grpc.DialOption{grpc.WithContextDialer(dialer)},
 		})
 	}
-	f.nodes = make([]*federation.Node, len(regions))
-	f.procs = make([]*serve.Process, len(regions))
-	for i := range regions {
+	f.nodes = make([]*federation.Node, len(slots))
+	f.procs = make([]*serve.Process, len(slots))
+	for i := range slots {
 		f.start(i)
 	}
 	t.Cleanup(f.close)
@@ -169,7 +207,7 @@ func (f *fed) globalLeader() *global.Node {
 	f.t.Helper()
 	var gs []*global.Node
 	for _, n := range f.nodes {
-		if n != nil {
+		if n != nil && n.Global != nil {
 			gs = append(gs, n.Global)
 		}
 	}
@@ -203,21 +241,24 @@ func (f *fed) applyTopology(domains ...*wdsv1.Domain) {
 	}
 }
 
-// consumer starts a test consumer in region's cell.
+// consumer starts a test consumer in region's cell (every node of it as
+// an endpoint).
 func (f *fed) consumer(region, id string, domains ...string) *celltest.Consumer {
 	f.t.Helper()
-	ep := f.cfgs[f.index(region)].Cell.Peers[0].GRPC
-	return celltest.StartConsumer(f.t, f.Net, f.History, []string{ep}, region, id, domains)
+	var eps []string
+	for _, p := range f.cfgs[f.index(region)].Cell.Peers {
+		eps = append(eps, p.GRPC)
+	}
+	return celltest.StartConsumer(f.t, f.Net, f.History, eps, region, id, domains)
 }
 
+// index is the index of region's first node.
 func (f *fed) index(region string) int {
-	for i, r := range f.regions {
-		if r == region {
-			return i
-		}
+	i, ok := f.first[region]
+	if !ok {
+		f.t.Fatalf("no region %q", region)
 	}
-	f.t.Fatalf("no region %q", region)
-	return -1
+	return i
 }
 
 // held returns, per consumer, how many shards of each key space of domain
@@ -246,7 +287,7 @@ const (
 	kRegional = wdsv1.DomainKind_DOMAIN_KIND_REGIONAL
 )
 
-func checkHistory(t *testing.T, h *chaos.History) {
+func checkHistory(t testing.TB, h *chaos.History) {
 	t.Helper()
 	if v := h.Check(); len(v) > 0 {
 		var b strings.Builder
@@ -320,7 +361,7 @@ func TestFederationPlacement(t *testing.T) {
 type holdings func(map[string]map[string]int) error
 
 // waitHeld waits until check holds for the consumers' beliefs.
-func waitHeld(t *testing.T, what string, check holdings, cs ...*celltest.Consumer) {
+func waitHeld(t testing.TB, what string, check holdings, cs ...*celltest.Consumer) {
 	t.Helper()
 	start := time.Now()
 	celltest.Eventually(t, 20*time.Second, func() error { return check(held(cs...)) })
@@ -367,7 +408,7 @@ func unitOnce(domain string) holdings {
 
 // checkTokensAcrossCells checks that, per key space, grants of one key
 // range started later never carry a lower token, across cells.
-func checkTokensAcrossCells(t *testing.T, h *chaos.History) {
+func checkTokensAcrossCells(t testing.TB, h *chaos.History) {
 	t.Helper()
 	iv := h.Intervals()
 	sort.Slice(iv, func(i, j int) bool { return iv[i].Start.Before(iv[j].Start) })

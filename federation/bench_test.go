@@ -1,0 +1,58 @@
+package federation_test
+
+import (
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/celltest"
+)
+
+// BenchmarkCrossRegionMove measures graceful moves between regions: a
+// GLOBAL domain held by one consumer in us-east; a consumer joins in
+// eu-west and half the shards move there (withdraw → us-east's cell
+// relinquishes, the consumer releases → released report → delegate to
+// eu-west → grant). Per moved shard it reports the gap between the revoke
+// at us-east and the grant at eu-west (p50, p99, max) and the time from
+// the join until the last moved shard was granted. Run with
+// -benchtime 1x; the figure is per run, not per b.N.
+func BenchmarkCrossRegionMove(b *testing.B) {
+	for range b.N {
+		f := newFed(b, threeRegions)
+		f.applyTopology(dom("prices", kGlobal, 64))
+		a := f.consumer("us-east", "a", "prices")
+		waitHeld(b, "a alone", balanced("prices/", map[string]int{"a": 64}), a)
+		joined := time.Now()
+		e := f.consumer("eu-west", "e", "prices")
+		waitHeld(b, "a and e", balanced("prices/", map[string]int{"a": 32, "e": 32}), a, e)
+		settled := time.Since(joined)
+
+		revoked := map[string]time.Time{}
+		for _, ev := range a.Events() {
+			if ev.Kind == client.EventRevoke {
+				revoked[ev.Shard.Range.String()] = ev.Time
+			}
+		}
+		var gaps []time.Duration
+		for _, ev := range e.Events() {
+			if ev.Kind != client.EventGrant {
+				continue
+			}
+			if r, ok := revoked[ev.Shard.Range.String()]; ok {
+				gaps = append(gaps, ev.Time.Sub(r))
+			}
+		}
+		sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+		if len(gaps) == 0 {
+			b.Fatal("no shard moved")
+		}
+		b.ReportMetric(float64(len(gaps)), "moved")
+		b.ReportMetric(float64(celltest.Percentile(gaps, 0.5).Milliseconds()), "gap-p50-ms")
+		b.ReportMetric(float64(celltest.Percentile(gaps, 0.99).Milliseconds()), "gap-p99-ms")
+		b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "gap-max-ms")
+		b.ReportMetric(float64(settled.Milliseconds()), "join-to-balanced-ms")
+		checkHistory(b, f.History)
+		f.close()
+	}
+}
