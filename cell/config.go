@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc"
 
 	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/internal/raftnode"
@@ -77,6 +78,12 @@ type Config struct {
 	// Raft tunes the Raft member (timings, compaction). ID, Dir, Bind and
 	// Peers are filled in from the fields above.
 	Raft raftnode.Config
+	// PeerRegions are, in a federation, the other regions' cells' client
+	// endpoints: the node follows their routing and serves it beside its
+	// own (federation-wide routing). FederationDialOptions are added to
+	// those connections (tests put their fault dialer here).
+	PeerRegions           map[string][]string
+	FederationDialOptions []grpc.DialOption
 	// Catalog, with a Delegator, keeps the federation's domain catalog (the
 	// global group): Admin's CreateDomain and DeleteDomain go there, and the
 	// cell learns the result with its renewals. GlobalClient is both.

@@ -231,7 +231,7 @@ func (c *GlobalClient) Close() {
 }
 
 func renewToProto(req RenewRequest) *globalv1.RenewRequest {
-	m := &globalv1.RenewRequest{Region: req.Region, NodeId: req.NodeID, CatalogIndex: req.CatalogIndex}
+	m := &globalv1.RenewRequest{Region: req.Region, NodeId: req.NodeID, CatalogIndex: req.CatalogIndex, Domains: req.Domains}
 	for _, id := range req.Held {
 		m.Held = append(m.Held, &globalv1.DelegationRanges{Domain: id.Domain, Region: id.Region, Generation: id.Generation})
 	}

@@ -48,6 +48,9 @@ type RenewRequest struct {
 	// CatalogIndex is the version of the last catalog the leader was sent
 	// (0: none yet).
 	CatalogIndex uint64
+	// Domains are every domain the cell's log holds, deleting ones
+	// included.
+	Domains []string
 }
 
 // RenewResponse lists every delegation the delegator holds as the cell's.
@@ -299,6 +302,10 @@ func (l *leader) renewOnce() {
 	for _, dc := range l.n.state.DomainCounts() {
 		req.Load[dc.Name] = int(dc.Consumers)
 	}
+	for name := range l.n.state.DomainNames() {
+		req.Domains = append(req.Domains, name)
+	}
+	sort.Strings(req.Domains)
 	for _, ids := range live {
 		req.Held = append(req.Held, ids...)
 	}

@@ -37,6 +37,7 @@ type Node struct {
 	state   *cellstate.State
 	fsm     *cellstate.FSM
 	hub     *routingHub
+	fed     *federationWatcher // nil unless federated with PeerRegions
 	raft    *raftnode.Node
 	batcher *raftnode.Batcher[*cellv1.Op, cellstate.Result]
 	peers   PeerResolver
@@ -94,6 +95,9 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.metrics = met
 	n.hub = newRoutingHub(n.state, cfg.RoutingCoalesce)
+	if cfg.Delegator != nil {
+		n.hub.source = cfg.Region // federated: tables are tagged per source
+	}
 	n.hub.onFlush = func(version uint64, _, subs int) { n.metrics.routingVersion.Store(int64(version)) }
 	n.fsm = &cellstate.FSM{
 		State:     n.state,
@@ -129,6 +133,9 @@ func NewNode(cfg Config) (*Node, error) {
 		},
 	}, cellstate.EncodeEntry)
 
+	if cfg.Delegator != nil && len(cfg.PeerRegions) > 0 {
+		n.fed = n.startFederationWatcher()
+	}
 	n.log.Info("cell node started", "raft", rn.Addr())
 	return n, nil
 }
@@ -185,6 +192,9 @@ func (n *Node) Close() error {
 	}
 	for c := range obs {
 		c.close(nil, redirect)
+	}
+	if n.fed != nil {
+		n.fed.stop()
 	}
 	n.hub.close()
 	n.batcher.Close()

@@ -45,6 +45,24 @@ type routingHub struct {
 
 	// onFlush observes each flush (for metrics): entries sent, subscribers.
 	onFlush func(version uint64, domains int, subscribers int)
+
+	// source is the cell's region when it is federated: its own tables are
+	// sent tagged with it (and its log index), beside the foreign tables of
+	// the other regions' cells. Empty for a lone cell (untagged, as before).
+	source string
+	// foreign are the tables of other regions' cells (the federation
+	// watcher's), by source region and domain; foreignDirty what changed
+	// since the last flush. Under markMu.
+	foreign      map[string]map[string]*foreignDomain
+	foreignDirty map[string]map[string]bool
+}
+
+// foreignDomain is one domain's tables as another region's cell serves
+// them: per key space, its entries (only the shards delegated to it).
+type foreignDomain struct {
+	version uint64
+	kind    wdsv1.DomainKind
+	spaces  map[string][]*wdsv1.RouteEntry
 }
 
 // subscription is one session's interest in routing. deliver is called
@@ -52,6 +70,8 @@ type routingHub struct {
 type subscription struct {
 	domains map[string]bool
 	deliver func(routingBatch)
+	// ownOnly: the cell's own tables only (a peer cell's watcher).
+	ownOnly bool
 }
 
 func newRoutingHub(state *cellstate.State, window time.Duration) *routingHub {
@@ -62,6 +82,85 @@ func newRoutingHub(state *cellstate.State, window time.Duration) *routingHub {
 		replaced: map[string]bool{},
 		deleted:  map[string]bool{},
 		subs:     map[*subscription]struct{}{},
+
+		foreign:      map[string]map[string]*foreignDomain{},
+		foreignDirty: map[string]map[string]bool{},
+	}
+}
+
+// setForeign replaces the table of one key space of domain as source's
+// cell serves it (at its version), for the next flush.
+func (h *routingHub) setForeign(source, domain, region string, kind wdsv1.DomainKind, version uint64, entries []*wdsv1.RouteEntry) {
+	h.markMu.Lock()
+	defer h.markMu.Unlock()
+	doms := h.foreign[source]
+	if doms == nil {
+		doms = map[string]*foreignDomain{}
+		h.foreign[source] = doms
+	}
+	fd := doms[domain]
+	if fd == nil {
+		fd = &foreignDomain{spaces: map[string][]*wdsv1.RouteEntry{}}
+		doms[domain] = fd
+	}
+	if version < fd.version {
+		return // an older view (the watcher reconnected to a lagging node)
+	}
+	fd.version, fd.kind = version, kind
+	if entries == nil {
+		entries = []*wdsv1.RouteEntry{} // gone there: an empty table replaces it
+	}
+	fd.spaces[region] = entries
+	h.markForeignLocked(source, domain)
+}
+
+func (h *routingHub) markForeignLocked(source, domain string) {
+	m := h.foreignDirty[source]
+	if m == nil {
+		m = map[string]bool{}
+		h.foreignDirty[source] = m
+	}
+	m[domain] = true
+	h.armLocked()
+}
+
+// foreignRoutingLocked builds the routing of source's tables of domain: a
+// replacement of each key space it has. Caller holds markMu.
+func (h *routingHub) foreignRoutingLocked(source, domain string) []*wdsv1.DomainRouting {
+	fd := h.foreign[source][domain]
+	var out []*wdsv1.DomainRouting
+	var regions []string
+	if fd != nil {
+		for r := range fd.spaces {
+			regions = append(regions, r)
+		}
+	}
+	sort.Strings(regions)
+	for _, r := range regions {
+		entries := fd.spaces[r]
+		for start := 0; start < len(entries) || start == 0; start += cellstate.MaxEntriesPerMessage {
+			end := min(start+cellstate.MaxEntriesPerMessage, len(entries))
+			out = append(out, &wdsv1.DomainRouting{Domain: domain, Region: r, Kind: fd.kind, Replace: start == 0,
+				Entries: entries[start:end], Source: source, SourceVersion: fd.version})
+			if len(entries) == 0 {
+				break
+			}
+		}
+	}
+	return out
+}
+
+// tagOwn marks the cell's own tables with its region and version, in a
+// federation.
+func (h *routingHub) tagOwn(version uint64, doms []*wdsv1.DomainRouting) {
+	if h.source == "" {
+		return
+	}
+	for _, d := range doms {
+		if d.GetDeleted() && d.GetRegion() == "" {
+			continue // the domain is gone: every source's table with it
+		}
+		d.Source, d.SourceVersion = h.source, version
 	}
 }
 
@@ -149,14 +248,26 @@ func (h *routingHub) flush() {
 	closed := h.closed
 	dirty, replaced, deleted := h.dirty, h.replaced, h.deleted
 	h.dirty, h.replaced, h.deleted = map[string]map[cellstate.ShardPos]struct{}{}, map[string]bool{}, map[string]bool{}
+	// The foreign tables that changed, built now (their entries are
+	// immutable once stored).
+	foreign := map[string][]*wdsv1.DomainRouting{}
+	for source, doms := range h.foreignDirty {
+		for name := range doms {
+			foreign[name] = append(foreign[name], h.foreignRoutingLocked(source, name)...)
+		}
+	}
+	h.foreignDirty = map[string]map[string]bool{}
 	h.markMu.Unlock()
 	if closed {
 		return
 	}
 
 	version, changed := h.state.RoutingChanges(deleted, replaced, dirty)
+	for _, doms := range changed {
+		h.tagOwn(version, doms)
+	}
 	h.version = version
-	if len(changed) == 0 {
+	if len(changed) == 0 && len(foreign) == 0 {
 		return
 	}
 	// Subscribers watching the same changed domains get the same bytes:
@@ -167,7 +278,7 @@ func (h *routingHub) flush() {
 	for s := range h.subs {
 		names = names[:0]
 		for name := range s.domains {
-			if changed[name] != nil {
+			if changed[name] != nil || (!s.ownOnly && foreign[name] != nil) {
 				names = append(names, name)
 			}
 		}
@@ -176,11 +287,20 @@ func (h *routingHub) flush() {
 		}
 		sort.Strings(names)
 		key := strings.Join(names, "\x00")
+		if s.ownOnly {
+			key = "own\x00" + key
+		}
 		b, ok := encoded[key]
 		if !ok {
 			var doms []*wdsv1.DomainRouting
 			for _, name := range names {
 				doms = append(doms, changed[name]...)
+				if !s.ownOnly {
+					doms = append(doms, foreign[name]...)
+				}
+			}
+			if len(doms) == 0 {
+				continue
 			}
 			b = encodeRouting(packRouting(version, false, doms))
 			encoded[key] = b
@@ -195,8 +315,8 @@ func (h *routingHub) flush() {
 
 // subscribe registers a subscriber and delivers its snapshot of domains.
 // Unknown domains are reported deleted in the snapshot.
-func (h *routingHub) subscribe(domains []string, deliver func(routingBatch)) *subscription {
-	s := &subscription{domains: map[string]bool{}, deliver: deliver}
+func (h *routingHub) subscribe(domains []string, ownOnly bool, deliver func(routingBatch)) *subscription {
+	s := &subscription{domains: map[string]bool{}, deliver: deliver, ownOnly: ownOnly}
 	for _, d := range domains {
 		s.domains[d] = true
 	}
@@ -224,6 +344,21 @@ func (h *routingHub) deliverSnapshotLocked(s *subscription) {
 	}
 	sort.Strings(names)
 	version, doms := h.state.RoutingSnapshot(names)
+	h.tagOwn(version, doms)
+	if !s.ownOnly {
+		h.markMu.Lock()
+		for _, name := range names {
+			var sources []string
+			for source := range h.foreign {
+				sources = append(sources, source)
+			}
+			sort.Strings(sources)
+			for _, source := range sources {
+				doms = append(doms, h.foreignRoutingLocked(source, name)...)
+			}
+		}
+		h.markMu.Unlock()
+	}
 	s.deliver(encodeRouting(packRouting(version, true, doms)))
 }
 

@@ -193,7 +193,7 @@ func (s *sessionService) serveConsumer(stream wdsv1.Session_ConnectServer, h *wd
 		}
 		return toStatus(err)
 	}
-	conn.sub = s.n.hub.subscribe(append(append([]string{}, h.GetDomains()...), h.GetWatch()...), conn.deliverRouting)
+	conn.sub = s.n.hub.subscribe(append(append([]string{}, h.GetDomains()...), h.GetWatch()...), false, conn.deliverRouting)
 	defer s.n.hub.unsubscribe(conn.sub)
 	s.n.metrics.consumerSessions.Add(stream.Context(), 1)
 	defer s.n.metrics.consumerSessions.Add(context.Background(), -1)
@@ -291,7 +291,7 @@ func (s *sessionService) serveObserver(stream wdsv1.Session_ConnectServer, h *wd
 	}
 	conn := newSessionConn(stream, observerOwner{hub: s.n.hub}, s.n.cfg.MaxSessionQueue, s.n.cfg.MaxRoutingQueue)
 	conn.enqueueWelcome(outItem{kind: itemWelcome, welcome: &wdsv1.Welcome{NodeId: s.n.cfg.NodeID, Drift: s.n.cfg.Drift, AckSeq: h.GetSeq()}}, 0)
-	conn.sub = s.n.hub.subscribe(names, conn.deliverRouting)
+	conn.sub = s.n.hub.subscribe(names, h.GetOwnRoutingOnly(), conn.deliverRouting)
 	defer s.n.hub.unsubscribe(conn.sub)
 	s.n.addObserver(conn)
 	defer s.n.removeObserver(conn)

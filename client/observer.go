@@ -38,6 +38,10 @@ type ObserverConfig struct {
 	// Pool, if set, shares connections with other consumers and observers
 	// of the process. The observer does not close it.
 	Pool *Pool
+	// OwnRoutingOnly asks a federated cell for the tables of its own
+	// grants only, not those it learned from other regions (what WDS cells
+	// themselves use to exchange tables; services want the default).
+	OwnRoutingOnly bool
 }
 
 // Observer follows the routing of some domains. After a disconnect it
@@ -164,7 +168,7 @@ func (o *Observer) follow(ep string) (served bool, err error) {
 		return false, fromStatus(err)
 	}
 	err = stream.Send(&wdsv1.ClientMessage{Msg: &wdsv1.ClientMessage_Hello{Hello: &wdsv1.Hello{
-		Role: wdsv1.Role_ROLE_OBSERVER, Watch: o.cfg.Watch,
+		Role: wdsv1.Role_ROLE_OBSERVER, Watch: o.cfg.Watch, OwnRoutingOnly: o.cfg.OwnRoutingOnly,
 	}}})
 	if err != nil {
 		return false, fromStatus(err)

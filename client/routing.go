@@ -74,7 +74,13 @@ type Routing struct {
 	mu      sync.RWMutex
 	version uint64
 	region  string                       // the session's region, once known
-	tables  map[string]map[string]*table // domain -> key-space region -> table
+	tables  map[string]map[string]*table // domain -> key-space region -> table (merged over sources)
+	// sources are, in a federation, each key space's tables per source
+	// region (the cell that granted the entries; "" from a lone cell), and
+	// each source's version; tables holds their merge. A key space with
+	// one source is its table.
+	sources  map[string]map[string]map[string]*table // domain -> key space -> source -> table
+	versions map[string]uint64                       // source -> version
 
 	wmu      sync.Mutex
 	watchers map[*watcher]struct{}
@@ -86,7 +92,21 @@ type watcher struct {
 }
 
 func newRouting() *Routing {
-	return &Routing{tables: map[string]map[string]*table{}, watchers: map[*watcher]struct{}{}}
+	return &Routing{tables: map[string]map[string]*table{}, sources: map[string]map[string]map[string]*table{},
+		versions: map[string]uint64{}, watchers: map[*watcher]struct{}{}}
+}
+
+// Versions returns, in a federation, the version of each source region's
+// tables (its cell's log index) as last applied; a lone cell's is under
+// "". Per source, versions only grow.
+func (r *Routing) Versions() map[string]uint64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make(map[string]uint64, len(r.versions))
+	for k, v := range r.versions {
+		out[k] = v
+	}
+	return out
 }
 
 // Version is the version of the last applied update.
@@ -274,31 +294,47 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 	r.wmu.Unlock()
 	var changes []Change
 	r.mu.Lock()
+	merge := map[[2]string]bool{} // key spaces whose merged table must be rebuilt
 	for _, dr := range m.GetDomains() {
-		name, region := dr.GetDomain(), dr.GetRegion()
-		ch := Change{Version: m.GetVersion(), Domain: name, Region: region, Replaced: dr.GetReplace(), Deleted: dr.GetDeleted()}
-		spaces := r.tables[name]
-		if dr.GetDeleted() {
-			// A deletion naming no region is the domain's: every key space
-			// goes (a cell deletes a domain with one such message).
-			if region == "" {
-				clear(spaces)
+		name, region, source := dr.GetDomain(), dr.GetRegion(), dr.GetSource()
+		if v := dr.GetSourceVersion(); source != "" && v > 0 {
+			if v < r.versions[source] {
+				continue // older than what we have (a node that lags)
 			}
-			delete(spaces, region)
-			if len(spaces) == 0 {
+			r.versions[source] = v
+		}
+		ch := Change{Version: m.GetVersion(), Domain: name, Region: region, Replaced: dr.GetReplace(), Deleted: dr.GetDeleted()}
+		spaces := r.sources[name]
+		if dr.GetDeleted() {
+			switch {
+			case region == "":
+				// A deletion naming no region is the domain's: every key
+				// space and source goes (a cell deletes a domain with one
+				// such message).
+				delete(r.sources, name)
 				delete(r.tables, name)
+			default:
+				if len(spaces[region]) > 0 {
+					delete(spaces[region], source)
+				}
+				merge[[2]string{name, region}] = true
 			}
 			changes = append(changes, ch)
 			continue
 		}
 		if spaces == nil {
-			spaces = map[string]*table{}
-			r.tables[name] = spaces
+			spaces = map[string]map[string]*table{}
+			r.sources[name] = spaces
 		}
-		t := spaces[region]
+		bySource := spaces[region]
+		if bySource == nil {
+			bySource = map[string]*table{}
+			spaces[region] = bySource
+		}
+		t := bySource[source]
 		if t == nil || dr.GetReplace() {
 			t = &table{kind: topology.KindFromProto(dr.GetKind())}
-			spaces[region] = t
+			bySource[source] = t
 		}
 		if watched {
 			ch.Routes = make([]Route, 0, len(dr.GetEntries()))
@@ -314,7 +350,20 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 				ch.Routes = append(ch.Routes, rt)
 			}
 		}
+		merge[[2]string{name, region}] = true
 		changes = append(changes, ch)
+	}
+	for k := range merge {
+		r.mergeLocked(k[0], k[1])
+	}
+	if watched {
+		for i := range changes {
+			// A replacement is the key space's whole table as the merge of
+			// its sources says, not one source's part of it.
+			if c := &changes[i]; c.Replaced && !c.Deleted && len(r.sources[c.Domain][c.Region]) > 1 {
+				c.Routes = r.tables[c.Domain][c.Region].copyRoutes()
+			}
+		}
 	}
 	if m.GetVersion() > r.version {
 		r.version = m.GetVersion()
@@ -324,6 +373,65 @@ func (r *Routing) apply(m *wdsv1.Routing) error {
 		r.notify(changes)
 	}
 	return nil
+}
+
+// mergeLocked rebuilds the table of one key space from its sources: with
+// one source it is that source's table; with several (a federation, while
+// a range moves between cells), per shard the owned entry wins, and of two
+// owned ones the higher token (the later delegation).
+func (r *Routing) mergeLocked(domain, region string) {
+	bySource := r.sources[domain][region]
+	spaces := r.tables[domain]
+	if len(bySource) == 0 {
+		if spaces != nil {
+			delete(spaces, region)
+			if len(spaces) == 0 {
+				delete(r.tables, domain)
+			}
+		}
+		return
+	}
+	if spaces == nil {
+		spaces = map[string]*table{}
+		r.tables[domain] = spaces
+	}
+	if len(bySource) == 1 {
+		for _, t := range bySource {
+			spaces[region] = t
+		}
+		return
+	}
+	var all []Route
+	kind := topology.KindUnspecified
+	for _, t := range bySource {
+		all = append(all, t.routes...)
+		if kind == topology.KindUnspecified {
+			kind = t.kind
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].Range.From.Less(all[j].Range.From) })
+	merged := &table{kind: kind}
+	for _, rt := range all {
+		n := len(merged.routes)
+		if n > 0 && merged.routes[n-1].Range.Overlaps(rt.Range) {
+			if better(rt, merged.routes[n-1]) {
+				merged.routes[n-1], merged.ranges[n-1] = rt, rt.Range
+			}
+			continue
+		}
+		merged.routes = append(merged.routes, rt)
+		merged.ranges = append(merged.ranges, rt.Range)
+	}
+	spaces[region] = merged
+}
+
+// better reports whether route a should be served over b for the same
+// shard: an owned route over an unowned one, a higher token over a lower.
+func better(a, b Route) bool {
+	if (a.Owner != "") != (b.Owner != "") {
+		return a.Owner != ""
+	}
+	return b.Token.Less(a.Token)
 }
 
 func (t *table) upsert(rt Route) {

@@ -57,6 +57,10 @@ func Start(cfg Config) (*Node, *serve.Process, error) {
 	n.client = cell.NewGlobalClient(cfg.GlobalEndpoints, n.dial(cfg.DialOptions))
 	cc := cfg.Cell
 	cc.Delegator = n.client
+	cc.Catalog = n.client // the cell's Admin creates and deletes domains in the global catalog
+	if cc.FederationDialOptions == nil {
+		cc.FederationDialOptions = cfg.DialOptions // tests' fault dialer
+	}
 	if cc.Metrics == nil {
 		m, err := telemetry.NewMetrics(attribute.String("node", cc.NodeID), attribute.String("region", cc.Region))
 		if err != nil {

@@ -132,6 +132,12 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 		cc.Faults = f.Net.Endpoint(cc.NodeID, faults.Raft)
 		cc.Logger = testLogger(t)
 		cc.RenewInterval = 250 * time.Millisecond
+		cc.PeerRegions = map[string][]string{}
+		for _, o := range slots {
+			if o.region != sl.region {
+				cc.PeerRegions[o.region] = append(cc.PeerRegions[o.region], o.grpc)
+			}
+		}
 		var gcp *global.Config
 		if sl.j == 0 {
 			gc := global.DefaultConfig()

@@ -49,6 +49,15 @@ func NodeConfig(f *topology.File, id string, base cell.Config) (Config, error) {
 	for _, n := range region.Nodes {
 		cc.Peers = append(cc.Peers, cell.Peer{ID: n.ID, Raft: n.Raft, GRPC: n.GRPC})
 	}
+	cc.PeerRegions = map[string][]string{}
+	for _, r := range f.Regions {
+		if r.Name == region.Name {
+			continue
+		}
+		for _, n := range r.Nodes {
+			cc.PeerRegions[r.Name] = append(cc.PeerRegions[r.Name], n.GRPC)
+		}
+	}
 	cfg := Config{Cell: cc}
 	var peers []global.Peer
 	for _, v := range f.GlobalVoters() {

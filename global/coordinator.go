@@ -130,6 +130,7 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 		load[dl.GetDomain()] = int(dl.GetConsumers())
 	}
 	c.proposeReleased(l, region, req.GetReleased())
+	c.proposePurged(l, region, req)
 	resp := &globalv1.RenewResponse{Seq: req.GetSeq()}
 	for _, dl := range l.answer(region, received, load) {
 		ttl, ok := n.domainTTL(dl.Domain)
@@ -167,6 +168,40 @@ func (c *coordinator) proposeReleased(l *leader, region string, released []*glob
 	go func() {
 		if _, err := c.n.propose(l.ctx, ops...); err != nil {
 			c.n.log.Debug("released report not committed", "region", region, "err", err)
+		}
+	}()
+}
+
+// proposePurged frees the region's delegations of domains being deleted
+// that its cell no longer has: the cell saw the deletion (its catalog is
+// the current one) and purged the domain, which it does only once no grant
+// of it is left.
+func (c *coordinator) proposePurged(l *leader, region string, req *globalv1.RenewRequest) {
+	if req.GetCatalogIndex() != c.n.state.CatalogIndex() {
+		return
+	}
+	has := map[string]bool{}
+	for _, d := range req.GetDomains() {
+		has[d] = true
+	}
+	var ops []*globalv1.Op
+	for _, dl := range c.n.state.Delegations(region) {
+		if has[dl.Domain] {
+			continue
+		}
+		if _, deleting, ok := c.n.state.Domain(dl.Domain); !ok || !deleting {
+			continue
+		}
+		ops = append(ops, &globalv1.Op{Op: &globalv1.Op_Released{Released: &globalv1.Released{
+			Domain: dl.Domain, Region: dl.Region, Holder: region, Generation: dl.Generation,
+		}}})
+	}
+	if len(ops) == 0 {
+		return
+	}
+	go func() {
+		if _, err := c.n.propose(l.ctx, ops...); err != nil {
+			c.n.log.Debug("purged domains' delegations not freed", "region", region, "err", err)
 		}
 	}()
 }

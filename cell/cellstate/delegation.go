@@ -72,8 +72,8 @@ func (s *State) LiveDelegations() (map[string][]DelegationID, map[DelegationID]t
 }
 
 // ReleasedRanges returns, per delegation, the ranges the cell relinquished
-// in which no shard has a holder or a successor left (the "released"
-// report): the delegator may move them on at once, since nothing is ever
+// (or whose domain it is deleting) in which no shard has a holder or a
+// successor left (the "released" report): the delegator may move them on at once, since nothing is ever
 // activated again under a generation relinquished there. A delegation
 // relinquished whole and emptied is reported with all its ranges.
 func (s *State) ReleasedRanges() []Delegation {
@@ -86,7 +86,8 @@ func (s *State) ReleasedRanges() []Delegation {
 			var gens []uint64
 			for i := range ks.shards {
 				sh := &ks.shards[i]
-				if sh.generation == 0 || !sh.relinquished || sh.holder.consumer != nil || sh.next.consumer != nil {
+				// A domain being deleted grants nothing again either.
+				if sh.generation == 0 || !(sh.relinquished || d.deleting) || sh.holder.consumer != nil || sh.next.consumer != nil {
 					continue
 				}
 				dl := byGen[sh.generation]

@@ -130,28 +130,41 @@ func domainRoutingLocked(d *domain, cellRegion string, dirty map[ShardPos]struct
 }
 
 // keySpaceRoutingLocked builds the entries of one key space: all of them
-// (idx nil, Replace) or the listed shards.
+// (idx nil, Replace) or the listed shards — only shards under a live
+// delegation: a cell's table lists what it may grant, and in a federation
+// the other shards are other cells' (every shard of a lone cell is).
 func keySpaceRoutingLocked(ks *keySpace, idx []int) []*wdsv1.DomainRouting {
 	replace := idx == nil
-	total := len(idx)
+	var list []int
 	if replace {
-		total = len(ks.shards)
+		list = make([]int, 0, len(ks.shards))
+		for i := range ks.shards {
+			if ks.shards[i].delegated() {
+				list = append(list, i)
+			}
+		}
+	} else {
+		list = make([]int, 0, len(idx))
+		for _, i := range idx {
+			if ks.shards[i].delegated() {
+				list = append(list, i)
+			}
+		}
+		if len(list) == 0 {
+			return nil
+		}
 	}
 	var out []*wdsv1.DomainRouting
 	kind := topology.KindToProto(ks.d.spec.Kind)
-	for start := 0; start < total || (start == 0 && total == 0); start += MaxEntriesPerMessage {
-		end := min(start+MaxEntriesPerMessage, total)
+	for start := 0; start < len(list) || start == 0; start += MaxEntriesPerMessage {
+		end := min(start+MaxEntriesPerMessage, len(list))
 		dr := &wdsv1.DomainRouting{Domain: ks.name(), Region: ks.region, Replace: replace && start == 0, Kind: kind,
 			Entries: make([]*wdsv1.RouteEntry, 0, end-start)}
-		for k := start; k < end; k++ {
-			i := k
-			if !replace {
-				i = idx[k]
-			}
+		for _, i := range list[start:end] {
 			dr.Entries = append(dr.Entries, routeEntryLocked(ks, i))
 		}
 		out = append(out, dr)
-		if total == 0 {
+		if len(list) == 0 {
 			break
 		}
 	}

@@ -548,6 +548,8 @@ func (s *State) relinquish(op *cellv1.Relinquish, res *ApplyResult) error {
 		sh.relinquished = true
 		s.revokeShard(ks, i, wdsv1.RevokeReason_REVOKE_REASON_DELEGATION, res)
 	}
+	// The cell's table lists only delegated shards: replace it.
+	res.Routes = append(res.Routes, RouteChange{Domain: d.spec.Name, Shard: -1, Replace: true})
 	res.Delegations = true
 	return nil
 }

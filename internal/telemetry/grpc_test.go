@@ -3,6 +3,7 @@ package telemetry
 import (
 	"net"
 	"testing"
+	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
@@ -52,7 +53,14 @@ func TestGRPCInstrumentation(t *testing.T) {
 	}
 	parent.End()
 
-	_, sbody := get(t, startAdmin(t, AdminConfig{Metrics: sm.Handler}), "/metrics")
+	// The server records a call after it sent the answer the client
+	// already has: wait for it (bounded) rather than race it.
+	sadmin := startAdmin(t, AdminConfig{Metrics: sm.Handler})
+	_, sbody := get(t, sadmin, "/metrics")
+	for deadline := time.Now().Add(5 * time.Second); sample(sbody, "rpc_server_call_duration_seconds_count") != "1" && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+		_, sbody = get(t, sadmin, "/metrics")
+	}
 	_, cbody := get(t, startAdmin(t, AdminConfig{Metrics: cm.Handler}), "/metrics")
 	if sample(sbody, "rpc_server_call_duration_seconds_count") != "1" {
 		t.Errorf("server /metrics lacks one rpc_server_call_duration_seconds_count\n%s", sbody)

@@ -541,9 +541,13 @@ type Hello struct {
 	SessionToken []byte        `protobuf:"bytes,7,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
 	Held         []*ShardGrant `protobuf:"bytes,8,rep,name=held,proto3" json:"held,omitempty"`
 	// Monotonic heartbeat sequence number of this Hello (see Heartbeat.seq).
-	Seq           uint64 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Seq uint64 `protobuf:"varint,9,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Observers only: the routing of the cell's own grants, not the tables
+	// it learned from other regions' cells (a peer cell's federation watcher
+	// asks this, so that tables never travel further than one hop).
+	OwnRoutingOnly bool `protobuf:"varint,10,opt,name=own_routing_only,json=ownRoutingOnly,proto3" json:"own_routing_only,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -637,6 +641,13 @@ func (x *Hello) GetSeq() uint64 {
 		return x.Seq
 	}
 	return 0
+}
+
+func (x *Hello) GetOwnRoutingOnly() bool {
+	if x != nil {
+		return x.OwnRoutingOnly
+	}
+	return false
 }
 
 // Welcome accepts a Hello. For consumers it lists the authoritative set of
@@ -1346,7 +1357,19 @@ type DomainRouting struct {
 	// (one DomainRouting per key space), empty for GLOBAL and UNIT. replace
 	// and deleted apply to this key space only — except deleted with no
 	// region, which deletes the domain (every key space).
-	Region        string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,6,opt,name=region,proto3" json:"region,omitempty"`
+	// In a federation every endpoint serves the tables of every region's
+	// cell: source is the region whose cell granted these entries (empty:
+	// the serving cell, from servers before federation), and replace, the
+	// entries and deleted (of a key space) apply to that source's table only.
+	// A cell's table lists only the shards delegated to it. Per shard, a
+	// client prefers an owned entry, and of two owned entries the higher
+	// token (the later delegation).
+	Source string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	// The source cell's log index the entries reflect: per source, versions
+	// only grow (a client ignores an older one, e.g. after reconnecting to a
+	// node that lags).
+	SourceVersion uint64 `protobuf:"varint,8,opt,name=source_version,json=sourceVersion,proto3" json:"source_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1421,6 +1444,20 @@ func (x *DomainRouting) GetRegion() string {
 		return x.Region
 	}
 	return ""
+}
+
+func (x *DomainRouting) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *DomainRouting) GetSourceVersion() uint64 {
+	if x != nil {
+		return x.SourceVersion
+	}
+	return 0
 }
 
 type RouteEntry struct {
@@ -1534,7 +1571,7 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\bredirect\x18\x06 \x01(\v2\x10.wds.v1.RedirectH\x00R\bredirect\x12;\n" +
 	"\rheartbeat_ack\x18\a \x01(\v2\x14.wds.v1.HeartbeatAckH\x00R\fheartbeatAck\x12+\n" +
 	"\adrained\x18\b \x01(\v2\x0f.wds.v1.DrainedH\x00R\adrainedB\x05\n" +
-	"\x03msg\"\x8d\x02\n" +
+	"\x03msg\"\xb7\x02\n" +
 	"\x05Hello\x12 \n" +
 	"\x04role\x18\x01 \x01(\x0e2\f.wds.v1.RoleR\x04role\x12\x1f\n" +
 	"\vconsumer_id\x18\x02 \x01(\tR\n" +
@@ -1545,7 +1582,9 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\x05watch\x18\x06 \x03(\tR\x05watch\x12#\n" +
 	"\rsession_token\x18\a \x01(\fR\fsessionToken\x12&\n" +
 	"\x04held\x18\b \x03(\v2\x12.wds.v1.ShardGrantR\x04held\x12\x10\n" +
-	"\x03seq\x18\t \x01(\x04R\x03seq\"\xd5\x02\n" +
+	"\x03seq\x18\t \x01(\x04R\x03seq\x12(\n" +
+	"\x10own_routing_only\x18\n" +
+	" \x01(\bR\x0eownRoutingOnly\"\xd5\x02\n" +
 	"\aWelcome\x12#\n" +
 	"\rsession_token\x18\x01 \x01(\fR\fsessionToken\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12:\n" +
@@ -1586,14 +1625,16 @@ const file_wds_v1_session_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12\x12\n" +
 	"\x04more\x18\x03 \x01(\bR\x04more\x12/\n" +
-	"\adomains\x18\x04 \x03(\v2\x15.wds.v1.DomainRoutingR\adomains\"\xc9\x01\n" +
+	"\adomains\x18\x04 \x03(\v2\x15.wds.v1.DomainRoutingR\adomains\"\x88\x02\n" +
 	"\rDomainRouting\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\areplace\x18\x02 \x01(\bR\areplace\x12\x18\n" +
 	"\adeleted\x18\x03 \x01(\bR\adeleted\x12&\n" +
 	"\x04kind\x18\x04 \x01(\x0e2\x12.wds.v1.DomainKindR\x04kind\x12,\n" +
 	"\aentries\x18\x05 \x03(\v2\x12.wds.v1.RouteEntryR\aentries\x12\x16\n" +
-	"\x06region\x18\x06 \x01(\tR\x06region\"\xad\x01\n" +
+	"\x06region\x18\x06 \x01(\tR\x06region\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06source\x12%\n" +
+	"\x0esource_version\x18\b \x01(\x04R\rsourceVersion\"\xad\x01\n" +
 	"\n" +
 	"RouteEntry\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +

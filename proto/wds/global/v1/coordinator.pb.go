@@ -158,7 +158,11 @@ type RenewRequest struct {
 	Load     []*DomainLoad       `protobuf:"bytes,6,rep,name=load,proto3" json:"load,omitempty"`
 	// The catalog version the cell has (the global index of the last catalog
 	// it was sent).
-	CatalogIndex  uint64 `protobuf:"varint,7,opt,name=catalog_index,json=catalogIndex,proto3" json:"catalog_index,omitempty"`
+	CatalogIndex uint64 `protobuf:"varint,7,opt,name=catalog_index,json=catalogIndex,proto3" json:"catalog_index,omitempty"`
+	// Every domain the cell's log holds, deleting ones included: a domain
+	// the catalog deletes that the cell no longer has (it purged it once no
+	// grant was left) frees the cell's delegations of it.
+	Domains       []string `protobuf:"bytes,8,rep,name=domains,proto3" json:"domains,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -240,6 +244,13 @@ func (x *RenewRequest) GetCatalogIndex() uint64 {
 		return x.CatalogIndex
 	}
 	return 0
+}
+
+func (x *RenewRequest) GetDomains() []string {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
 }
 
 type Delegation struct {
@@ -457,7 +468,7 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"DomainLoad\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1c\n" +
-	"\tconsumers\x18\x02 \x01(\rR\tconsumers\"\x97\x02\n" +
+	"\tconsumers\x18\x02 \x01(\rR\tconsumers\"\xb1\x02\n" +
 	"\fRenewRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -465,7 +476,8 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"\x04held\x18\x04 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\x04held\x12;\n" +
 	"\breleased\x18\x05 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\breleased\x12-\n" +
 	"\x04load\x18\x06 \x03(\v2\x19.wds.global.v1.DomainLoadR\x04load\x12#\n" +
-	"\rcatalog_index\x18\a \x01(\x04R\fcatalogIndex\"\xaf\x01\n" +
+	"\rcatalog_index\x18\a \x01(\x04R\fcatalogIndex\x12\x18\n" +
+	"\adomains\x18\b \x03(\tR\adomains\"\xaf\x01\n" +
 	"\n" +
 	"Delegation\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
