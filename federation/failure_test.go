@@ -196,7 +196,12 @@ func renewedAll(g *global.Node, regions []string) error {
 // anywhere loses or moves a shard.
 func TestFederationCellLeaderKillNoChurn(t *testing.T) {
 	f := newFed(t, threeRegions, withOutage(5*time.Second), withCellNodes("us-east", 3))
-	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4))
+	// T must cover a cell election plus the new leader's first renewal
+	// across regions (its view of the delegations is unknown until then,
+	// so it withholds acks): 5 s, not the 2 s of the other tests.
+	prices, orders := dom("prices", kGlobal, 12), dom("orders", kRegional, 4)
+	prices.TtlMillis, orders.TtlMillis = 5000, 5000
+	f.applyTopology(prices, orders)
 	a1 := f.consumer("us-east", "a1", "prices", "orders")
 	a2 := f.consumer("us-east", "a2", "prices", "orders")
 	b1 := f.consumer("eu-west", "b1", "prices", "orders")
@@ -231,7 +236,7 @@ func TestFederationCellLeaderKillNoChurn(t *testing.T) {
 	g := f.globalLeader()
 	celltest.Eventually(t, 10*time.Second, func() error { return renewedAll(g, f.regions) })
 	t.Logf("new cell leader renewing %v after the kill", time.Since(killed).Round(time.Millisecond))
-	time.Sleep(f.cfgs[0].Global.Duration(ttl) + time.Second)
+	time.Sleep(f.cfgs[0].Global.Duration(5*time.Second) + time.Second)
 	if after := churnOf(all...); !equalChurn(before, after) {
 		t.Fatalf("consumers churned across the cell leader kill: before %v, after %v", before, after)
 	}

@@ -119,6 +119,26 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 			f.Net.Register(globalID(sl.region), sl.gr)
 		}
 	}
+	// 20–50 ms one way between regions, none within one.
+	names := func(r string) []string {
+		out := []string{globalID(r)}
+		for _, o := range slots {
+			if o.region == r {
+				out = append(out, nodeID(o.region, o.j))
+			}
+		}
+		return out
+	}
+	for i, r1 := range regions {
+		for k, r2 := range regions[i+1:] {
+			d := interRegion[(i+k)%len(interRegion)]
+			for _, a := range names(r1) {
+				for _, b := range names(r2) {
+					f.Net.SetDelay(a, b, d)
+				}
+			}
+		}
+	}
 	for _, sl := range slots {
 		cc := cell.DefaultConfig()
 		cc.NodeID = nodeID(sl.region, sl.j)
@@ -310,6 +330,10 @@ func checkHistory(t testing.TB, h *chaos.History) {
 }
 
 var threeRegions = []string{"us-east", "eu-west", "ap-south"}
+
+// interRegion are the one-way latencies injected between regions (fault
+// hooks: the global Raft transport, coordinator and routing streams).
+var interRegion = []time.Duration{20 * time.Millisecond, 35 * time.Millisecond, 50 * time.Millisecond}
 
 // TestFederationPlacement: three regions, consumers in each. REGIONAL key
 // spaces are held only by their region's consumers; a GLOBAL domain is

@@ -138,6 +138,15 @@ func TestFederationCreateDomainAnywhere(t *testing.T) {
 	}
 	a := f.consumer("us-east", "a", "jobs")
 	e := f.consumer("eu-west", "e", "jobs")
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range f.nodes {
+				if n != nil && n.Global != nil && n.Global.IsLeader() {
+					t.Logf("global delegations: %+v", n.Global.State().Delegations(""))
+				}
+			}
+		}
+	})
 	waitHeld(t, "jobs shared", balanced("jobs/", map[string]int{"a": 4, "e": 4}), a, e)
 	if _, err := admin("us-east").CreateDomain(ctx, &wdsv1.CreateDomainRequest{Domain: dom("jobs", kGlobal, 8)}); status.Code(err) != codes.AlreadyExists {
 		t.Fatalf("creating it again: %v, want AlreadyExists", err)

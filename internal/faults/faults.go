@@ -36,6 +36,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"time"
 )
 
 // ErrBlocked is returned by calls and dials a fault forbids.
@@ -68,10 +69,38 @@ func (r rule) names(node string) bool { return r.from == node || r.to == node }
 // Net is the reachability between the nodes of a test. The zero value is a
 // healthy network; use it by pointer.
 type Net struct {
-	mu    sync.Mutex
-	rules map[rule]struct{}
-	addrs map[string]string // address -> node
-	conns map[*conn]struct{}
+	mu     sync.Mutex
+	rules  map[rule]struct{}
+	addrs  map[string]string // address -> node
+	conns  map[*conn]struct{}
+	delays map[[2]string]time.Duration // (from, to) -> one-way latency
+}
+
+// SetDelay injects a one-way latency d on the traffic a starts towards b
+// and b towards a, on every plane (the distance between two regions): a
+// fault-aware path waits d before it sends (the Raft transport wrapper
+// before each RPC, a tracked connection before each write). Zero removes
+// it.
+func (n *Net) SetDelay(a, b string, d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.delays == nil {
+		n.delays = map[[2]string]time.Duration{}
+	}
+	for _, k := range [][2]string{{a, b}, {b, a}} {
+		if d <= 0 {
+			delete(n.delays, k)
+		} else {
+			n.delays[k] = d
+		}
+	}
+}
+
+// Delay is the latency injected on traffic from starts towards to.
+func (n *Net) Delay(from, to string) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.delays[[2]string{from, to}]
 }
 
 // New returns a healthy network.
@@ -268,6 +297,14 @@ type conn struct {
 	n        *Net
 	from, to string
 	plane    Plane
+}
+
+// Write waits the latency injected towards the connection's peer first.
+func (c *conn) Write(p []byte) (int, error) {
+	if d := c.n.Delay(c.from, c.to); d > 0 {
+		time.Sleep(d)
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *conn) Close() error {

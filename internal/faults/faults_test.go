@@ -155,3 +155,30 @@ func TestTrackClosesCutConns(t *testing.T) {
 	n.HealAll()
 	dial().Close()
 }
+
+func TestDelay(t *testing.T) {
+	n := New()
+	n.SetDelay("a", "b", 30*time.Millisecond)
+	if n.Delay("a", "b") != 30*time.Millisecond || n.Delay("b", "a") != 30*time.Millisecond || n.Delay("a", "c") != 0 {
+		t.Fatalf("delays a→b %v, b→a %v, a→c %v", n.Delay("a", "b"), n.Delay("b", "a"), n.Delay("a", "c"))
+	}
+	client, server := net.Pipe()
+	defer server.Close()
+	tc, err := n.Track("a", "b", GRPC, client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	go func() { buf := make([]byte, 1); _, _ = server.Read(buf) }()
+	start := time.Now()
+	if _, err := tc.Write([]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 30*time.Millisecond {
+		t.Fatalf("a write towards b took %v, want the injected 30ms at least", took)
+	}
+	n.SetDelay("a", "b", 0)
+	if n.Delay("a", "b") != 0 {
+		t.Fatal("delay not removed")
+	}
+}

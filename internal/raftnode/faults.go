@@ -60,12 +60,20 @@ func wrapFaults(t raft.Transport, f *Faults, self string) (raft.Transport, error
 	return ft, nil
 }
 
+// blockedTo reports whether an RPC to the target is cut off; when it is
+// not, it first waits the latency the network injects towards it.
 func (t *faultTransport) blockedTo(id raft.ServerID, target raft.ServerAddress) bool {
 	to := string(id)
 	if to == "" {
 		to = t.net.NodeAt(string(target))
 	}
-	return t.net.Blocked(t.self, to, faults.Raft)
+	if t.net.Blocked(t.self, to, faults.Raft) {
+		return true
+	}
+	if d := t.net.Delay(t.self, to); d > 0 {
+		time.Sleep(d)
+	}
+	return false
 }
 
 // refuse answers an incoming RPC whose sender may not reach this node.
