@@ -164,9 +164,11 @@ func argDomainNamer(field, placeholder string) func(*cobra.Command, []string) fi
 
 // domainCreateNamer names the fields of the domain `wds domain create`
 // checks (topology.Domain) and sends (the cell's "domain.shards").
-func domainCreateNamer(_ *cobra.Command, args []string) fieldNamer {
+func domainCreateNamer(cmd *cobra.Command, args []string) fieldNamer {
+	regions, _ := cmd.Flags().GetStringSlice("regions")
 	return func(f string) (cliName, bool) {
-		switch strings.TrimPrefix(f, "domain.") {
+		f = strings.TrimPrefix(f, "domain.")
+		switch f {
 		case "name":
 			return cliName{label: "NAME", arg: true}, true
 		case "kind":
@@ -175,6 +177,16 @@ func domainCreateNamer(_ *cobra.Command, args []string) fieldNamer {
 			return cliName{label: "--shards"}, true
 		case "ttl", "ttl_millis":
 			return cliName{label: "--ttl"}, true
+		case "regions":
+			return cliName{label: "--regions"}, true
+		case "failover":
+			return cliName{label: "--failover"}, true
+		}
+		if i, ok := indexOf(f, "regions"); ok {
+			if i < len(regions) {
+				return cliName{label: fmt.Sprintf("--regions %q", strings.TrimSpace(regions[i]))}, true
+			}
+			return cliName{label: "--regions"}, true
 		}
 		return cliName{}, false
 	}

@@ -295,6 +295,7 @@ func TestNameFields(t *testing.T) {
 	serverTopo := find("server", "--node", "n1", "--data-dir", "d", "--topology", "f.yaml")
 	shards := find("shards")
 	describe := find("domain", "describe")
+	create := find("domain", "create", "--regions", "us-east,mars")
 	for _, tc := range []struct {
 		cmd  *cobra.Command
 		args []string
@@ -313,6 +314,9 @@ func TestNameFields(t *testing.T) {
 		{describe, []string{"nope"}, status.Error(codes.NotFound, `name: domain "nope" does not exist`), `wds: NotFound: domain "nope" does not exist`},
 		{describe, []string{"nope"}, status.Error(codes.InvalidArgument, `name: too long`), `wds: InvalidArgument: NAME: too long`},
 		{shards, []string{"nope"}, status.Error(codes.Unavailable, `no leader: try again`), `wds: Unavailable: no leader: try again`},
+		{create, []string{"d"}, status.Error(codes.InvalidArgument, `regions[1]: unknown region (domain "d") (got mars)`), `wds: InvalidArgument: --regions "mars": unknown region (domain "d") (got mars)`},
+		{create, []string{"d"}, status.Error(codes.InvalidArgument, `domain.failover: unknown failover`), `wds: InvalidArgument: --failover: unknown failover`},
+		{create, []string{"d"}, status.Error(codes.InvalidArgument, `regions: only REGIONAL domains have regions`), `wds: InvalidArgument: --regions: only REGIONAL domains have regions`},
 		{server, nil, topology.Invalid("node_id", "n9", "must be one of the peers"), "wds: --node: must be one of the peers (got n9)"},
 		{server, nil, topology.Invalid("max_moves_in_flight", "0", "must be at least 1"), "wds: --max-moves: must be at least 1 (got 0)"},
 		{server, nil, topology.Invalid("data_dir", "", "required"), "wds: --data-dir: required"},

@@ -39,17 +39,29 @@ type domainJSON struct {
 	TTL          string `json:"ttl"`
 	TTLMillis    int64  `json:"ttl_millis"`
 	CreatedIndex uint64 `json:"created_index"`
+	// Placement, in a federation: a REGIONAL domain's regions (none:
+	// every region) and failover ("auto" or "manual"); a GLOBAL or UNIT
+	// domain's pins.
+	Regions  []string  `json:"regions,omitempty"`
+	Failover string    `json:"failover,omitempty"`
+	Pins     []pinJSON `json:"pins,omitempty"`
 }
 
 func domainToJSON(d *wdsv1.Domain) domainJSON {
-	return domainJSON{
+	v := domainJSON{
 		Name:         d.GetName(),
 		Kind:         topology.KindFromProto(d.GetKind()).String(),
 		Shards:       d.GetShards(),
 		TTL:          ttlString(d.GetTtlMillis()),
 		TTLMillis:    d.GetTtlMillis(),
 		CreatedIndex: d.GetCreatedIndex(),
+		Regions:      d.GetRegions(),
+		Pins:         pinsToJSON(d),
 	}
+	if topology.KindFromProto(d.GetKind()) == topology.KindRegional && d.GetFailover() != wdsv1.Failover_FAILOVER_UNSPECIFIED {
+		v.Failover = failoverString(d.GetFailover())
+	}
+	return v
 }
 
 func ttlString(ms int64) string { return (time.Duration(ms) * time.Millisecond).String() }

@@ -201,6 +201,7 @@ func NewRootCommand() *cobra.Command {
 		NewStatusCommand(g),
 		NewConsumersCommand(g),
 		NewOwnerCommand(g),
+		NewTopologyCommand(g),
 		NewVersionCommand(g),
 	)
 	nameCellFields(root)

@@ -34,6 +34,11 @@ type shardJSON struct {
 	// Unconfirmed: the owner has not heartbeated the leader for a while
 	// (gone, or not yet resumed after a leader change or a restart).
 	Unconfirmed bool `json:"unconfirmed"`
+	// DelegatedTo is, in a federation (`wds shards -o json` whose endpoint
+	// is a global voter), the region whose cell holds the delegation of
+	// the shard's range, as the global leader says: "" when none does.
+	// Absent for a lone cell.
+	DelegatedTo *string `json:"delegated_to,omitempty"`
 }
 
 // fetchShardMap reads a domain's shard map from the leader, as shards in
@@ -163,7 +168,10 @@ With -o json it prints an array of objects with region (the key space's
 region for a REGIONAL domain, "" for GLOBAL and UNIT), from, to (UUIDs),
 to_end (true for the last shard, whose to is the end of the key space),
 owner ("" if none), state, token ("generation.index", "" if none),
-endpoint, next_owner and unconfirmed.`,
+endpoint, next_owner and unconfirmed; in a federation (when a node of
+--endpoint is a global voter) also delegated_to, the region whose cell
+holds the delegation of the shard's range as the global leader says ("" if
+none).`,
 		Example: `  wds shards orders
   wds shards carts --region eu-west
   wds shards orders --owner worker-1
@@ -192,13 +200,24 @@ endpoint, next_owner and unconfirmed.`,
 				return err
 			}
 			defer a.close()
-			all, _, err := fetchShardMap(cmd.Context(), a, args[0])
+			all, ranges, err := fetchShardMap(cmd.Context(), a, args[0])
 			if err != nil {
 				return err
 			}
+			var gv *globalView
+			if g.json() {
+				// In a federation, who holds each range's delegation.
+				if gv = fetchGlobalStatus(cmd.Context(), a.endpoints, g.timeout); gv != nil && gv.leader == nil {
+					gv = nil
+				}
+			}
 			shards := make([]shardJSON, 0, len(all))
-			for _, sj := range all {
+			for i, sj := range all {
 				if sj.matches(region, owner, state) {
+					if gv != nil {
+						to := gv.delegatedTo(args[0], sj.Region, ranges[i])
+						sj.DelegatedTo = &to
+					}
 					shards = append(shards, sj)
 				}
 			}

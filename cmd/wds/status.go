@@ -3,11 +3,15 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
 )
 
 type nodeJSON struct {
@@ -41,6 +45,188 @@ type statusJSON struct {
 	Ready       bool       `json:"ready"`
 	ReadyReason string     `json:"ready_reason,omitempty"`
 	Nodes       []nodeJSON `json:"nodes"`
+	// Global is the global group's status, when an endpoint is a global
+	// voter; absent for a lone cell.
+	Global *globalJSON `json:"global,omitempty"`
+}
+
+// globalJSON is the global group as `wds status -o json` prints it.
+type globalJSON struct {
+	// Node, State, Term and AppliedIndex are the answering voter's.
+	Node           string            `json:"node"`
+	State          string            `json:"state"`
+	Leader         string            `json:"leader"`
+	LeaderEndpoint string            `json:"leader_endpoint"`
+	Term           uint64            `json:"term"`
+	AppliedIndex   uint64            `json:"applied_index"`
+	Voters         []globalVoterJSON `json:"voters"`
+	// RegionsFrom is the voter whose answer gave regions and delegations:
+	// the global leader ("" when it did not answer; both lists are then
+	// empty, as only the leader knows them).
+	RegionsFrom string             `json:"regions_from"`
+	Regions     []regionStatusJSON `json:"regions"`
+	Delegations []delegationJSON   `json:"delegations"`
+}
+
+type globalVoterJSON struct {
+	ID          string `json:"id"`
+	RaftAddress string `json:"raft_address"`
+	Leader      bool   `json:"leader"`
+}
+
+type regionStatusJSON struct {
+	Name string `json:"name"`
+	// Renewing: the global leader answered a renewal of the region's cell
+	// within its live window.
+	Renewing bool `json:"renewing"`
+	// LastRenewalAgoMillis is -1 when the region has not renewed since the
+	// leader took office; LastRenewalAgo is then "".
+	LastRenewalAgoMillis int64  `json:"last_renewal_ago_millis"`
+	LastRenewalAgo       string `json:"last_renewal_ago"`
+	// Consumers are the live consumers per domain, from the region's last
+	// load report.
+	Consumers map[string]uint32 `json:"consumers"`
+}
+
+type delegationJSON struct {
+	Domain string `json:"domain"`
+	// Region is the key space's region (REGIONAL), "" otherwise.
+	Region      string      `json:"region"`
+	Holder      string      `json:"holder"`
+	Generation  uint64      `json:"generation"`
+	Ranges      []rangeJSON `json:"ranges"`
+	Withdrawing bool        `json:"withdrawing"`
+	// ExpiresInMillis is how long the global leader holds it without
+	// renewals.
+	ExpiresInMillis int64  `json:"expires_in_millis"`
+	ExpiresIn       string `json:"expires_in"`
+}
+
+type rangeJSON struct {
+	From  string `json:"from"`
+	To    string `json:"to"`
+	ToEnd bool   `json:"to_end"`
+}
+
+func globalToJSON(v *globalView) *globalJSON {
+	s := v.self
+	out := &globalJSON{Node: s.GetNodeId(), State: s.GetState(), Leader: s.GetLeaderId(), LeaderEndpoint: s.GetLeaderEndpoint(),
+		Term: s.GetTerm(), AppliedIndex: s.GetAppliedIndex(),
+		Voters: []globalVoterJSON{}, Regions: []regionStatusJSON{}, Delegations: []delegationJSON{}}
+	for _, vo := range s.GetVoters() {
+		out.Voters = append(out.Voters, globalVoterJSON{ID: vo.GetId(), RaftAddress: vo.GetRaftAddress(), Leader: vo.GetLeader()})
+	}
+	if v.leader == nil {
+		return out
+	}
+	out.RegionsFrom = v.leader.GetNodeId()
+	for _, r := range v.leader.GetRegions() {
+		rs := regionStatusJSON{Name: r.GetName(), Renewing: r.GetRenewing(), LastRenewalAgoMillis: r.GetLastRenewalAgoMillis(), Consumers: map[string]uint32{}}
+		if ms := r.GetLastRenewalAgoMillis(); ms >= 0 {
+			rs.LastRenewalAgo = millis(ms)
+		}
+		for d, n := range r.GetConsumers() {
+			rs.Consumers[d] = n
+		}
+		out.Regions = append(out.Regions, rs)
+	}
+	for _, d := range v.leader.GetDelegations() {
+		dj := delegationJSON{Domain: d.GetDomain(), Region: d.GetRegion(), Holder: d.GetHolder(), Generation: d.GetGeneration(),
+			Ranges: []rangeJSON{}, Withdrawing: d.GetWithdrawing(), ExpiresInMillis: d.GetExpiresInMillis(), ExpiresIn: millis(d.GetExpiresInMillis())}
+		for i, pr := range d.GetRanges() {
+			r, err := topology.RangeFromProto(fmt.Sprintf("delegations.ranges[%d]", i), pr)
+			if err != nil {
+				continue
+			}
+			rj := rangeJSON{}
+			rj.From, _ = boundJSON(r.From)
+			rj.To, rj.ToEnd = boundJSON(r.To)
+			dj.Ranges = append(dj.Ranges, rj)
+		}
+		out.Delegations = append(out.Delegations, dj)
+	}
+	return out
+}
+
+// millis shows a duration in milliseconds for people: "180ms", "1.2s".
+func millis(ms int64) string {
+	d := time.Duration(ms) * time.Millisecond
+	if d >= time.Second || d <= -time.Second {
+		d = d.Round(100 * time.Millisecond)
+	}
+	return d.String()
+}
+
+// writeGlobalStatus prints the global group's section of `wds status`.
+func writeGlobalStatus(w io.Writer, v *globalJSON) error {
+	leader := "none known"
+	if v.Leader != "" {
+		leader = v.Leader
+		if v.LeaderEndpoint != "" {
+			leader += " (" + v.LeaderEndpoint + ")"
+		}
+	}
+	fmt.Fprintf(w, "\nGlobal group (voter %s, %s):\n", v.Node, v.State)
+	tw := newTable(w)
+	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
+	fmt.Fprintf(tw, "Term:\t%d\n", v.Term)
+	fmt.Fprintf(tw, "Applied:\t%d\n", v.AppliedIndex)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "VOTER\tRAFT\tLEADER")
+	for _, vo := range v.Voters {
+		l := ""
+		if vo.Leader {
+			l = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", vo.ID, vo.RaftAddress, l)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if v.RegionsFrom == "" {
+		_, err := fmt.Fprintln(w, "\nRegions and delegations: only the global leader knows them, and it did not answer")
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "REGION\tRENEWING\tLAST RENEWAL\tCONSUMERS")
+	for _, r := range v.Regions {
+		renewing, last := "no", "never (since the leader took office)"
+		if r.Renewing {
+			renewing = "yes"
+		}
+		if r.LastRenewalAgo != "" {
+			last = r.LastRenewalAgo + " ago"
+		}
+		var cons []string
+		for d, n := range r.Consumers {
+			cons = append(cons, fmt.Sprintf("%s=%d", d, n))
+		}
+		slices.Sort(cons)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, renewing, last, dash(strings.Join(cons, ", ")))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if len(v.Delegations) == 0 {
+		_, err := fmt.Fprintln(w, "\nDelegations: none")
+		return err
+	}
+	fmt.Fprintln(w)
+	tw = newTable(w)
+	fmt.Fprintln(tw, "DOMAIN\tKEY SPACE\tHOLDER\tGENERATION\tRANGES\tWITHDRAWING\tEXPIRES IN")
+	for _, d := range v.Delegations {
+		wd := "no"
+		if d.Withdrawing {
+			wd = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", d.Domain, dash(d.Region), d.Holder, d.Generation, len(d.Ranges), wd, d.ExpiresIn)
+	}
+	return tw.Flush()
 }
 
 // NewStatusCommand returns `wds status`.
@@ -57,9 +243,20 @@ sessions connected to it, and the cell's domains, consumers and grants.
 Then every node of the cell with its health, as the answering node found it
 just now: ok, unreachable (down, or no answer within 300 ms), no leader
 known, or catching up (applied X of the leader's Y). A node that is
-catching up says so instead of showing counts from a partial log.`,
+catching up says so instead of showing counts from a partial log.
+
+In a federation, when a node of --endpoint is a global voter (the first to
+answer; all are asked at once), a "Global group" section follows: that voter's Raft state, the
+global leader and the voters; then, as the global leader sees them (it is
+asked when the voter is a follower), every region with whether its cell is
+renewing, how long ago it last renewed and its live consumers per domain,
+and every delegation: domain, key space, holder region, generation, number
+of ranges, whether it is being withdrawn, and how long the leader holds it
+without renewals. With -o json the section is the "global" object; a lone
+cell has none.`,
 		Example: `  wds status
-  wds status --endpoint 127.0.0.1:7101 -o json`,
+  wds status --endpoint 127.0.0.1:7101 -o json
+  wds status -o json | jq '.global.delegations[] | [.domain, .holder, .expires_in] | @tsv'`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			a, err := g.admin()
@@ -86,6 +283,11 @@ catching up says so instead of showing counts from a partial log.`,
 			for _, n := range res.GetNodes() {
 				v.Nodes = append(v.Nodes, nodeJSON{ID: n.GetId(), RaftAddress: n.GetRaftAddress(), Endpoint: n.GetEndpoint(), Suffrage: n.GetSuffrage(), Leader: n.GetLeader(),
 					Health: n.GetHealth(), Term: n.GetTerm(), AppliedIndex: n.GetAppliedIndex()})
+			}
+			// The global group's status when an endpoint is a global
+			// voter.
+			if gv := fetchGlobalStatus(cmd.Context(), a.endpoints, g.timeout); gv != nil {
+				v.Global = globalToJSON(gv)
 			}
 			out := cmd.OutOrStdout()
 			if g.json() {
@@ -137,7 +339,13 @@ catching up says so instead of showing counts from a partial log.`,
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", n.ID, dash(n.Endpoint), n.RaftAddress, n.Suffrage, l, term, applied, dash(n.Health))
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			if v.Global == nil {
+				return nil
+			}
+			return writeGlobalStatus(out, v.Global)
 		},
 	}
 }
