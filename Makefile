@@ -9,7 +9,7 @@ TEST_FLAGS ?= -race -timeout 15m
 BENCH     ?= .
 BENCH_COUNT ?= 5
 
-.PHONY: all build run test test-short chaos-cell bench proto proto-check lint vet fuzz clean
+.PHONY: all build run test test-short chaos-cell chaos-federation bench proto proto-check lint vet fuzz clean
 
 all: build
 
@@ -37,6 +37,14 @@ test-short:
 KILLS ?= 20
 chaos-cell:
 	WDS_PROC_KILLS=$(KILLS) $(GO) test ./cmd/wds -run '^TestServerProcessesLeaderLoss$$' -count=1 -v -timeout 30m
+
+# The long version of the real-process federation test (three regions of one
+# `wds server` each, every node a global voter, and their `wds consume`
+# processes; the default suite kills one non-leader region): KILLS kill -9s of
+# a whole region, alternating a non-leader region and the global leader's,
+# the dead region restarted between kills. WDS_FED_SEED=N replays a run.
+chaos-federation:
+	WDS_FED_KILLS=$(KILLS) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 30m
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(PKGS)

@@ -270,6 +270,10 @@ func (v *delegationView) unsweep(ids []DelegationID) {
 
 // --- the leader's renewal loop ---
 
+// earlyReport is the least time between a renewal and an early one that
+// sends a grown released report.
+const earlyReport = 50 * time.Millisecond
+
 // renewLoop renews the cell's delegations about every RenewInterval and
 // sweeps lapsing ones. It runs only on a leader with a Delegator.
 func (l *leader) renewLoop() {
@@ -280,8 +284,10 @@ func (l *leader) renewLoop() {
 	if nd, ok := l.n.cfg.Delegator.(Nudger); ok {
 		nudges = nd.Nudges()
 	}
+	var last time.Time
 	for {
 		l.renewOnce()
+		last = time.Now()
 		l.sweepLapsing()
 		select {
 		case <-l.ctx.Done():
@@ -291,6 +297,16 @@ func (l *leader) renewLoop() {
 		case <-l.sweepKick:
 			l.sweepLapsing()
 			continue
+		case <-l.reportKick:
+			// A grant in a relinquished range ended: report it soon, at
+			// most one early renewal per earlyReport.
+			if wait := earlyReport - time.Since(last); wait > 0 {
+				select {
+				case <-l.ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+			}
 		}
 	}
 }

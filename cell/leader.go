@@ -85,6 +85,10 @@ type leader struct {
 	// asks the renewal loop to relinquish lapsing ones now.
 	delegations *delegationView
 	sweepKick   chan struct{}
+	// reportKick asks the renewal loop to renew early: a grant in a
+	// relinquished range ended, so the released report may have grown
+	// (the delegator moves those ranges on as soon as it hears).
+	reportKick chan struct{}
 	// catalogIndex is the version of the last catalog the delegator sent
 	// that the log holds (a federated cell's catalog is the delegator's).
 	catalogIndex atomic.Uint64
@@ -105,6 +109,7 @@ func newLeader(n *Node, accession time.Time) *leader {
 		frozen:    map[grantKey]time.Time{},
 		kick:      make(chan struct{}, 1),
 		sweepKick: make(chan struct{}, 1),
+		reportKick: make(chan struct{}, 1),
 	}
 	l.delegations = newDelegationView(n.cfg.Delegator == nil, accession, n.cfg.Drift)
 	l.delegations.setLive(n.state.LiveDelegations())

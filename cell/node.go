@@ -320,6 +320,12 @@ func (n *Node) onApply(index uint64, res *cellstate.ApplyResult) {
 	}
 	if l := n.currentLeader(); l != nil {
 		l.dispatch(index, res.Effects)
+		if n.cfg.Delegator != nil && endsRelinquished(res.Effects) {
+			select {
+			case l.reportKick <- struct{}{}:
+			default:
+			}
+		}
 		if res.Delegations {
 			// After dispatch: a relinquish's revocations are queued (and
 			// counted by their sessions) before the leader stops
@@ -590,3 +596,15 @@ func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
 }
 
 var _ = topology.DefaultTTL
+
+// endsRelinquished reports whether effects end grants that a relinquish
+// revoked (reason delegation) or drop successors: the cell's released
+// report may have grown.
+func endsRelinquished(effects []cellstate.Effect) bool {
+	for _, e := range effects {
+		if e.Kind == cellstate.EffectReleased || e.Kind == cellstate.EffectDropped {
+			return true
+		}
+	}
+	return false
+}

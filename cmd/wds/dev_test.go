@@ -13,12 +13,13 @@ import (
 	"github.com/wdsio/wds/internal/celltest"
 )
 
-// TestDev: `wds dev` serves a 3-node cell on the ports it prints, answers
-// `wds status`, and stops cleanly on SIGINT, removing its data.
+// TestDev: `wds dev --regions local` serves a 3-node cell on the ports it
+// prints, answers `wds status`, and stops cleanly on SIGINT, removing its
+// data.
 func TestDev(t *testing.T) {
 	t.Parallel()
 	base := freePortRange(t, 0, 1, 2, devRaftOffset, devRaftOffset+1, devRaftOffset+2, devHTTPOffset, devHTTPOffset+1, devHTTPOffset+2)
-	p := start(t, "dev", "--base-port", fmt.Sprint(base), "-o", "json")
+	p := start(t, "dev", "--regions", "local", "--base-port", fmt.Sprint(base), "-o", "json")
 	var lines []string
 	var info devJSON
 	for {
@@ -121,10 +122,10 @@ domains:
 	}
 }
 
-// TestDevDataDirOfAnotherCell: a data dir made by `wds dev --nodes 1` is
-// refused by `wds dev --nodes 3` (which would otherwise form a new cell and
-// overwrite n1's log) with an error naming the dir, and still starts as a
-// 1-node cell with its domain.
+// TestDevDataDirOfAnotherCell: a data dir made by `wds dev --regions local
+// --nodes 1` is refused by `wds dev --regions local --nodes 3` (which would
+// otherwise form a new cell and overwrite n1's log) with an error naming the
+// dir, and still starts as a 1-node cell with its domain.
 func TestDevDataDirOfAnotherCell(t *testing.T) {
 	t.Parallel()
 	base := freePortRange(t, 0, 1, 2, devRaftOffset, devRaftOffset+1, devRaftOffset+2, devHTTPOffset, devHTTPOffset+1, devHTTPOffset+2)
@@ -132,7 +133,7 @@ func TestDevDataDirOfAnotherCell(t *testing.T) {
 	ep := fmt.Sprintf("--endpoint=127.0.0.1:%d", base)
 	devOnce := func(nodes string, then func()) {
 		t.Helper()
-		p := start(t, "dev", "--nodes", nodes, "--base-port", fmt.Sprint(base), "--data-dir", dir, "-o", "json")
+		p := start(t, "dev", "--regions", "local", "--nodes", nodes, "--base-port", fmt.Sprint(base), "--data-dir", dir, "-o", "json")
 		var lines []string
 		for {
 			lines = append(lines, p.next(30*time.Second))
@@ -149,7 +150,7 @@ func TestDevDataDirOfAnotherCell(t *testing.T) {
 	}
 	devOnce("1", func() { mustWDS(t, ep, "domain", "create", "keep", "--kind", "global", "--shards", "4") })
 
-	r := wds(t, "dev", "--nodes", "3", "--base-port", fmt.Sprint(base), "--data-dir", dir)
+	r := wds(t, "dev", "--regions", "local", "--nodes", "3", "--base-port", fmt.Sprint(base), "--data-dir", dir)
 	n1 := filepath.Join(dir, "n1")
 	if r.code != 1 || !strings.Contains(r.stderr, "data dir "+n1+" was created for the voters n1=") || !strings.Contains(r.stderr, "--nodes") {
 		t.Fatalf("wds dev --nodes 3 on a 1-node data dir: exit %d, stderr %q", r.code, r.stderr)
