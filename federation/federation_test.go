@@ -25,6 +25,7 @@ import (
 	"github.com/wdsio/wds/internal/serve"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
 )
 
 // fed is a federation in this process: one node per region, each a cell
@@ -453,4 +454,41 @@ func checkTokensAcrossCells(t testing.TB, h *chaos.History) {
 		gens[x.Domain][x.Token.Generation] = true
 	}
 	t.Logf("generations per domain: %v", gens)
+}
+
+// TestFederationPins: a GLOBAL range pinned to a region is held by that
+// region's consumers (the rest apportioned as usual), a pinned UNIT domain
+// by its pinned region, even where another region has more consumers.
+func TestFederationPins(t *testing.T) {
+	f := newFed(t, threeRegions)
+	prices := dom("prices", kGlobal, 12)
+	rs, err := topology.SplitEven(12)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pinned := topology.Range{From: rs[0].From, To: rs[5].To} // shards 0-5
+	prices.Pins = []*wdsv1.Pin{{Region: "ap-south", Range: topology.RangeToProto(pinned)}}
+	leader := dom("leader", kUnit, 1)
+	leader.Pins = []*wdsv1.Pin{{Region: "eu-west"}}
+	f.applyTopology(prices, leader)
+	a1 := f.consumer("us-east", "a1", "prices", "leader")
+	a2 := f.consumer("us-east", "a2", "prices", "leader")
+	b1 := f.consumer("eu-west", "b1", "leader")
+	c1 := f.consumer("ap-south", "c1", "prices")
+	all := []*celltest.Consumer{a1, a2, b1, c1}
+	// 6 pinned to ap-south; the other 6 over the 3 prices consumers: 2 each.
+	waitHeld(t, "pins", allOf(
+		balanced("prices/", map[string]int{"a1": 2, "a2": 2, "c1": 8}),
+		balanced("leader/", map[string]int{"b1": 1}),
+	), all...)
+	n := 0
+	for _, s := range c1.Owned() {
+		if s.Domain == "prices" && pinned.ContainsBound(s.Range.From) {
+			n++
+		}
+	}
+	if n != 6 {
+		t.Fatalf("c1 (ap-south) holds %d of the 6 pinned shards", n)
+	}
+	checkHistory(t, f.History)
 }
