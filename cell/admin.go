@@ -1,8 +1,10 @@
 package cell
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"google.golang.org/grpc"
@@ -126,7 +128,49 @@ func (a *adminService) ShardMap(ctx context.Context, req *wdsv1.ShardMapRequest)
 	if err != nil {
 		return nil, toStatus(err)
 	}
+	if src := a.n.hub.source; src != "" {
+		// A federation: every shard federation-wide, the other regions'
+		// from the routing their cells serve.
+		mergeForeignShards(out, src, a.n.hub.foreignShards(req.GetDomain()))
+	}
 	return out, nil
+}
+
+// mergeForeignShards adds the other regions' shards to a federated cell's
+// map: each shard once (per key space and range start), the cell's own
+// record first, then an owned entry over an unowned one and the higher
+// token (the later delegation); sorted by key space and range.
+func mergeForeignShards(out *wdsv1.ShardMapResponse, self string, foreign []*wdsv1.ShardInfo) {
+	type key struct{ region, from string }
+	at := map[key]int{}
+	for i, s := range out.Shards {
+		s.DelegatedTo = self
+		at[key{s.GetRegion(), string(s.GetRange().GetFrom())}] = i
+	}
+	for _, f := range foreign {
+		k := key{f.GetRegion(), string(f.GetRange().GetFrom())}
+		i, ok := at[k]
+		if !ok {
+			at[k] = len(out.Shards)
+			out.Shards = append(out.Shards, f)
+			continue
+		}
+		cur := out.Shards[i]
+		if cur.GetDelegatedTo() == self && cur.GetOwner() != "" {
+			continue // the cell's own grant
+		}
+		ct, ft := topology.TokenFromProto(cur.GetToken()), topology.TokenFromProto(f.GetToken())
+		if (f.GetOwner() != "" && cur.GetOwner() == "") || (f.GetOwner() != "" && ct.Less(ft)) {
+			out.Shards[i] = f
+		}
+	}
+	sort.SliceStable(out.Shards, func(i, j int) bool {
+		a, b := out.Shards[i], out.Shards[j]
+		if a.GetRegion() != b.GetRegion() {
+			return a.GetRegion() < b.GetRegion()
+		}
+		return bytes.Compare(a.GetRange().GetFrom(), b.GetRange().GetFrom()) < 0
+	})
 }
 
 func (a *adminService) Status(ctx context.Context, _ *wdsv1.StatusRequest) (*wdsv1.StatusResponse, error) {

@@ -387,3 +387,28 @@ func packRouting(version uint64, snapshot bool, doms []*wdsv1.DomainRouting) []*
 	out = append(out, cur)
 	return out
 }
+
+// foreignShards returns the other regions' entries of domain as shard
+// infos (owner, token, key space, the source as delegated_to).
+func (h *routingHub) foreignShards(domain string) []*wdsv1.ShardInfo {
+	h.markMu.Lock()
+	defer h.markMu.Unlock()
+	var out []*wdsv1.ShardInfo
+	for source, doms := range h.foreign {
+		fd := doms[domain]
+		if fd == nil {
+			continue
+		}
+		for region, entries := range fd.spaces {
+			for _, e := range entries {
+				si := &wdsv1.ShardInfo{Range: e.GetRange(), Owner: e.GetOwner(), Token: e.GetToken(), Endpoint: e.GetEndpoint(),
+					Unconfirmed: e.GetUnconfirmed(), Region: region, DelegatedTo: source}
+				if e.GetOwner() != "" {
+					si.State = wdsv1.GrantState_GRANT_STATE_ACTIVE
+				}
+				out = append(out, si)
+			}
+		}
+	}
+	return out
+}

@@ -305,8 +305,15 @@ func held(cs ...*celltest.Consumer) map[string]map[string]int {
 }
 
 func dom(name string, kind wdsv1.DomainKind, shards uint32) *wdsv1.Domain {
-	return &wdsv1.Domain{Name: name, Kind: kind, Shards: shards, TtlMillis: ttl.Milliseconds()}
+	return domT(name, kind, shards, ttl)
 }
+
+func domT(name string, kind wdsv1.DomainKind, shards uint32, t time.Duration) *wdsv1.Domain {
+	return &wdsv1.Domain{Name: name, Kind: kind, Shards: shards, TtlMillis: t.Milliseconds()}
+}
+
+// churnTTL is the TTL of the zero-churn tests' domains.
+const churnTTL = 5 * time.Second
 
 const (
 	kGlobal   = wdsv1.DomainKind_DOMAIN_KIND_GLOBAL

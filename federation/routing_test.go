@@ -78,6 +78,28 @@ func TestFederationRoutingAcrossRegions(t *testing.T) {
 		t.Fatalf("per-source versions %v: want us-east and ap-south", v)
 	}
 
+	// The shard map from eu-west's endpoint lists every shard, with the
+	// region holding its delegation.
+	cc, err := grpc.NewClient(eps[0], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	celltest.Eventually(t, 10*time.Second, func() error {
+		sm, err := wdsv1.NewAdminClient(cc).ShardMap(ctx, &wdsv1.ShardMapRequest{Domain: "prices"})
+		if err != nil {
+			return err
+		}
+		by := map[string]int{}
+		for _, s := range sm.GetShards() {
+			by[s.GetDelegatedTo()+"/"+s.GetOwner()]++
+		}
+		if len(sm.GetShards()) != 12 || by["us-east/a1"] != 6 || by["ap-south/c1"] != 6 {
+			return fmt.Errorf("eu-west's shard map: %d shards, %v", len(sm.GetShards()), by)
+		}
+		return nil
+	})
+
 	// A consumer joins in eu-west: a third of prices moves there; the
 	// observer's table follows, across sources.
 	b1 := f.consumer("eu-west", "b1", "prices")

@@ -76,8 +76,17 @@ func activeOwners(endpoint, domain string) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
+	// In a federation the map lists every shard federation-wide; count
+	// those the endpoint's own cell holds (delegated to its region).
+	st, err := wdsv1.NewAdminClient(cc).Status(ctx, &wdsv1.StatusRequest{})
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]int{}
 	for _, s := range m.GetShards() {
+		if to := s.GetDelegatedTo(); to != "" && to != st.GetRegion() {
+			continue
+		}
 		if s.GetOwner() != "" && s.GetState() == wdsv1.GrantState_GRANT_STATE_ACTIVE {
 			out[s.GetOwner()]++
 		}

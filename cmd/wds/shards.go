@@ -71,6 +71,9 @@ func fetchShardMap(ctx context.Context, a *adminClient, domain string) ([]shardJ
 			Endpoint: s.GetEndpoint(), NextOwner: s.GetNextOwner(),
 			Unconfirmed: s.GetUnconfirmed(),
 		})
+		if to := s.GetDelegatedTo(); to != "" {
+			shards[len(shards)-1].DelegatedTo = &to
+		}
 		ranges = append(ranges, rng)
 	}
 	return shards, ranges, nil
@@ -214,7 +217,7 @@ none).`,
 			shards := make([]shardJSON, 0, len(all))
 			for i, sj := range all {
 				if sj.matches(region, owner, state) {
-					if gv != nil {
+					if gv != nil && sj.DelegatedTo == nil {
 						to := gv.delegatedTo(args[0], sj.Region, ranges[i])
 						sj.DelegatedTo = &to
 					}

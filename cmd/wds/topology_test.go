@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -470,32 +471,51 @@ func checkFedStatus(t *testing.T, f *testFed) {
 	}
 }
 
-// checkDelegatedTo: in a federation `wds shards -o json` names the region
-// holding each shard's delegation: each cell lists the shards delegated
-// to it.
+// checkDelegatedTo: in a federation `wds shards -o json` lists every
+// shard federation-wide from any endpoint, each naming the region holding
+// its delegation, and every endpoint says the same.
 func checkDelegatedTo(t *testing.T, f *testFed) {
-	for i, region := range f.regions {
-		celltest.Eventually(t, 20*time.Second, func() error {
-			shards := shardsJSON(t, f.endpoint(i), "orders")
-			if len(shards) == 0 {
-				return fmt.Errorf("%s lists no shard of orders", region)
+	holders := func(i int) (map[string]string, error) {
+		out := map[string]string{}
+		for _, s := range shardsJSON(t, f.endpoint(i), "orders") {
+			if s.DelegatedTo == nil || *s.DelegatedTo == "" {
+				return nil, fmt.Errorf("%s: shard %+v names no delegation holder", f.regions[i], s)
 			}
-			for _, s := range shards {
-				if s.DelegatedTo == nil || *s.DelegatedTo != region {
-					return fmt.Errorf("%s: shard %+v delegated to %v", region, s, s.DelegatedTo)
-				}
-			}
-			return nil
-		})
-	}
-	shards := shardsJSON(t, f.endpoint(0), "carts")
-	if len(shards) != 4 {
-		t.Errorf("us-east's carts shards: %+v", shards)
-	}
-	for _, s := range shards {
-		if s.Region != "us-east" || s.DelegatedTo == nil || *s.DelegatedTo != "us-east" {
-			t.Errorf("us-east's carts shard %+v delegated to %v", s, s.DelegatedTo)
+			out[s.Region+"/"+s.From] = *s.DelegatedTo
 		}
+		return out, nil
+	}
+	celltest.Eventually(t, 20*time.Second, func() error {
+		first, err := holders(0)
+		if err != nil {
+			return err
+		}
+		if len(first) == 0 {
+			return fmt.Errorf("%s lists no shard of orders", f.regions[0])
+		}
+		for i := 1; i < len(f.regions); i++ {
+			h, err := holders(i)
+			if err != nil {
+				return err
+			}
+			if !maps.Equal(h, first) {
+				return fmt.Errorf("%s's shard map says %v, %s's %v", f.regions[i], h, f.regions[0], first)
+			}
+		}
+		return nil
+	})
+	// A REGIONAL domain: every key space listed, each held by its region
+	// (4 shards per region with a key space of carts).
+	shards := shardsJSON(t, f.endpoint(0), "carts")
+	perRegion := map[string]int{}
+	for _, s := range shards {
+		if s.DelegatedTo == nil || *s.DelegatedTo != s.Region {
+			t.Errorf("carts shard %+v of key space %s delegated to %v", s, s.Region, s.DelegatedTo)
+		}
+		perRegion[s.Region]++
+	}
+	if perRegion["us-east"] != 4 {
+		t.Errorf("us-east's endpoint lists carts shards per key space %v", perRegion)
 	}
 	// The table stays as it is.
 	if out := mustWDS(t, f.endpoint(0), "shards", "orders"); strings.Contains(out, "DELEGATED") || !strings.HasPrefix(out, "FROM ") {

@@ -918,7 +918,11 @@ type ShardInfo struct {
 	// shard until the owner's deadline passes), but the owner may be gone.
 	Unconfirmed bool `protobuf:"varint,7,opt,name=unconfirmed,proto3" json:"unconfirmed,omitempty"`
 	// The key space's region for a REGIONAL domain; empty for GLOBAL and UNIT.
-	Region        string `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,8,opt,name=region,proto3" json:"region,omitempty"`
+	// In a federation: the region whose cell holds the shard's delegation
+	// (the map lists every shard federation-wide, the other regions' from
+	// the routing they serve). Empty for a lone cell.
+	DelegatedTo   string `protobuf:"bytes,9,opt,name=delegated_to,json=delegatedTo,proto3" json:"delegated_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1005,6 +1009,13 @@ func (x *ShardInfo) GetUnconfirmed() bool {
 func (x *ShardInfo) GetRegion() string {
 	if x != nil {
 		return x.Region
+	}
+	return ""
+}
+
+func (x *ShardInfo) GetDelegatedTo() string {
+	if x != nil {
+		return x.DelegatedTo
 	}
 	return ""
 }
@@ -1458,7 +1469,7 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\x10ShardMapResponse\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12)\n" +
-	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\x8d\x02\n" +
+	"\x06shards\x18\x03 \x03(\v2\x11.wds.v1.ShardInfoR\x06shards\"\xb0\x02\n" +
 	"\tShardInfo\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x14\n" +
 	"\x05owner\x18\x02 \x01(\tR\x05owner\x12(\n" +
@@ -1468,7 +1479,8 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"next_owner\x18\x06 \x01(\tR\tnextOwner\x12 \n" +
 	"\vunconfirmed\x18\a \x01(\bR\vunconfirmed\x12\x16\n" +
-	"\x06region\x18\b \x01(\tR\x06region\"\x0f\n" +
+	"\x06region\x18\b \x01(\tR\x06region\x12!\n" +
+	"\fdelegated_to\x18\t \x01(\tR\vdelegatedTo\"\x0f\n" +
 	"\rStatusRequest\"\xc6\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x16\n" +
