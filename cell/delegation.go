@@ -339,12 +339,21 @@ func (l *leader) renewOnce() {
 	}
 	l.delegations.answered(sent, resp)
 	l.n.metrics.renewals.Add(context.Background(), 1)
-	var ops []*cellv1.Op
+	// The catalog first: a delegation of a domain this answer creates is
+	// recorded only once the domain exists (DelegateOps skips unknown
+	// domains), and it must be recorded from this answer, which may be the
+	// only one that lists it.
 	if resp.Catalog != nil {
-		ops = append(ops, l.n.state.CatalogOps(*resp.Catalog)...)
+		if ops := l.n.state.CatalogOps(*resp.Catalog); len(ops) > 0 {
+			if _, err := l.n.propose(l.ctx, ops...); err != nil {
+				if l.ctx.Err() == nil {
+					l.log.Debug("catalog not recorded", "err", err)
+				}
+				return
+			}
+		}
 	}
-	ops = append(ops, l.n.state.DelegateOps(resp.Delegations)...)
-	ops = append(ops, l.n.state.RelinquishOps(resp.Delegations)...)
+	ops := append(l.n.state.DelegateOps(resp.Delegations), l.n.state.RelinquishOps(resp.Delegations)...)
 	if len(ops) > 0 {
 		if _, err := l.n.propose(l.ctx, ops...); err != nil {
 			if l.ctx.Err() == nil {

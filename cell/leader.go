@@ -100,15 +100,15 @@ type leader struct {
 func newLeader(n *Node, accession time.Time) *leader {
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &leader{
-		n:         n,
-		accession: accession,
-		log:       n.log.With("role", "leader"),
-		ctx:       ctx,
-		cancel:    cancel,
-		leases:    map[string]*consumerLease{},
-		frozen:    map[grantKey]time.Time{},
-		kick:      make(chan struct{}, 1),
-		sweepKick: make(chan struct{}, 1),
+		n:          n,
+		accession:  accession,
+		log:        n.log.With("role", "leader"),
+		ctx:        ctx,
+		cancel:     cancel,
+		leases:     map[string]*consumerLease{},
+		frozen:     map[grantKey]time.Time{},
+		kick:       make(chan struct{}, 1),
+		sweepKick:  make(chan struct{}, 1),
 		reportKick: make(chan struct{}, 1),
 	}
 	l.delegations = newDelegationView(n.cfg.Delegator == nil, accession, n.cfg.Drift)

@@ -608,3 +608,16 @@ func endsRelinquished(effects []cellstate.Effect) bool {
 	}
 	return false
 }
+
+// DebugDelegations describes, for tests' failure logs, the delegations in
+// the node's log and the leader's view of them.
+func (n *Node) DebugDelegations() string {
+	live, dur := n.state.LiveDelegations()
+	out := fmt.Sprintf("live %v (D %v) released %v", live, dur, n.state.ReleasedRanges())
+	if l := n.currentLeader(); l != nil {
+		l.delegations.mu.RLock()
+		out += fmt.Sprintf("; view renewed %v cover %v until %v sweeping %v", l.delegations.renewed, l.delegations.cover, l.delegations.until, l.delegations.sweeping)
+		l.delegations.mu.RUnlock()
+	}
+	return out
+}

@@ -197,7 +197,27 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 		f.start(i)
 	}
 	t.Cleanup(f.close)
+	t.Cleanup(f.dumpIfFailed) // runs before close
 	return f
+}
+
+// dumpIfFailed logs, for a failed test, what the global leader holds and
+// what each cell's leader has of each domain.
+func (f *fed) dumpIfFailed() {
+	if !f.t.Failed() {
+		return
+	}
+	for _, n := range f.nodes {
+		if n == nil {
+			continue
+		}
+		if n.Global != nil && n.Global.IsLeader() {
+			f.t.Logf("global leader %s: delegations %+v renewals %v", n.Global.ID(), n.Global.State().Delegations(""), n.Global.Renewals())
+		}
+		if n.Cell.IsLeader() {
+			f.t.Logf("cell leader %s: %s", n.Cell.ID(), n.Cell.DebugDelegations())
+		}
+	}
 }
 
 func (f *fed) start(i int) {

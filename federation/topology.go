@@ -72,6 +72,8 @@ func NodeConfig(f *topology.File, id string, base cell.Config) (Config, error) {
 		gc.Drift = base.Drift
 		gc.Logger = base.Logger
 		gc.Bootstrap = TopologyProto(f)
+		// A domain created before the bootstrap committed stays.
+		gc.Bootstrap.KeepUnlisted = true
 		cfg.Global = &gc
 	}
 	if err := cc.Validate(); err != nil {

@@ -28,6 +28,17 @@ type leader struct {
 
 	mu      sync.Mutex
 	regions map[string]*regionBook
+	// withdrawnAt is when this leader first saw each withdrawing
+	// delegation (after its Withdraw applied): no answer sent after that
+	// lists it, so the holder's cover of it ends by then + D·(1−ε), and it
+	// may be expired at then + D·(1+ε) whether or not the region goes on
+	// renewing (a cell that never recorded it never reports it released).
+	withdrawnAt map[withdrawKey]time.Time
+}
+
+type withdrawKey struct {
+	holder string
+	id     globalstate.DelegationID
 }
 
 // regionBook is the leader's record of one region.
@@ -48,7 +59,8 @@ type regionBook struct {
 
 func newLeader(n *Node, accession time.Time) *leader {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &leader{n: n, accession: accession, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), regions: map[string]*regionBook{}}
+	return &leader{n: n, accession: accession, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), regions: map[string]*regionBook{},
+		withdrawnAt: map[withdrawKey]time.Time{}}
 }
 
 func (l *leader) start() {
@@ -206,20 +218,40 @@ func (l *leader) expiries(now time.Time) []*globalv1.Op {
 	var ops []*globalv1.Op
 	for _, dl := range l.n.state.Delegations("") {
 		b := l.book(dl.Holder)
-		if b.expiring[dl.DelegationID] {
+		if b.expiring[dl.DelegationID] && !dl.Withdrawing {
 			continue // decided; its Expire is committing or was refused
 		}
 		ttl, ok := l.n.domainTTL(dl.Domain)
 		if !ok {
 			continue
 		}
-		d := l.n.cfg.Duration(ttl)
-		if !now.After(lease.Params{TTL: d, Drift: l.n.cfg.Drift}.LeaderDeadline(l.baseLocked(b))) {
+		d := lease.Params{TTL: l.n.cfg.Duration(ttl), Drift: l.n.cfg.Drift}
+		deadline := d.LeaderDeadline(l.baseLocked(b))
+		if dl.Withdrawing {
+			k := withdrawKey{dl.Holder, dl.DelegationID}
+			at, ok := l.withdrawnAt[k]
+			if !ok {
+				// First seen withdrawing (by a new leader: at accession,
+				// plus the slack of a deposed leader's answers).
+				at = lease.Later(now, l.accession.Add(lease.AccessionSlack(l.n.cfg.Raft.ConfirmWindow, l.n.cfg.Drift)))
+				l.withdrawnAt[k] = at
+			}
+			if w := d.LeaderDeadline(at); w.Before(deadline) {
+				deadline = w
+			}
+		}
+		if !now.After(deadline) {
 			continue
 		}
-		b.expiring[dl.DelegationID] = true
+		if !dl.Withdrawing {
+			// The fence: no answer lists it from now on. (A withdrawn
+			// part is in no answer already; proposing its Expire twice
+			// only conflicts.)
+			b.expiring[dl.DelegationID] = true
+		}
 		ops = append(ops, &globalv1.Op{Op: &globalv1.Op_Expire{Expire: &globalv1.Expire{
 			Holder: dl.Holder, Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
+			Ranges: rangesToProto(dl.Ranges), // this part only (withdrawn or not)
 		}}})
 		l.n.log.Info("delegation expired", "holder", dl.Holder, "domain", dl.Domain, "key_space", dl.Region, "generation", dl.Generation)
 	}
@@ -233,6 +265,17 @@ func (l *leader) expiries(now time.Time) []*globalv1.Op {
 			if !held[id] {
 				delete(b.expiring, id)
 			}
+		}
+	}
+	withdrawing := map[withdrawKey]bool{}
+	for _, dl := range l.n.state.Delegations("") {
+		if dl.Withdrawing {
+			withdrawing[withdrawKey{dl.Holder, dl.DelegationID}] = true
+		}
+	}
+	for k := range l.withdrawnAt {
+		if !withdrawing[k] {
+			delete(l.withdrawnAt, k)
 		}
 	}
 	return ops

@@ -148,6 +148,9 @@ func (s *State) applyOp(index uint64, op *globalv1.Op, res *ApplyResult, resp *a
 		return s.released(o.Released, res)
 	case *globalv1.Op_Expire:
 		e := o.Expire
+		if e.GetDomain() != "" && len(e.GetRanges()) > 0 {
+			return s.released(&globalv1.Released{Domain: e.GetDomain(), Region: e.GetRegion(), Holder: e.GetHolder(), Generation: e.GetGeneration(), Ranges: e.GetRanges()}, res)
+		}
 		return s.free(e.GetHolder(), e.GetDomain(), e.GetRegion(), e.GetGeneration(), e.GetDomain() != "", res)
 	default:
 		if op.GetIgnorable() {
@@ -408,7 +411,7 @@ func (s *State) applyTopology(index uint64, op *globalv1.ApplyTopology, res *App
 		}
 	}
 	for name, d := range s.domains {
-		if !listed[name] && !d.deleting {
+		if !listed[name] && !d.deleting && !op.GetKeepUnlisted() {
 			d.deleting = true
 		}
 	}

@@ -403,3 +403,18 @@ func TestRandomOps(t *testing.T) {
 		})
 	}
 }
+
+func TestTopologyKeepUnlisted(t *testing.T) {
+	h := newHarness(t)
+	h.ok(opCreate(dom("early", global, 2)))
+	op := opTopology(threeRegions, dom("prices", global, 4))
+	op.GetApplyTopology().KeepUnlisted = true
+	h.ok(op)
+	if _, deleting, ok := h.state().Domain("early"); !ok || deleting {
+		t.Fatalf("a bootstrap that keeps unlisted domains deleted %q (ok %v, deleting %v)", "early", ok, deleting)
+	}
+	h.ok(opTopology(threeRegions, dom("prices", global, 4)))
+	if _, deleting, _ := h.state().Domain("early"); !deleting {
+		t.Fatal("an apply without keep_unlisted kept an unlisted domain")
+	}
+}

@@ -80,7 +80,8 @@ type Net struct {
 // and b towards a, on every plane (the distance between two regions): a
 // fault-aware path waits d before it sends (the Raft transport wrapper
 // before each RPC, a tracked connection before each write). Zero removes
-// it.
+// it. A tracked connection also delays what it reads by the latency from
+// its peer, so that answers and pushes on it cross the distance too.
 func (n *Net) SetDelay(a, b string, d time.Duration) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -297,6 +298,19 @@ type conn struct {
 	n        *Net
 	from, to string
 	plane    Plane
+}
+
+// Read hands over what arrived only after the latency injected from the
+// peer towards this side (the server's answers and pushes), so a tracked
+// connection sees the distance both ways.
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		if d := c.n.Delay(c.to, c.from); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	return n, err
 }
 
 // Write waits the latency injected towards the connection's peer first.

@@ -307,9 +307,13 @@ func (x *Region) GetFailover() []string {
 // absent from the file start deleting. Rejected whole if any part is
 // invalid.
 type ApplyTopology struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Regions       []*Region              `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
-	Domains       []*v1.Domain           `protobuf:"bytes,2,rep,name=domains,proto3" json:"domains,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Regions []*Region              `protobuf:"bytes,1,rep,name=regions,proto3" json:"regions,omitempty"`
+	Domains []*v1.Domain           `protobuf:"bytes,2,rep,name=domains,proto3" json:"domains,omitempty"`
+	// Keep the domains the topology does not list (instead of deleting
+	// them): a group's bootstrap from the file its voters were started with
+	// must not delete a domain an operator created before it committed.
+	KeepUnlisted  bool `protobuf:"varint,3,opt,name=keep_unlisted,json=keepUnlisted,proto3" json:"keep_unlisted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +360,13 @@ func (x *ApplyTopology) GetDomains() []*v1.Domain {
 		return x.Domains
 	}
 	return nil
+}
+
+func (x *ApplyTopology) GetKeepUnlisted() bool {
+	if x != nil {
+		return x.KeepUnlisted
+	}
+	return false
 }
 
 // CreateDomain adds a domain to the catalog; its incarnation is the entry's
@@ -699,11 +710,14 @@ func (x *Released) GetRanges() []*v1.KeyRange {
 // accession grace after a global leader change). With domain empty: every
 // delegation of holder.
 type Expire struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Holder        string                 `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
-	Domain        string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
-	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
-	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Holder     string                 `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	Domain     string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	Region     string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Generation uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	// With domain set: only these ranges of the delegation (empty: all of
+	// it). A withdrawn part expires on its own clock.
+	Ranges        []*v1.KeyRange `protobuf:"bytes,5,rep,name=ranges,proto3" json:"ranges,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -764,6 +778,13 @@ func (x *Expire) GetGeneration() uint64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *Expire) GetRanges() []*v1.KeyRange {
+	if x != nil {
+		return x.Ranges
+	}
+	return nil
 }
 
 type Snapshot struct {
@@ -1038,10 +1059,11 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\x02op\"8\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bfailover\x18\x02 \x03(\tR\bfailover\"j\n" +
+	"\bfailover\x18\x02 \x03(\tR\bfailover\"\x8f\x01\n" +
 	"\rApplyTopology\x12/\n" +
 	"\aregions\x18\x01 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x12(\n" +
-	"\adomains\x18\x02 \x03(\v2\x0e.wds.v1.DomainR\adomains\"6\n" +
+	"\adomains\x18\x02 \x03(\v2\x0e.wds.v1.DomainR\adomains\x12#\n" +
+	"\rkeep_unlisted\x18\x03 \x01(\bR\fkeepUnlisted\"6\n" +
 	"\fCreateDomain\x12&\n" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\"8\n" +
 	"\fDeleteDomain\x12\x12\n" +
@@ -1067,14 +1089,15 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12(\n" +
-	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"p\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"\x9a\x01\n" +
 	"\x06Expire\x12\x16\n" +
 	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
-	"generation\"\xac\x01\n" +
+	"generation\x12(\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"\xac\x01\n" +
 	"\bSnapshot\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aregions\x18\x02 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x124\n" +
@@ -1143,17 +1166,18 @@ var file_wds_global_v1_log_proto_depIdxs = []int32{
 	15, // 11: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
 	15, // 12: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
 	15, // 13: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
-	2,  // 14: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
-	11, // 15: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
-	14, // 16: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
-	12, // 17: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
-	13, // 18: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
-	15, // 19: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	15, // 14: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
+	2,  // 15: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
+	11, // 16: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
+	14, // 17: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
+	12, // 18: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
+	13, // 19: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
+	15, // 20: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_log_proto_init() }
