@@ -2,11 +2,14 @@ package topology
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math/bits"
 	"strconv"
 	"strings"
 
 	"github.com/google/uuid"
+
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 )
 
 // Bound is a position in the key space [0, 2^128]: either a key (a UUID read
@@ -393,4 +396,47 @@ func AppendRun(runs []Range, r Range) []Range {
 		return runs
 	}
 	return append(runs, r)
+}
+
+// ShardIndexes resolves ranges (wire form, as delegations and reports
+// name them) to the indexes of the shards they cover among shards, a
+// domain's tiling; every range must start and end on shard boundaries and
+// none may repeat a shard. Empty ranges mean every shard. Errors name
+// "ranges[i]" and the domain.
+func ShardIndexes(domain string, shards []Range, ranges []*wdsv1.KeyRange) ([]int, error) {
+	if len(ranges) == 0 {
+		out := make([]int, len(shards))
+		for i := range out {
+			out[i] = i
+		}
+		return out, nil
+	}
+	var out []int
+	seen := map[int]bool{}
+	for j, rp := range ranges {
+		f := fmt.Sprintf("ranges[%d]", j)
+		r, err := RangeFromProto(f, rp)
+		if err != nil {
+			return nil, err
+		}
+		first := FindBound(shards, r.From)
+		if first < 0 || shards[first].From != r.From {
+			return nil, Invalid(f+".from", r.From.String(), "not a shard boundary of domain %q", domain)
+		}
+		last := first
+		for last < len(shards) && shards[last].To.Less(r.To) {
+			last++
+		}
+		if last == len(shards) || shards[last].To != r.To {
+			return nil, Invalid(f+".to", r.To.String(), "not a shard boundary of domain %q", domain)
+		}
+		for i := first; i <= last; i++ {
+			if seen[i] {
+				return nil, Invalid(f, r.String(), "overlaps an earlier range")
+			}
+			seen[i] = true
+			out = append(out, i)
+		}
+	}
+	return out, nil
 }

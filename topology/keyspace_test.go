@@ -3,6 +3,7 @@ package topology
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"math/rand/v2"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 )
 
 var (
@@ -582,5 +584,30 @@ func TestAppendRun(t *testing.T) {
 	want := []Range{{From: rs[0].From, To: rs[1].To}, rs[3]}
 	if len(runs) != 2 || runs[0] != want[0] || runs[1] != want[1] {
 		t.Fatalf("runs %v, want %v", runs, want)
+	}
+}
+
+func TestShardIndexes(t *testing.T) {
+	rs, err := SplitEven(8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := func(from, to int) *wdsv1.KeyRange {
+		return RangeToProto(Range{From: rs[from].From, To: rs[to-1].To})
+	}
+	if got, err := ShardIndexes("d", rs, nil); err != nil || len(got) != 8 {
+		t.Fatalf("no ranges: %v %v", got, err)
+	}
+	got, err := ShardIndexes("d", rs, []*wdsv1.KeyRange{p(0, 2), p(5, 8)})
+	if err != nil || fmt.Sprint(got) != "[0 1 5 6 7]" {
+		t.Fatalf("two ranges: %v %v", got, err)
+	}
+	if _, err := ShardIndexes("d", rs, []*wdsv1.KeyRange{p(0, 3), p(2, 4)}); err == nil {
+		t.Fatal("overlapping ranges accepted")
+	}
+	mid := rs[0].Midpoint()
+	var fe *FieldError
+	if _, err := ShardIndexes("d", rs, []*wdsv1.KeyRange{RangeToProto(Range{From: rs[0].From, To: mid})}); !errors.As(err, &fe) || fe.Field != "ranges[0].to" {
+		t.Fatalf("off a boundary: %v", err)
 	}
 }

@@ -431,43 +431,12 @@ func domainEmpty(d *domain) bool {
 }
 
 // delegationRanges resolves a Delegate's or Relinquish's ranges to shard
-// indexes of ks; every range must start and end on shard boundaries.
-// Empty ranges mean every shard.
+// indexes of ks (topology.ShardIndexes: on shard boundaries, empty for
+// every shard).
 func delegationRanges(ks *keySpace, ranges []*wdsv1.KeyRange) ([]int, error) {
-	if len(ranges) == 0 {
-		out := make([]int, len(ks.shards))
-		for i := range out {
-			out[i] = i
-		}
-		return out, nil
-	}
-	var out []int
-	for j, rp := range ranges {
-		f := fmt.Sprintf("ranges[%d]", j)
-		r, err := topology.RangeFromProto(f, rp)
-		if err != nil {
-			return nil, err
-		}
-		first := ks.shardAt(r.From)
-		if first < 0 {
-			return nil, topology.Invalid(f+".from", r.From.String(), "not a shard boundary of domain %q", ks.name())
-		}
-		last := first
-		for last < len(ks.ranges) && ks.ranges[last].To.Less(r.To) {
-			last++
-		}
-		if last == len(ks.ranges) || ks.ranges[last].To != r.To {
-			return nil, topology.Invalid(f+".to", r.To.String(), "not a shard boundary of domain %q", ks.name())
-		}
-		for i := first; i <= last; i++ {
-			out = append(out, i)
-		}
-	}
-	return out, nil
+	return topology.ShardIndexes(ks.name(), ks.ranges, ranges)
 }
 
-// delegate records a delegation (see cellv1.Delegate). It is all or
-// nothing: a stale generation anywhere in its ranges rejects the whole op.
 func (s *State) delegate(op *cellv1.Delegate, res *ApplyResult) error {
 	d, ok := s.domains[op.GetDomain()]
 	if !ok {

@@ -472,39 +472,7 @@ func (s *State) lookupSpace(name, region string) (*keySpace, error) {
 // shardIndexes resolves ranges on shard boundaries of ks to shard indexes
 // (empty: every shard).
 func shardIndexes(ks *keySpace, ranges []*wdsv1.KeyRange) ([]int, error) {
-	if len(ranges) == 0 {
-		out := make([]int, len(ks.shards))
-		for i := range out {
-			out[i] = i
-		}
-		return out, nil
-	}
-	var out []int
-	for j, rp := range ranges {
-		f := fmt.Sprintf("ranges[%d]", j)
-		r, err := topology.RangeFromProto(f, rp)
-		if err != nil {
-			return nil, err
-		}
-		first := topology.FindBound(ks.ranges, r.From)
-		if first < 0 || ks.ranges[first].From != r.From {
-			return nil, topology.Invalid(f+".from", r.From.String(), "not a shard boundary of domain %q", ks.d.spec.Name)
-		}
-		last := first
-		for last < len(ks.ranges) && ks.ranges[last].To.Less(r.To) {
-			last++
-		}
-		if last == len(ks.ranges) || ks.ranges[last].To != r.To {
-			return nil, topology.Invalid(f+".to", r.To.String(), "not a shard boundary of domain %q", ks.d.spec.Name)
-		}
-		for i := first; i <= last; i++ {
-			if slices.Contains(out, i) {
-				return nil, topology.Invalid(f, r.String(), "overlaps an earlier range")
-			}
-			out = append(out, i)
-		}
-	}
-	return out, nil
+	return topology.ShardIndexes(ks.d.spec.Name, ks.ranges, ranges)
 }
 
 // delegate leases free shards to a region at generation index.
