@@ -13,6 +13,7 @@ package celltest
 
 import (
 	"context"
+	"math/rand/v2"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -58,15 +59,29 @@ type Cluster struct {
 	admins map[string]*grpc.ClientConn
 }
 
-// FreeAddrs returns n distinct free loopback addresses.
+// FreeAddrs returns n distinct free loopback addresses, with ports below
+// the kernel's ephemeral range (Linux: 32768-60999). Tests restart nodes
+// on their addresses: a port from the ephemeral range, free while its node
+// is down, may meanwhile be taken by any outgoing connection or ":0"
+// listener of the tests running beside this one, and the restart fails
+// with "address already in use". Below the range only other FreeAddrs
+// callers compete, and they start at a random port.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
 	var ls []net.Listener
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+	port := testPortLow + rand.IntN(testPortHigh-testPortLow)
+	for tries := 0; len(out) < n; tries++ {
+		if tries > testPortHigh-testPortLow {
+			t.Fatalf("no %d free loopback ports in %d-%d", n, testPortLow, testPortHigh)
+		}
+		port++
+		if port >= testPortHigh {
+			port = testPortLow
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			t.Fatal(err)
+			continue // taken
 		}
 		ls = append(ls, l)
 		out = append(out, l.Addr().String())
@@ -76,6 +91,12 @@ func FreeAddrs(t testing.TB, n int) []string {
 	}
 	return out
 }
+
+// The ports FreeAddrs hands out: below Linux's default ephemeral range.
+const (
+	testPortLow  = 20000
+	testPortHigh = 32700
+)
 
 // Option adjusts every node's configuration.
 type Option func(*cell.Config)
