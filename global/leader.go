@@ -21,6 +21,10 @@ import (
 type leader struct {
 	n         *Node
 	accession time.Time
+	// accessionIndex is the last index applied when this leader took
+	// office: a delegation of a higher generation was made under it, so it
+	// knows whether it ever listed it in an answer (answered).
+	accessionIndex uint64
 	ctx       context.Context
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
@@ -34,6 +38,10 @@ type leader struct {
 	// may be expired at then + D·(1+ε) whether or not the region goes on
 	// renewing (a cell that never recorded it never reports it released).
 	withdrawnAt map[withdrawKey]time.Time
+	// answered are the delegations this leader listed in an answer to
+	// their holder. One made under this leader and never answered was
+	// never the holder's cell's to cover: withdrawn, it is free at once.
+	answered map[withdrawKey]bool
 }
 
 type withdrawKey struct {
@@ -59,8 +67,8 @@ type regionBook struct {
 
 func newLeader(n *Node, accession time.Time) *leader {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &leader{n: n, accession: accession, ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1), regions: map[string]*regionBook{},
-		withdrawnAt: map[withdrawKey]time.Time{}}
+	return &leader{n: n, accession: accession, accessionIndex: n.state.Index(), ctx: ctx, cancel: cancel, kick: make(chan struct{}, 1),
+		regions: map[string]*regionBook{}, withdrawnAt: map[withdrawKey]time.Time{}, answered: map[withdrawKey]bool{}}
 }
 
 func (l *leader) start() {
@@ -158,6 +166,7 @@ func (l *leader) answer(region string, received time.Time, load map[string]int) 
 	for _, dl := range l.n.state.Renewable(region) {
 		if !b.expiring[dl.DelegationID] {
 			out = append(out, dl)
+			l.answered[withdrawKey{region, dl.DelegationID}] = true
 		}
 	}
 	return out
@@ -229,6 +238,11 @@ func (l *leader) expiries(now time.Time) []*globalv1.Op {
 		deadline := d.LeaderDeadline(l.baseLocked(b))
 		if dl.Withdrawing {
 			k := withdrawKey{dl.Holder, dl.DelegationID}
+			if dl.Generation > l.accessionIndex && !l.answered[k] {
+				// Made under this leader and withdrawn before any answer
+				// listed it: the holder's cell never covered it.
+				deadline = time.Time{}
+			}
 			at, ok := l.withdrawnAt[k]
 			if !ok {
 				// First seen withdrawing (by a new leader: at accession,
@@ -276,6 +290,15 @@ func (l *leader) expiries(now time.Time) []*globalv1.Op {
 	for k := range l.withdrawnAt {
 		if !withdrawing[k] {
 			delete(l.withdrawnAt, k)
+		}
+	}
+	heldBy := map[withdrawKey]bool{}
+	for _, dl := range l.n.state.Delegations("") {
+		heldBy[withdrawKey{dl.Holder, dl.DelegationID}] = true
+	}
+	for k := range l.answered {
+		if !heldBy[k] {
+			delete(l.answered, k)
 		}
 	}
 	return ops
