@@ -43,6 +43,9 @@ type Node struct {
 	peers   PeerResolver
 	served  atomic.Pointer[servedAddrs] // where the process serves the node (Serving)
 	done    chan struct{}               // closed by Close once sessions are ended
+	// wired is closed once NewNode has set every field: Raft may elect
+	// this node (and call onLeadership) before raftnode.Start returns.
+	wired chan struct{}
 	metrics *cellMetrics
 	ownsMet bool
 	tm      *telemetry.Metrics
@@ -77,6 +80,7 @@ func NewNode(cfg Config) (*Node, error) {
 		peerConns: map[string]*grpc.ClientConn{},
 		peers:     cfg.Resolver,
 		done:      make(chan struct{}),
+		wired:     make(chan struct{}),
 	}
 	if n.peers == nil {
 		n.peers = StaticPeers(cfg.Peers)
@@ -136,6 +140,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if cfg.Delegator != nil && len(cfg.PeerRegions) > 0 {
 		n.fed = n.startFederationWatcher()
 	}
+	close(n.wired)
 	n.log.Info("cell node started", "raft", rn.Addr())
 	return n, nil
 }
@@ -273,6 +278,7 @@ func (n *Node) leaderEndpoint() (id, endpoint string) {
 }
 
 func (n *Node) onLeadership(ev raftnode.Leadership) {
+	<-n.wired // a leader uses n.raft and the batcher
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()

@@ -36,6 +36,9 @@ type Node struct {
 	mu     sync.Mutex
 	leader *leader
 	closed bool
+	// wired is closed once NewNode has set every field: Raft may elect
+	// this node before raftnode.Start returns.
+	wired chan struct{}
 
 	peerMu    sync.Mutex
 	peerConns map[string]*grpc.ClientConn
@@ -56,6 +59,7 @@ func NewNode(cfg Config) (*Node, error) {
 		log:       logging.Component(cfg.Logger, "global").With("node", cfg.NodeID, "region", self.Region),
 		state:     globalstate.NewState(),
 		peerConns: map[string]*grpc.ClientConn{},
+		wired:     make(chan struct{}),
 	}
 	n.fsm = &globalstate.FSM{State: n.state, OnApply: n.onApply}
 	rc := cfg.Raft
@@ -83,6 +87,7 @@ func NewNode(cfg Config) (*Node, error) {
 	}
 	n.raft = rn
 	n.batcher = raftnode.NewBatcher[*globalv1.Op, globalstate.Result](rn, raftnode.BatcherConfig{}, globalstate.EncodeEntry)
+	close(n.wired)
 	n.log.Info("global voter started", "raft", rn.Addr())
 	return n, nil
 }
@@ -133,6 +138,7 @@ func (n *Node) leaderEndpoint() (id, endpoint string) {
 }
 
 func (n *Node) onLeadership(ev raftnode.Leadership) {
+	<-n.wired // a leader uses n.raft and the batcher
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
