@@ -583,13 +583,12 @@ Try, in another terminal:
   wds domain create carts --kind regional --shards 4 --ttl 5s
   wds consume --endpoint %s --domain orders,carts --id worker-1    # joins %s
   wds consume --endpoint %s --domain orders,carts --id worker-2    # joins %s
-  wds shards orders                                   # the shards %s holds
-  wds shards orders --endpoint %s
-  wds watch orders
+  wds shards orders -o json                           # every shard, federation-wide, with delegated_to
+  wds watch orders --endpoint %s                      # routing from any region
   wds status
 
 Ctrl-C stops the federation.
-`, EnvEndpoint, firstEP, firstEP, first.Name, otherEP, other.Name, first.Name, otherEP)
+`, EnvEndpoint, firstEP, firstEP, first.Name, otherEP, other.Name, otherEP)
 	_, err := w.Write([]byte(b.String()))
 	return err
 }
