@@ -45,7 +45,7 @@ type Node struct {
 	done    chan struct{}               // closed by Close once sessions are ended
 	// wired is closed once NewNode has set every field: Raft may elect
 	// this node (and call onLeadership) before raftnode.Start returns.
-	wired chan struct{}
+	wired   chan struct{}
 	metrics *cellMetrics
 	ownsMet bool
 	tm      *telemetry.Metrics

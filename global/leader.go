@@ -25,10 +25,10 @@ type leader struct {
 	// office: a delegation of a higher generation was made under it, so it
 	// knows whether it ever listed it in an answer (answered).
 	accessionIndex uint64
-	ctx       context.Context
-	cancel    context.CancelFunc
-	wg        sync.WaitGroup
-	kick      chan struct{}
+	ctx            context.Context
+	cancel         context.CancelFunc
+	wg             sync.WaitGroup
+	kick           chan struct{}
 
 	mu      sync.Mutex
 	regions map[string]*regionBook
