@@ -1,12 +1,12 @@
 package cellstate
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wdsio/wds/internal/fsmshell"
 	cellv1 "github.com/wdsio/wds/proto/wds/cell/v1"
 )
 
@@ -27,14 +27,9 @@ var _ raft.FSM = (*FSM)(nil)
 
 // Apply applies one committed entry and returns []Result, one per op.
 func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
 	var e cellv1.Entry
-	if err := proto.Unmarshal(l.Data, &e); err != nil {
-		// A committed entry that does not decode means a corrupt log or a
-		// bug; applying anything else would fork the replicas.
-		panic(fmt.Sprintf("cell: undecodable log entry at index %d: %v", l.Index, err))
+	if !fsmshell.Decode("cell", l, &e) {
+		return nil
 	}
 	var res ApplyResult
 	out := f.State.applyEntry(l.Index, e.GetOps(), &res)
@@ -44,19 +39,16 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return out
 }
 
+// Snapshot copies the state into an immutable message.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{msg: f.State.snapshot()}, nil
+	return &fsmshell.Snapshot{Group: "cell", Msg: f.State.snapshot()}, nil
 }
 
+// Restore replaces the state with a persisted snapshot.
 func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("cell: read snapshot: %w", err)
-	}
 	var snap cellv1.Snapshot
-	if err := proto.Unmarshal(data, &snap); err != nil {
-		return fmt.Errorf("cell: decode snapshot: %w", err)
+	if err := fsmshell.ReadSnapshot("cell", rc, &snap); err != nil {
+		return err
 	}
 	if err := f.State.restore(&snap); err != nil {
 		return err
@@ -66,22 +58,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	return nil
 }
-
-type fsmSnapshot struct{ msg *cellv1.Snapshot }
-
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	data, err := proto.Marshal(s.msg)
-	if err == nil {
-		_, err = sink.Write(data)
-	}
-	if err != nil {
-		sink.Cancel()
-		return fmt.Errorf("cell: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}
 
 // EncodeEntry is the proposal batcher's encoder: one entry holding every op.
 func EncodeEntry(ops []*cellv1.Op) ([]byte, error) {

@@ -1,12 +1,12 @@
 package globalstate
 
 import (
-	"fmt"
 	"io"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/wdsio/wds/internal/fsmshell"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 )
 
@@ -25,12 +25,9 @@ var _ raft.FSM = (*FSM)(nil)
 
 // Apply applies one committed entry and returns []Result, one per op.
 func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
-	}
 	var e globalv1.Entry
-	if err := proto.Unmarshal(l.Data, &e); err != nil {
-		panic(fmt.Sprintf("global: undecodable log entry at index %d: %v", l.Index, err))
+	if !fsmshell.Decode("global", l, &e) {
+		return nil
 	}
 	var res ApplyResult
 	out := f.State.applyEntry(l.Index, e.GetOps(), &res)
@@ -42,19 +39,14 @@ func (f *FSM) Apply(l *raft.Log) any {
 
 // Snapshot copies the state into an immutable message.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	return &fsmSnapshot{msg: f.State.snapshot()}, nil
+	return &fsmshell.Snapshot{Group: "global", Msg: f.State.snapshot()}, nil
 }
 
 // Restore replaces the state with a persisted snapshot.
 func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return fmt.Errorf("global: read snapshot: %w", err)
-	}
 	var snap globalv1.Snapshot
-	if err := proto.Unmarshal(data, &snap); err != nil {
-		return fmt.Errorf("global: decode snapshot: %w", err)
+	if err := fsmshell.ReadSnapshot("global", rc, &snap); err != nil {
+		return err
 	}
 	if err := f.State.restore(&snap); err != nil {
 		return err
@@ -64,22 +56,6 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	return nil
 }
-
-type fsmSnapshot struct{ msg *globalv1.Snapshot }
-
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	data, err := proto.Marshal(s.msg)
-	if err == nil {
-		_, err = sink.Write(data)
-	}
-	if err != nil {
-		sink.Cancel()
-		return fmt.Errorf("global: persist snapshot: %w", err)
-	}
-	return sink.Close()
-}
-
-func (s *fsmSnapshot) Release() {}
 
 // EncodeEntry is the proposal batcher's encoder: one entry holding every op.
 func EncodeEntry(ops []*globalv1.Op) ([]byte, error) {

@@ -185,11 +185,11 @@ func (g *graph) violations() []string {
 	// and the error sentinels), tests included: never a node, its sessions
 	// or the network.
 	for _, root := range []string{"cell/cellstate", "global/globalstate"} {
-		stateOK := []string{root, "proto", "topology", "internal/lease", "internal/rpcerr"}
+		stateOK := []string{root, "proto", "topology", "internal/lease", "internal/rpcerr", "internal/fsmshell"}
 		for _, p := range g.ownPkgs(root) {
 			for _, imp := range allImports(p) {
 				if g.own(imp) && !slices.ContainsFunc(stateOK, func(rel string) bool { return within(imp, g.rel(rel)) }) {
-					add("forbidden import %s -> %s: %s may import only proto/..., topology, internal/lease and internal/rpcerr among module packages", p.ImportPath, imp, root)
+					add("forbidden import %s -> %s: %s may import only proto/..., topology, internal/lease, internal/rpcerr and internal/fsmshell among module packages", p.ImportPath, imp, root)
 				}
 			}
 		}
