@@ -151,6 +151,7 @@ func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusReque
 			if !b.renewedAt.IsZero() {
 				rs.LastRenewalAgoMillis = now.Sub(b.renewedAt).Milliseconds()
 				rs.Renewing = now.Sub(b.renewedAt) <= n.cfg.LiveWindow
+				rs.CellLeader = b.cellLeader
 			}
 			for d, c := range b.load {
 				rs.Consumers[d] = uint32(c)

@@ -132,7 +132,7 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 	c.proposeReleased(l, region, req.GetReleased())
 	c.proposePurged(l, region, req)
 	resp := &globalv1.RenewResponse{Seq: req.GetSeq()}
-	for _, dl := range l.answer(region, received, load) {
+	for _, dl := range l.answer(region, req.GetNodeId(), received, load) {
 		ttl, ok := n.domainTTL(dl.Domain)
 		if !ok {
 			continue

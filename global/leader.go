@@ -54,6 +54,8 @@ type regionBook struct {
 	// renewedAt is the receive time of the last answered renewal (zero:
 	// none since accession).
 	renewedAt time.Time
+	// cellLeader is the node id of the cell leader that sent that renewal.
+	cellLeader string
 	// load is the region's last load report (live consumers per domain),
 	// and since when it has not changed.
 	load      map[string]int
@@ -153,11 +155,11 @@ func (l *leader) baseLocked(b *regionBook) time.Time {
 // the delegations to answer it with: the region's renewable ones, less
 // those this leader decided to expire. Under l.mu, so that no answer goes
 // out between an expiry decision and its fence.
-func (l *leader) answer(region string, received time.Time, load map[string]int) []globalstate.Delegation {
+func (l *leader) answer(region, cellLeader string, received time.Time, load map[string]int) []globalstate.Delegation {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.book(region)
-	b.renewedAt = received
+	b.renewedAt, b.cellLeader = received, cellLeader
 	if !maps.Equal(load, b.load) {
 		b.load, b.loadSince = load, received
 		l.poke()

@@ -79,6 +79,9 @@ type regionStatusJSON struct {
 	// Renewing: the global leader answered a renewal of the region's cell
 	// within its live window.
 	Renewing bool `json:"renewing"`
+	// CellLeader is the node id of the cell leader whose renewal the
+	// global leader answered last ("" before the first).
+	CellLeader string `json:"cell_leader"`
 	// LastRenewalAgoMillis is -1 when the region has not renewed since the
 	// leader took office; LastRenewalAgo is then "".
 	LastRenewalAgoMillis int64  `json:"last_renewal_ago_millis"`
@@ -121,7 +124,7 @@ func globalToJSON(v *globalView) *globalJSON {
 	}
 	out.RegionsFrom = v.leader.GetNodeId()
 	for _, r := range v.leader.GetRegions() {
-		rs := regionStatusJSON{Name: r.GetName(), Renewing: r.GetRenewing(), LastRenewalAgoMillis: r.GetLastRenewalAgoMillis(), Consumers: map[string]uint32{}}
+		rs := regionStatusJSON{Name: r.GetName(), Renewing: r.GetRenewing(), CellLeader: r.GetCellLeader(), LastRenewalAgoMillis: r.GetLastRenewalAgoMillis(), Consumers: map[string]uint32{}}
 		if ms := r.GetLastRenewalAgoMillis(); ms >= 0 {
 			rs.LastRenewalAgo = millis(ms)
 		}
@@ -193,7 +196,7 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
-	fmt.Fprintln(tw, "REGION\tRENEWING\tLAST RENEWAL\tCONSUMERS")
+	fmt.Fprintln(tw, "REGION\tCELL LEADER\tRENEWING\tLAST RENEWAL\tCONSUMERS")
 	for _, r := range v.Regions {
 		renewing, last := "no", "never (since the leader took office)"
 		if r.Renewing {
@@ -207,7 +210,7 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 			cons = append(cons, fmt.Sprintf("%s=%d", d, n))
 		}
 		slices.Sort(cons)
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, renewing, last, dash(strings.Join(cons, ", ")))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, dash(r.CellLeader), renewing, last, dash(strings.Join(cons, ", ")))
 	}
 	if err := tw.Flush(); err != nil {
 		return err

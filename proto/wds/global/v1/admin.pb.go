@@ -605,7 +605,9 @@ type RegionStatus struct {
 	// leader took office).
 	LastRenewalAgoMillis int64 `protobuf:"varint,3,opt,name=last_renewal_ago_millis,json=lastRenewalAgoMillis,proto3" json:"last_renewal_ago_millis,omitempty"`
 	// Live consumers per domain, from the region's last load report.
-	Consumers     map[string]uint32 `protobuf:"bytes,4,rep,name=consumers,proto3" json:"consumers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	Consumers map[string]uint32 `protobuf:"bytes,4,rep,name=consumers,proto3" json:"consumers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The node id of the cell leader that sent the last answered renewal.
+	CellLeader    string `protobuf:"bytes,5,opt,name=cell_leader,json=cellLeader,proto3" json:"cell_leader,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -666,6 +668,13 @@ func (x *RegionStatus) GetConsumers() map[string]uint32 {
 		return x.Consumers
 	}
 	return nil
+}
+
+func (x *RegionStatus) GetCellLeader() string {
+	if x != nil {
+		return x.CellLeader
+	}
+	return ""
 }
 
 type DelegationStatus struct {
@@ -805,12 +814,14 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\vGlobalVoter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\bR\x06leader\"\xfd\x01\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\"\x9e\x02\n" +
 	"\fRegionStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brenewing\x18\x02 \x01(\bR\brenewing\x125\n" +
 	"\x17last_renewal_ago_millis\x18\x03 \x01(\x03R\x14lastRenewalAgoMillis\x12H\n" +
-	"\tconsumers\x18\x04 \x03(\v2*.wds.global.v1.RegionStatus.ConsumersEntryR\tconsumers\x1a<\n" +
+	"\tconsumers\x18\x04 \x03(\v2*.wds.global.v1.RegionStatus.ConsumersEntryR\tconsumers\x12\x1f\n" +
+	"\vcell_leader\x18\x05 \x01(\tR\n" +
+	"cellLeader\x1a<\n" +
 	"\x0eConsumersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xf2\x01\n" +
