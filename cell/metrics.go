@@ -37,6 +37,7 @@ type cellMetrics struct {
 	acksWithheld     metric.Int64Counter
 	renewals         metric.Int64Counter
 	renewalFailures  metric.Int64Counter
+	routingResyncs   metric.Int64Counter
 	routingVersion   atomic.Int64
 	isLeader         atomic.Int64
 }
@@ -60,6 +61,8 @@ func newCellMetrics(n *Node) (*cellMetrics, error) {
 	cm.renewals, e = m.Int64Counter("wds.cell.delegation.renewals", metric.WithDescription("Delegation renewals answered by the delegator (the global group)."))
 	must(e)
 	cm.renewalFailures, e = m.Int64Counter("wds.cell.delegation.renewal_failures", metric.WithDescription("Delegation renewals that failed or timed out."))
+	must(e)
+	cm.routingResyncs, e = m.Int64Counter("wds.cell.routing.resyncs", metric.WithDescription("Routing streams (consumers' and observers') that fell behind: their queued changes were dropped and a fresh snapshot sent instead."))
 	must(e)
 	cm.grants, e = m.Int64Counter("wds.cell.grants", metric.WithDescription("Grants activated (applied log)."))
 	must(e)

@@ -103,6 +103,7 @@ func NewNode(cfg Config) (*Node, error) {
 		n.hub.source = cfg.Region // federated: tables are tagged per source
 	}
 	n.hub.onFlush = func(version uint64, _, subs int) { n.metrics.routingVersion.Store(int64(version)) }
+	n.hub.onResync = func() { n.metrics.routingResyncs.Add(context.Background(), 1) }
 	n.fsm = &cellstate.FSM{
 		State:     n.state,
 		OnApply:   n.onApply,

@@ -45,6 +45,8 @@ type routingHub struct {
 
 	// onFlush observes each flush (for metrics): entries sent, subscribers.
 	onFlush func(version uint64, domains int, subscribers int)
+	// onResync observes each snapshot sent to a stream that fell behind.
+	onResync func()
 
 	// source is the cell's region when it is federated: its own tables are
 	// sent tagged with it (and its log index), beside the foreign tables of
@@ -334,6 +336,9 @@ func (h *routingHub) resync(s *subscription) {
 	defer h.subsMu.Unlock()
 	if _, ok := h.subs[s]; ok {
 		h.deliverSnapshotLocked(s)
+		if h.onResync != nil {
+			h.onResync()
+		}
 	}
 }
 

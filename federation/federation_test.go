@@ -59,12 +59,27 @@ type fedSettings struct {
 	outage time.Duration
 	// cellNodes is the cell size per region (default 1).
 	cellNodes map[string]int
+	// cellConfig adjusts every cell member's configuration.
+	cellConfig func(*cell.Config)
+	// dialOptions adds dial options to a node's outgoing connections.
+	dialOptions func(node string) []grpc.DialOption
 }
 
 // withCellNodes makes region's cell n nodes (its first node is also the
 // region's global voter).
 func withCellNodes(region string, n int) fedOption {
 	return func(s *fedSettings) { s.cellNodes[region] = n }
+}
+
+// withCellConfig adjusts every cell member's configuration.
+func withCellConfig(f func(*cell.Config)) fedOption {
+	return func(s *fedSettings) { s.cellConfig = f }
+}
+
+// withDialOptions adds dial options to each node's outgoing connections
+// (to the global group and other regions' cells).
+func withDialOptions(f func(node string) []grpc.DialOption) fedOption {
+	return func(s *fedSettings) { s.dialOptions = f }
 }
 
 // withOutage sets S.
@@ -153,6 +168,9 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 		cc.Faults = f.Net.Endpoint(cc.NodeID, faults.Raft)
 		cc.Logger = testLogger(t)
 		cc.RenewInterval = 250 * time.Millisecond
+		if set.cellConfig != nil {
+			set.cellConfig(&cc)
+		}
 		cc.PeerRegions = map[string][]string{}
 		for _, o := range slots {
 			if o.region != sl.region {
@@ -186,9 +204,13 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 			}
 			return f.Net.Track(self, to, faults.GRPC, c)
 		}
+		dopts := []grpc.DialOption{grpc.WithContextDialer(dialer)}
+		if set.dialOptions != nil {
+			dopts = append(dopts, set.dialOptions(self)...)
+		}
 		f.cfgs = append(f.cfgs, federation.Config{
 			Cell: cc, Global: gcp, GlobalEndpoints: gEndpoints,
-			DialOptions: []grpc.DialOption{grpc.WithContextDialer(dialer)},
+			DialOptions: dopts,
 		})
 	}
 	f.nodes = make([]*federation.Node, len(slots))
@@ -437,6 +459,26 @@ func balanced(key string, want map[string]int) holdings {
 			if got[id] != n {
 				return fmt.Errorf("%s held by %v, want %v", key, got, want)
 			}
+		}
+		return nil
+	}
+}
+
+// balancedWithin wants key's total shards held by exactly the consumers
+// of want, each within slack shards of its count.
+func balancedWithin(key string, total int, want map[string]int, slack int) holdings {
+	return func(h map[string]map[string]int) error {
+		got := h[key]
+		sum := 0
+		for _, n := range got {
+			sum += n
+		}
+		bad := len(got) != len(want) || sum != total
+		for id, n := range want {
+			bad = bad || got[id] < n-slack || got[id] > n+slack
+		}
+		if bad {
+			return fmt.Errorf("%s held by %v, want %d shards as %v (±%d)", key, got, total, want, slack)
 		}
 		return nil
 	}

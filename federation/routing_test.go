@@ -3,6 +3,9 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/client"
 	"github.com/wdsio/wds/internal/celltest"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -189,4 +193,256 @@ func TestFederationCreateDomainAnywhere(t *testing.T) {
 		return nil
 	})
 	checkHistory(t, f.History)
+}
+
+// TestFederationRoutingResync: a routing stream that falls behind is
+// resynced — its queued changes dropped, a fresh snapshot of every source
+// sent — and ends up with the same table as the consumers hold; no
+// per-source version the observer serves ever goes backwards, across the
+// resync and across a reconnect to another node of the region.
+//
+// The stream falls behind for real: the observer reaches eu-west through
+// a proxy the test pauses, on a connection with static 64 KiB flow-control
+// windows, so the node's writes stall once the window is full while
+// consumers in us-east and ap-south move a 2048-shard domain back and
+// forth (deltas of tens of KiB) and the node's routing queue (4 frames
+// here) overflows.
+func TestFederationRoutingResync(t *testing.T) {
+	f := newFed(t, threeRegions, withCellNodes("eu-west", 2), withCellConfig(func(c *cell.Config) { c.MaxRoutingQueue = 4 }))
+	const shards = 2048
+	f.applyTopology(dom("prices", kGlobal, shards))
+	a1 := f.consumer("us-east", "a1", "prices")
+	c1 := f.consumer("ap-south", "c1", "prices")
+	waitHeld(t, "us-east and ap-south hold prices", balanced("prices/", map[string]int{"a1": shards / 2, "c1": shards / 2}), a1, c1)
+
+	eu := f.cfgs[f.index("eu-west")].Cell.Peers
+	px := startPauseProxy(t, eu[0].GRPC)
+	obs, err := client.NewObserver(client.ObserverConfig{
+		Endpoints: []string{px.addr()}, Watch: []string{"prices"},
+		DialOptions: []grpc.DialOption{grpc.WithInitialWindowSize(1 << 16), grpc.WithInitialConnWindowSize(1 << 16)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer obs.Close()
+
+	// Every 2 ms, the per-source versions the observer serves: none may go
+	// backwards.
+	stop := make(chan struct{})
+	regressed := make(chan string, 1)
+	var monitor sync.WaitGroup
+	monitor.Add(1)
+	go func() {
+		defer monitor.Done()
+		last := map[string]uint64{}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			for src, v := range obs.Routing().Versions() {
+				if v < last[src] {
+					select {
+					case regressed <- fmt.Sprintf("source %s: version %d after %d", src, v, last[src]):
+					default:
+					}
+				}
+				last[src] = v
+			}
+		}
+	}()
+
+	ranges, _ := topology.SplitEven(shards)
+	// matches: the observer's owner of every shard is the consumer that
+	// holds it.
+	matches := func(cs ...*celltest.Consumer) func() error {
+		return func() error {
+			truth := map[topology.Range]string{}
+			for _, c := range cs {
+				for _, s := range c.Owned() {
+					truth[s.Range] = c.ID
+				}
+			}
+			wrong := 0
+			var first string
+			for _, r := range ranges {
+				k, _ := r.From.Key()
+				rt, ok := obs.Routing().Lookup("prices", k)
+				if !ok || rt.Owner != truth[r] {
+					if wrong == 0 {
+						first = fmt.Sprintf("%s: observer says %q (%v), held by %q", r, rt.Owner, ok, truth[r])
+					}
+					wrong++
+				}
+			}
+			if wrong > 0 {
+				return fmt.Errorf("%d of %d shards routed wrong; first %s", wrong, shards, first)
+			}
+			return nil
+		}
+	}
+	celltest.Eventually(t, 10*time.Second, matches(a1, c1))
+
+	euNode := f.nodes[f.index("eu-west")].Cell
+	const resyncs = "wds_cell_routing_resyncs_total"
+	before := celltest.Metric(euNode, resyncs)
+
+	// Paused: ranges move between regions three times over while the
+	// observer reads nothing.
+	px.pause()
+	for round := range 3 {
+		a2 := f.consumer("us-east", fmt.Sprintf("a2-%d", round), "prices")
+		third := map[string]int{"a1": shards / 3, a2.ID: shards / 3, "c1": shards / 3}
+		waitHeld(t, "a2 joined", balancedWithin("prices/", shards, third, 1), a1, a2, c1)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := a2.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		cancel()
+		waitHeld(t, "a2 left", balanced("prices/", map[string]int{"a1": shards / 2, "c1": shards / 2}), a1, c1)
+	}
+	px.resume()
+	celltest.Eventually(t, 10*time.Second, func() error {
+		if got := celltest.Metric(euNode, resyncs); got <= before {
+			return fmt.Errorf("%s = %v at %s: the stream never fell behind", resyncs, got, euNode.ID())
+		}
+		return nil
+	})
+	celltest.Eventually(t, 10*time.Second, matches(a1, c1))
+	t.Logf("resynced %v times; versions %v", celltest.Metric(euNode, resyncs)-before, obs.Routing().Versions())
+
+	// Reconnect: the proxy drops its connections and forwards new ones to
+	// eu-west's other node, whose views of the other regions' cells need
+	// not be at the same versions.
+	px.redirect(eu[1].GRPC)
+	b := f.consumer("ap-south", "c2", "prices")
+	waitHeld(t, "c2 joined", balancedWithin("prices/", shards, map[string]int{"a1": shards / 3, "c1": shards / 3, "c2": shards / 3}, 1), a1, c1, b)
+	celltest.Eventually(t, 10*time.Second, matches(a1, c1, b))
+
+	close(stop)
+	monitor.Wait()
+	select {
+	case r := <-regressed:
+		t.Fatalf("a per-source version went backwards: %s", r)
+	default:
+	}
+	checkHistory(t, f.History)
+}
+
+// pauseProxy forwards TCP connections to a target; while paused it stops
+// forwarding what the target sends (what the client sends still goes).
+type pauseProxy struct {
+	ln net.Listener
+
+	mu     sync.Mutex
+	target string
+	cond   *sync.Cond
+	paused bool
+	closed bool
+	conns  []net.Conn
+}
+
+func startPauseProxy(t *testing.T, target string) *pauseProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &pauseProxy{ln: ln, target: target}
+	p.cond = sync.NewCond(&p.mu)
+	go p.serve()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *pauseProxy) addr() string { return p.ln.Addr().String() }
+
+func (p *pauseProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.mu.Lock()
+		target := p.target
+		p.mu.Unlock()
+		s, err := net.Dial("tcp", target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			c.Close()
+			s.Close()
+			return
+		}
+		p.conns = append(p.conns, c, s)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(s, c); s.Close() }()
+		go p.down(c, s)
+	}
+}
+
+// down copies from the target to the client, holding while paused.
+func (p *pauseProxy) down(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 16<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.paused && !p.closed {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *pauseProxy) pause() {
+	p.mu.Lock()
+	p.paused = true
+	p.mu.Unlock()
+}
+
+func (p *pauseProxy) resume() {
+	p.mu.Lock()
+	p.paused = false
+	p.cond.Broadcast()
+	p.mu.Unlock()
+}
+
+// redirect drops every connection and forwards new ones to target.
+func (p *pauseProxy) redirect(target string) {
+	p.mu.Lock()
+	p.target = target
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// close drops every connection and refuses new ones.
+func (p *pauseProxy) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.cond.Broadcast()
+	conns := p.conns
+	p.conns = nil
+	p.mu.Unlock()
+	p.ln.Close()
+	for _, c := range conns {
+		c.Close()
+	}
 }
