@@ -395,10 +395,22 @@ func (r *Routing) mergeLocked(domain, region string) {
 		spaces = map[string]*table{}
 		r.tables[domain] = spaces
 	}
-	if len(bySource) == 1 {
-		for _, t := range bySource {
-			spaces[region] = t
+	// Usually one source holds the whole key space and the others list
+	// nothing of it (a cell lists only the shards delegated to it): serve
+	// that source's table as it is, without a merge per update.
+	var only *table
+	nonEmpty := 0
+	for _, t := range bySource {
+		if only == nil {
+			only = t
 		}
+		if len(t.routes) > 0 {
+			nonEmpty++
+			only = t
+		}
+	}
+	if nonEmpty <= 1 {
+		spaces[region] = only
 		return
 	}
 	var all []Route

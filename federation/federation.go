@@ -78,7 +78,11 @@ func Start(cfg Config) (*Node, *serve.Process, error) {
 	}, func() ([]serve.Service, error) {
 		var svcs []serve.Service
 		if cfg.Global != nil {
-			g, err := global.NewNode(*cfg.Global)
+			gc := *cfg.Global
+			if gc.Metrics == nil {
+				gc.Metrics = cc.Metrics
+			}
+			g, err := global.NewNode(gc)
 			if err != nil {
 				return nil, err
 			}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/wdsio/wds/internal/lease"
 	"github.com/wdsio/wds/internal/raftnode"
+	"github.com/wdsio/wds/internal/telemetry"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -69,6 +70,9 @@ type Config struct {
 	// Faults, if set, lets tests cut the global Raft transport.
 	Faults *raftnode.Faults
 	Logger *slog.Logger
+	// Metrics, if set, receives the global group's metrics (the process's
+	// registry, shared with the cell member).
+	Metrics *telemetry.Metrics
 }
 
 // DefaultConfig returns WAN Raft timings and the contract's defaults.

@@ -56,6 +56,10 @@ type regionBook struct {
 	renewedAt time.Time
 	// cellLeader is the node id of the cell leader that sent that renewal.
 	cellLeader string
+	// liveSince is when the region's current run of renewals began: the
+	// first answered renewal after none, or after a gap longer than the
+	// live window (fail-back waits for a run of FailbackAfter).
+	liveSince time.Time
 	// load is the region's last load report (live consumers per domain),
 	// and since when it has not changed.
 	load      map[string]int
@@ -159,6 +163,9 @@ func (l *leader) answer(region, cellLeader string, received time.Time, load map[
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := l.book(region)
+	if b.renewedAt.IsZero() || received.Sub(b.renewedAt) > l.n.cfg.LiveWindow {
+		b.liveSince = received
+	}
 	b.renewedAt, b.cellLeader = received, cellLeader
 	if !maps.Equal(load, b.load) {
 		b.load, b.loadSince = load, received
@@ -313,13 +320,15 @@ func (l *leader) expiries(now time.Time) []*globalv1.Op {
 func (l *leader) placeInput(now time.Time) (in globalstate.PlaceInput, settled bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	in = globalstate.PlaceInput{Live: map[string]bool{}, Consumers: map[string]map[string]int{}, MaxMoves: l.n.cfg.MaxMovesInFlight}
+	in = globalstate.PlaceInput{Live: map[string]bool{}, Consumers: map[string]map[string]int{}, MaxMoves: l.n.cfg.MaxMovesInFlight,
+		LiveFor: map[string]time.Duration{}}
 	settled = true
 	for name, b := range l.regions {
 		if b.renewedAt.IsZero() || now.Sub(b.renewedAt) > l.n.cfg.LiveWindow {
 			continue
 		}
 		in.Live[name] = true
+		in.LiveFor[name] = now.Sub(b.liveSince)
 		if wait := l.n.cfg.Settle - now.Sub(b.loadSince); wait > 0 {
 			settled = false
 			l.wakeAfter(wait)

@@ -42,6 +42,8 @@ type Node struct {
 
 	peerMu    sync.Mutex
 	peerConns map[string]*grpc.ClientConn
+
+	keySpaces *keySpaceMetrics
 }
 
 // NewNode starts a global voter: it opens the data dir and starts the Raft
@@ -61,6 +63,11 @@ func NewNode(cfg Config) (*Node, error) {
 		peerConns: map[string]*grpc.ClientConn{},
 		wired:     make(chan struct{}),
 	}
+	km, err := newKeySpaceMetrics(cfg.Metrics, n.state)
+	if err != nil {
+		return nil, fmt.Errorf("global metrics: %w", err)
+	}
+	n.keySpaces = km
 	n.fsm = &globalstate.FSM{State: n.state, OnApply: n.onApply}
 	rc := cfg.Raft
 	rc.Group = "global"
@@ -169,6 +176,7 @@ func (n *Node) onApply(_ uint64, res *globalstate.ApplyResult) {
 	if !res.Delegations && !res.Catalog {
 		return
 	}
+	n.keySpaces.observe(n.state)
 	if l := n.currentLeader(); l != nil {
 		l.changed()
 	}

@@ -171,6 +171,12 @@ const (
 	MaxTTL = 24 * time.Hour
 	// DefaultTTL is the grant TTL of a domain that does not set one.
 	DefaultTTL = 10 * time.Second
+	// DefaultFailbackAfter is how long a REGIONAL domain's home region must
+	// renew without a lapse before its key space, served by its failover
+	// region meanwhile, moves back home.
+	DefaultFailbackAfter = 30 * time.Second
+	// MaxFailbackAfter bounds a domain's FailbackAfter.
+	MaxFailbackAfter = 24 * time.Hour
 	// MaxNameLen is the longest region or domain name: a DNS label, since
 	// names end up in hostnames, metric labels and file names.
 	MaxNameLen = 63
@@ -207,6 +213,13 @@ type Domain struct {
 	// or waits for an operator. Other kinds always fail over, so anything
 	// but the zero value is an error there.
 	Failover Failover
+	// FailbackAfter is, for a REGIONAL domain with FailoverAuto, how long
+	// a region whose key space its failover region serves must have renewed
+	// without a lapse before the key space moves back home (gracefully).
+	// Zero means DefaultFailbackAfter; whole milliseconds up to
+	// MaxFailbackAfter. Other kinds have none (their placement follows
+	// consumers, not a home region).
+	FailbackAfter time.Duration
 	// Pins place ranges of a GLOBAL domain, or a UNIT domain as a whole, in
 	// given regions. GLOBAL pins must not overlap; a UNIT domain has at most
 	// one pin; a REGIONAL domain none (each region serves its own key
@@ -219,7 +232,7 @@ type Domain struct {
 // compile on it.
 func (d Domain) Equal(o Domain) bool {
 	return d.Name == o.Name && d.Kind == o.Kind && d.Shards == o.Shards && d.TTL == o.TTL &&
-		slices.Equal(d.Regions, o.Regions) && d.Failover == o.Failover && slices.Equal(d.Pins, o.Pins)
+		slices.Equal(d.Regions, o.Regions) && d.Failover == o.Failover && d.FailbackAfter == o.FailbackAfter && slices.Equal(d.Pins, o.Pins)
 }
 
 // Normalize fills in defaults that need no operator decision: a UNIT domain
@@ -300,6 +313,12 @@ func (d Domain) validatePlacement() *FieldError {
 		if d.Failover != FailoverAuto {
 			return errFailoverNotRegional("failover", d.Kind)
 		}
+		if d.FailbackAfter != 0 {
+			return errFailbackNotRegional("failback_after", d.Kind)
+		}
+	}
+	if err := checkFailbackAfter("failback_after", d.FailbackAfter); err != nil {
+		return err
 	}
 	seen := make(map[string]int, len(d.Regions))
 	for i, r := range d.Regions {
@@ -392,6 +411,31 @@ func errRegionsNotRegional(field string, k Kind) *FieldError {
 
 func errFailoverNotRegional(field string, k Kind) *FieldError {
 	return Invalid(field, "", "only a regional domain has a failover setting: a %s domain always fails over to live regions", k)
+}
+
+func errFailbackNotRegional(field string, k Kind) *FieldError {
+	return Invalid(field, "", "only a regional domain fails back: a %s domain's placement follows its consumers, not a home region", k)
+}
+
+// checkFailbackAfter: 0 (the default) or whole milliseconds, at most
+// MaxFailbackAfter.
+func checkFailbackAfter(field string, d time.Duration) *FieldError {
+	switch {
+	case d < 0 || d > MaxFailbackAfter:
+		return Invalid(field, d.String(), "must be between 1ms and %s (omit it for the default, %s)", MaxFailbackAfter, DefaultFailbackAfter)
+	case d%time.Millisecond != 0:
+		return Invalid(field, d.String(), "must be a whole number of milliseconds")
+	}
+	return nil
+}
+
+// FailbackAfterOrDefault is d.FailbackAfter, or DefaultFailbackAfter when
+// unset.
+func (d Domain) FailbackAfterOrDefault() time.Duration {
+	if d.FailbackAfter == 0 {
+		return DefaultFailbackAfter
+	}
+	return d.FailbackAfter
 }
 
 func errPinsRegional(field string) *FieldError {
@@ -511,6 +555,7 @@ func DomainToProto(d Domain) *wdsv1.Domain {
 		if d.Failover == FailoverManual {
 			p.Failover = wdsv1.Failover_FAILOVER_MANUAL
 		}
+		p.FailbackAfterMillis = d.FailbackAfter.Milliseconds()
 	}
 	for _, pin := range d.Pins {
 		wp := &wdsv1.Pin{Region: pin.Region}
@@ -548,6 +593,12 @@ func DomainFromProto(p *wdsv1.Domain) (Domain, error) {
 		TTL:     time.Duration(ms) * time.Millisecond,
 		Regions: slices.Clone(p.GetRegions()),
 	}
+	fb := p.GetFailbackAfterMillis()
+	if fb < 0 || fb > MaxFailbackAfter.Milliseconds() {
+		return Domain{}, Invalid("domain.failback_after_millis", strconv.FormatInt(fb, 10),
+			"must be between 0 (the default, %s) and %d", DefaultFailbackAfter, MaxFailbackAfter.Milliseconds())
+	}
+	d.FailbackAfter = time.Duration(fb) * time.Millisecond
 	switch p.GetFailover() {
 	case wdsv1.Failover_FAILOVER_UNSPECIFIED, wdsv1.Failover_FAILOVER_AUTO:
 	case wdsv1.Failover_FAILOVER_MANUAL:

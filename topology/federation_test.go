@@ -54,6 +54,7 @@ domains:
   - name: sessions
     kind: regional
     shards: 8
+    failback_after: 2m                # default: 30s
 `
 
 func mustBound(t *testing.T, s string) Bound {
@@ -93,7 +94,7 @@ func TestParseFederation(t *testing.T) {
 			}},
 			{Name: "scheduler", Kind: KindUnit, Shards: 1, TTL: DefaultTTL, Pins: []Pin{{Range: Full, Region: "ap-south"}}},
 			{Name: "carts", Kind: KindRegional, Shards: 16, TTL: DefaultTTL, Regions: []string{"us-east", "eu-west"}, Failover: FailoverManual},
-			{Name: "sessions", Kind: KindRegional, Shards: 8, TTL: DefaultTTL, Regions: []string{"us-east", "eu-west", "ap-south"}, Failover: FailoverAuto},
+			{Name: "sessions", Kind: KindRegional, Shards: 8, TTL: DefaultTTL, Regions: []string{"us-east", "eu-west", "ap-south"}, Failover: FailoverAuto, FailbackAfter: 2 * time.Minute},
 		},
 	}
 	if !reflect.DeepEqual(f, want) {
@@ -290,8 +291,18 @@ func TestParseFederationErrors(t *testing.T) {
 			`topo.yaml:12: domains[0].pins[1]: overlaps pins[0] [00000000-0000-0000-0000-000000000000, end): a key is pinned to one region at most (got [00000000-0000-0000-0000-000000000000, end))`},
 		{"global pin unknown region", fedPrelude + "  - {name: u, kind: unit}\n  - name: g\n    kind: global\n    shards: 4\n    pins:\n      - from: " + keyZero + "\n        to: end\n        region: x\n",
 			`topo.yaml:19: domains[1].pins[0].region: unknown region: the file's regions are a, b, c (got "x")`},
+		{"failback on global", fedPrelude + global4 + ", failback_after: 10s}\n",
+			`topo.yaml:12: domains[0].failback_after: only a regional domain fails back: a global domain's placement follows its consumers, not a home region`},
+		{"failback not a duration", fedPrelude + "  - {name: r, kind: regional, failback_after: 30}\n",
+			`topo.yaml:12: domains[0].failback_after: must be a duration with a unit, such as 30s or 5m (got "30")`},
+		{"failback zero", fedPrelude + "  - {name: r, kind: regional, failback_after: 0s}\n",
+			`topo.yaml:12: domains[0].failback_after: must be between 1ms and 24h0m0s (omit it for the default, 30s) (got 0s)`},
+		{"failback too long", fedPrelude + "  - {name: r, kind: regional, failback_after: 25h}\n",
+			`topo.yaml:12: domains[0].failback_after: must be between 1ms and 24h0m0s (omit it for the default, 30s) (got 25h0m0s)`},
+		{"failback sub-millisecond", fedPrelude + "  - {name: r, kind: regional, failback_after: 1500us}\n",
+			`topo.yaml:12: domains[0].failback_after: must be a whole number of milliseconds (got 1.5ms)`},
 		{"unknown domain field", fedPrelude + global4 + ", pin: []}\n",
-			`topo.yaml:12: domains[0].pin: unknown field; known fields here: name, kind, shards, ttl, regions, failover, pins`},
+			`topo.yaml:12: domains[0].pin: unknown field; known fields here: name, kind, shards, ttl, regions, failover, failback_after, pins`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

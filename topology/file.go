@@ -498,9 +498,9 @@ func (p *parser) node(n *yaml.Node, path string) (Node, *FieldError) {
 
 func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 	var d Domain
-	var hasShards, hasTTL, hasRegions, hasFailover, hasPins bool
+	var hasShards, hasTTL, hasRegions, hasFailover, hasFailback, hasPins bool
 	var pinFields []pinFields
-	err := p.mapping(n, path, []string{"name", "kind", "shards", "ttl", "regions", "failover", "pins"}, func(key string, v *yaml.Node, path string) *FieldError {
+	err := p.mapping(n, path, []string{"name", "kind", "shards", "ttl", "regions", "failover", "failback_after", "pins"}, func(key string, v *yaml.Node, path string) *FieldError {
 		switch key {
 		case "regions":
 			hasRegions = true
@@ -560,6 +560,19 @@ func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 				return renamed(err, path)
 			}
 			d.Failover = f
+		case "failback_after":
+			hasFailback = true
+			t, perr := time.ParseDuration(s)
+			if perr != nil {
+				return Invalid(path, quote(s), "must be a duration with a unit, such as 30s or 5m")
+			}
+			if t == 0 {
+				return Invalid(path, s, "must be between 1ms and %s (omit it for the default, %s)", MaxFailbackAfter, DefaultFailbackAfter)
+			}
+			if err := checkFailbackAfter(path, t); err != nil {
+				return err
+			}
+			d.FailbackAfter = t
 		}
 		return nil
 	})
@@ -586,6 +599,8 @@ func (p *parser) domain(n *yaml.Node, path string) (Domain, *FieldError) {
 		return d, Invalid(path+".regions", "", "a REGIONAL domain in no region: list the regions that have its key space, or omit the field for every region of the file")
 	case hasFailover && d.Kind != KindRegional:
 		return d, errFailoverNotRegional(path+".failover", d.Kind)
+	case hasFailback && d.Kind != KindRegional:
+		return d, errFailbackNotRegional(path+".failback_after", d.Kind)
 	case hasPins && d.Kind == KindRegional:
 		return d, errPinsRegional(path + ".pins")
 	}

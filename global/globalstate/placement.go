@@ -2,6 +2,7 @@ package globalstate
 
 import (
 	"sort"
+	"time"
 
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -29,6 +30,11 @@ type PlaceInput struct {
 	Consumers map[string]map[string]int
 	// MaxMoves caps the shards being withdrawn at once per key space.
 	MaxMoves int
+	// LiveFor is how long each live region has renewed without a lapse
+	// (as far as the leader knows: at most since its accession). A
+	// REGIONAL key space served by its failover region moves back home
+	// once its region has been live for the domain's FailbackAfter.
+	LiveFor map[string]time.Duration
 }
 
 // Place returns one round of placement ops.
@@ -63,7 +69,7 @@ func (s *State) Place(in PlaceInput) []*globalv1.Op {
 				ops = append(ops, withdrawAll(ks)...)
 				continue
 			}
-			ops = append(ops, ks.moves(ks.targets(in, live), in)...)
+			ops = append(ops, ks.moves(ks.targets(in, live, s.failoverOf(ks.region)), in)...)
 		}
 	}
 	return ops
@@ -83,17 +89,16 @@ func withdrawAll(ks *keySpace) []*globalv1.Op {
 }
 
 // targets returns the region each shard of ks should be held by ("" for
-// no decision: leave it as it is).
-func (ks *keySpace) targets(in PlaceInput, live []string) []string {
+// no decision: leave it as it is). failover is the failover order of a
+// REGIONAL key space's region.
+func (ks *keySpace) targets(in PlaceInput, live []string, failover []string) []string {
 	t := make([]string, len(ks.shards))
 	d := ks.d
 	switch d.spec.Kind {
 	case topology.KindRegional:
-		// A REGIONAL key space is its region's (serving it elsewhere while
-		// the region is down is failover, decided elsewhere).
-		if in.Live[ks.region] {
+		if r := regionalTarget(ks, in, failover); r != "" {
 			for i := range t {
-				t[i] = ks.region
+				t[i] = r
 			}
 		}
 	case topology.KindUnit:
@@ -102,6 +107,83 @@ func (ks *keySpace) targets(in PlaceInput, live []string) []string {
 		globalTargets(ks, in, live, t)
 	}
 	return t
+}
+
+// regionalTarget is the region that should serve a REGIONAL key space:
+//
+//   - its own region while that is live, unless the key space is served
+//     elsewhere (failed over) and its region has not yet been live for the
+//     domain's FailbackAfter: then it stays where it is until it has
+//     (fail-back, a graceful move, once the region is stable);
+//   - while its region is down, with failover: auto, the live region that
+//     serves it already, else the first live region of the failover list
+//     with consumers of the domain, else the first live one. Its shards
+//     still held by the down region are left alone until the leader
+//     expires them (placement never moves what a region that stopped
+//     renewing holds), so the failover region gets each once its
+//     delegation's deadline has passed;
+//   - with failover: manual, the region an operator moved it to
+//     (SetFailover) while that is live, else its own region while live;
+//     else "" (it stays as it is: unserved while its region is down).
+func regionalTarget(ks *keySpace, in PlaceInput, failover []string) string {
+	home := ks.region
+	name := ks.d.spec.Name
+	if ks.d.failover == wdsv1.Failover_FAILOVER_MANUAL {
+		switch {
+		case ks.failoverTo != "":
+			if in.Live[ks.failoverTo] {
+				return ks.failoverTo
+			}
+			return ""
+		case in.Live[home]:
+			return home
+		}
+		return ""
+	}
+	// away is the live region other than home serving the key space now.
+	away := ""
+	for i := range ks.shards {
+		if h := ks.shards[i].holder; h != "" && h != home && in.Live[h] {
+			away = h
+			break
+		}
+	}
+	if in.Live[home] {
+		if away == "" || in.LiveFor[home] >= ks.d.spec.FailbackAfterOrDefault() {
+			return home
+		}
+		return away
+	}
+	if away != "" {
+		return away
+	}
+	for _, r := range failover {
+		if in.Live[r] && consumersOf(in, r, name) > 0 {
+			return r
+		}
+	}
+	for _, r := range failover {
+		if in.Live[r] {
+			return r
+		}
+	}
+	return ""
+}
+
+// failoverOf is the failover order of region: its list, or every other
+// region in order when the topology gives none. Under s.mu.
+func (s *State) failoverOf(region string) []string {
+	var others []string
+	for _, r := range s.regions {
+		if r.Name == region {
+			if len(r.Failover) > 0 {
+				return r.Failover
+			}
+		} else {
+			others = append(others, r.Name)
+		}
+	}
+	return others
 }
 
 // consumersOf is the live consumers of domain in region.

@@ -3,7 +3,9 @@ package globalstate
 import (
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -241,10 +243,11 @@ func TestPlaceRegionalAndDelete(t *testing.T) {
 	h := newHarness(t)
 	orders := dom("orders", regional, 4)
 	orders.Regions = []string{"us-east", "eu-west"}
+	orders.Failover = wdsv1.Failover_FAILOVER_MANUAL
 	h.ok(opTopology(threeRegions, orders))
 	h.settle(PlaceInput{Live: map[string]bool{"us-east": true}, MaxMoves: 2})
 	if got := fmt.Sprint(h.holders("orders", "us-east"), h.holders("orders", "eu-west")); got != "[us-east us-east us-east us-east] [   ]" {
-		t.Fatalf("REGIONAL key spaces held %s: each only by its own live region", got)
+		t.Fatalf("REGIONAL key spaces held %s: each only by its own live region (failover manual)", got)
 	}
 	h.settle(PlaceInput{Live: allLive, MaxMoves: 2})
 	if got := fmt.Sprint(h.holders("orders", "eu-west")); got != "[eu-west eu-west eu-west eu-west]" {
@@ -258,8 +261,122 @@ func TestPlaceRegionalAndDelete(t *testing.T) {
 	}
 }
 
-// TestPlaceRandom checks the apportionment and the cap for random
-// consumer counts and live sets, and that every plan applies cleanly.
+// TestPlaceRegionalFailover: a down region's auto key space goes to the
+// first live region of its failover list that has consumers of the
+// domain, only once what the down region held has expired; it stays
+// there while the region is back but not yet stable, and moves home
+// gracefully (withdraw → release → delegate, at most MaxMoves at once)
+// once the region has been live for FailbackAfter.
+func TestPlaceRegionalFailover(t *testing.T) {
+	h := newHarness(t)
+	carts := dom("carts", regional, 4)
+	carts.FailbackAfterMillis = 5000
+	h.ok(opTopology(threeRegions, carts))
+	cons := load("carts", map[string]int{"us-east": 1, "eu-west": 1, "ap-south": 1})
+	h.settle(PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 2})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[us-east us-east us-east us-east]" {
+		t.Fatalf("us-east's key space held %s", got)
+	}
+	// us-east stops renewing: nothing moves before the leader expires it.
+	down := map[string]bool{"eu-west": true, "ap-south": true}
+	noEU := load("carts", map[string]int{"ap-south": 1}) // eu-west (first in the list) has no consumers of carts
+	h.settle(PlaceInput{Live: down, Consumers: noEU, MaxMoves: 2})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[us-east us-east us-east us-east]" {
+		t.Fatalf("a down region's key space moved before its expiry: %s", got)
+	}
+	h.ok(opExpire("us-east"))
+	h.settle(PlaceInput{Live: down, Consumers: noEU, MaxMoves: 2})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[ap-south ap-south ap-south ap-south]" {
+		t.Fatalf("failed over to %s, want ap-south (the first of the list with consumers)", got)
+	}
+	// eu-west gains consumers: the key space stays where it is served.
+	h.settle(PlaceInput{Live: down, Consumers: cons, MaxMoves: 2})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[ap-south ap-south ap-south ap-south]" {
+		t.Fatalf("a failed-over key space moved between live regions: %s", got)
+	}
+	// us-east is back, not yet stable: no fail-back.
+	h.settle(PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 2, LiveFor: map[string]time.Duration{"us-east": 4999 * time.Millisecond}})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[ap-south ap-south ap-south ap-south]" {
+		t.Fatalf("failed back before the stable period: %s", got)
+	}
+	// Stable: one placement round withdraws at most MaxMoves from
+	// ap-south; settling brings every shard home.
+	in := PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 2, LiveFor: map[string]time.Duration{"us-east": 5 * time.Second}}
+	ops := h.state().Place(in)
+	withdrawn := 0
+	for _, op := range ops {
+		if w := op.GetWithdraw(); w != nil {
+			if w.GetHolder() != "ap-south" || w.GetRegion() != "us-east" {
+				t.Fatalf("fail-back withdrew %v", w)
+			}
+			withdrawn += len(w.GetRanges())
+		} else if op.GetDelegate() != nil {
+			t.Fatalf("fail-back delegated before the failover region released: %v", op)
+		}
+	}
+	if withdrawn == 0 {
+		t.Fatal("no fail-back once us-east was stable")
+	}
+	h.settle(in)
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[us-east us-east us-east us-east]" {
+		t.Fatalf("after fail-back us-east's key space held %s", got)
+	}
+	for _, r := range []string{"eu-west", "ap-south"} {
+		if got := h.holders("carts", r); got[0] != r {
+			t.Fatalf("%s's own key space held %v", r, got)
+		}
+	}
+}
+
+// TestSetFailover: a manual key space stays unserved while its region is
+// down; SetFailover moves it, refused while the region still holds any of
+// it, and back home.
+func TestSetFailover(t *testing.T) {
+	h := newHarness(t)
+	carts := dom("carts", regional, 4)
+	carts.Failover = wdsv1.Failover_FAILOVER_MANUAL
+	prices := dom("prices", global, 4)
+	auto := dom("orders", regional, 2)
+	h.ok(opTopology(threeRegions, carts, prices, auto))
+	cons := load("carts", map[string]int{"us-east": 1, "eu-west": 1})
+	h.settle(PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 4})
+	setFailover := func(domain, region, to string) *globalv1.Op {
+		return &globalv1.Op{Op: &globalv1.Op_SetFailover{SetFailover: &globalv1.SetFailover{Domain: domain, Region: region, To: to}}}
+	}
+	if err := h.fails(setFailover("carts", "us-east", "eu-west"), ErrFailedPrecondition); !strings.Contains(err.Error(), "still holds") {
+		t.Fatalf("failover of a held key space: %v", err)
+	}
+	h.fails(setFailover("orders", "us-east", "eu-west"), ErrFailedPrecondition) // auto
+	h.fails(setFailover("prices", "", "eu-west"), topology.ErrInvalid)
+	h.fails(setFailover("carts", "us-east", "mars"), topology.ErrInvalid)
+	h.fails(setFailover("nope", "us-east", "eu-west"), ErrNotFound)
+
+	down := map[string]bool{"eu-west": true, "ap-south": true}
+	h.ok(opExpire("us-east"))
+	h.settle(PlaceInput{Live: down, Consumers: cons, MaxMoves: 4})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[   ]" {
+		t.Fatalf("a manual key space of a down region was served: %s", got)
+	}
+	h.ok(setFailover("carts", "us-east", "eu-west"))
+	h.check()
+	h.settle(PlaceInput{Live: down, Consumers: cons, MaxMoves: 4})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[eu-west eu-west eu-west eu-west]" {
+		t.Fatalf("after wds failover us-east's key space held %s", got)
+	}
+	// us-east is back: the key space stays with eu-west (manual) however
+	// long us-east is live, until an operator moves it home.
+	h.settle(PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 4, LiveFor: map[string]time.Duration{"us-east": time.Hour}})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[eu-west eu-west eu-west eu-west]" {
+		t.Fatalf("a manual key space failed back on its own: %s", got)
+	}
+	h.ok(setFailover("carts", "us-east", "us-east"))
+	h.settle(PlaceInput{Live: allLive, Consumers: cons, MaxMoves: 4})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[us-east us-east us-east us-east]" {
+		t.Fatalf("after wds failover back, us-east's key space held %s", got)
+	}
+	h.check()
+}
+
 func TestPlaceRandom(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 7))
 	h := newHarness(t)

@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"time"
 
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
-
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 	"github.com/wdsio/wds/topology"
 )
@@ -244,4 +244,58 @@ func (s *State) WouldRelease(op *globalv1.Released) bool {
 		}
 	}
 	return false
+}
+
+// RegionalKeySpace is one key space of a REGIONAL domain and where it is
+// served, as status and metrics show it.
+type RegionalKeySpace struct {
+	Domain string
+	// Region is the key space's own region.
+	Region string
+	// Serving are the regions holding delegations of it, sorted (more than
+	// one while it moves).
+	Serving []string
+	// Manual: the domain fails over by hand; FailoverTo is where an
+	// operator moved it ("" for none).
+	Manual     bool
+	FailoverTo string
+	// FailbackAfter is the domain's stable period (default applied).
+	FailbackAfter time.Duration
+}
+
+// Away reports whether the key space is served, wholly or partly, by a
+// region other than its own.
+func (k RegionalKeySpace) Away() bool {
+	for _, r := range k.Serving {
+		if r != k.Region {
+			return true
+		}
+	}
+	return false
+}
+
+// RegionalKeySpaces returns every key space of every REGIONAL domain not
+// being deleted, by domain and region.
+func (s *State) RegionalKeySpaces() []RegionalKeySpace {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []RegionalKeySpace
+	for _, name := range sortedNames(s) {
+		d := s.domains[name]
+		if d.deleting || d.spec.Kind != topology.KindRegional {
+			continue
+		}
+		for _, ks := range d.spaces {
+			k := RegionalKeySpace{Domain: name, Region: ks.region, Manual: d.failover == wdsv1.Failover_FAILOVER_MANUAL,
+				FailoverTo: ks.failoverTo, FailbackAfter: d.spec.FailbackAfterOrDefault()}
+			for i := range ks.shards {
+				if h := ks.shards[i].holder; h != "" && !slices.Contains(k.Serving, h) {
+					k.Serving = append(k.Serving, h)
+				}
+			}
+			slices.Sort(k.Serving)
+			out = append(out, k)
+		}
+	}
+	return out
 }

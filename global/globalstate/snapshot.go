@@ -21,7 +21,7 @@ func (s *State) snapshot() *globalv1.Snapshot {
 		d := s.domains[name]
 		ds := &globalv1.DomainState{Domain: s.domainProto(d), Deleting: d.deleting}
 		for _, ks := range d.spaces {
-			kss := &globalv1.KeySpaceState{Region: ks.region}
+			kss := &globalv1.KeySpaceState{Region: ks.region, FailoverTo: ks.failoverTo}
 			for i, sh := range ks.shards {
 				kss.Shards = append(kss.Shards, &globalv1.ShardState{
 					Range: topology.RangeToProto(ks.ranges[i]), Holder: sh.holder, Generation: sh.generation, Withdrawing: sh.withdrawing,
@@ -65,7 +65,7 @@ func (s *State) restore(snap *globalv1.Snapshot) error {
 			if len(kss.GetShards()) != len(ranges) {
 				return fmt.Errorf("global: snapshot: domain %q key space %q has %d shards, want %d", spec.Name, kss.GetRegion(), len(kss.GetShards()), len(ranges))
 			}
-			ks := &keySpace{d: d, region: kss.GetRegion(), ranges: ranges, shards: make([]shard, len(ranges))}
+			ks := &keySpace{d: d, region: kss.GetRegion(), ranges: ranges, shards: make([]shard, len(ranges)), failoverTo: kss.GetFailoverTo()}
 			for i, ss := range kss.GetShards() {
 				ks.shards[i] = shard{holder: ss.GetHolder(), generation: ss.GetGeneration(), withdrawing: ss.GetWithdrawing()}
 			}

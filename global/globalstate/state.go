@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -54,6 +55,9 @@ type keySpace struct {
 	// retired: the key space's region was removed from the domain; it is
 	// delegated no more, and dropped once every shard is free.
 	retired bool
+	// failoverTo is the region an operator's SetFailover moved the key
+	// space to (a REGIONAL domain with failover: manual); "" when none.
+	failoverTo string
 }
 
 // shard is one shard's delegation.
@@ -146,6 +150,8 @@ func (s *State) applyOp(index uint64, op *globalv1.Op, res *ApplyResult, resp *a
 		return s.withdraw(o.Withdraw, res)
 	case *globalv1.Op_Released:
 		return s.released(o.Released, res)
+	case *globalv1.Op_SetFailover:
+		return s.setFailover(o.SetFailover, res)
 	case *globalv1.Op_Expire:
 		e := o.Expire
 		if e.GetDomain() != "" && len(e.GetRanges()) > 0 {
@@ -238,6 +244,7 @@ func (d *domain) configure(p *wdsv1.Domain, regions map[string]bool) error {
 	}
 	d.regions = slices.Clone(p.GetRegions())
 	d.failover = p.GetFailover()
+	d.spec.FailbackAfter = time.Duration(p.GetFailbackAfterMillis()) * time.Millisecond
 	d.pins = pins
 	sort.Strings(ksRegions)
 	for _, r := range ksRegions {
@@ -250,6 +257,9 @@ func (d *domain) configure(p *wdsv1.Domain, regions map[string]bool) error {
 	for _, ks := range d.spaces {
 		if !slices.Contains(ksRegions, ks.region) {
 			ks.retired = true
+		}
+		if d.failover != wdsv1.Failover_FAILOVER_MANUAL || !regions[ks.failoverTo] {
+			ks.failoverTo = "" // an auto domain, or the region is gone
 		}
 	}
 	sort.Slice(d.spaces, func(i, j int) bool { return d.spaces[i].region < d.spaces[j].region })
@@ -596,6 +606,40 @@ func (s *State) free(holder, name, region string, generation uint64, filter bool
 		}
 		return fmt.Errorf("%w: region %s holds no delegation", ErrConflict, holder)
 	}
+	res.Delegations = true
+	return nil
+}
+
+// setFailover records an operator's manual failover of a key space.
+func (s *State) setFailover(op *globalv1.SetFailover, res *ApplyResult) error {
+	ks, err := s.lookupSpace(op.GetDomain(), op.GetRegion())
+	if err != nil {
+		return err
+	}
+	d := ks.d
+	switch {
+	case d.spec.Kind != topology.KindRegional:
+		return topology.Invalid("domain", d.spec.Name, "is %s: only a regional domain's key spaces fail over by hand (the others follow their consumers)", d.spec.Kind)
+	case d.deleting:
+		return fmt.Errorf("%w: domain %q", ErrDomainDeleting, d.spec.Name)
+	case d.failover != wdsv1.Failover_FAILOVER_MANUAL:
+		return fmt.Errorf("%w: domain %q fails over automatically (failover: auto); wds failover is for domains with failover: manual", ErrFailedPrecondition, d.spec.Name)
+	case ks.retired:
+		return fmt.Errorf("%w: domain %q has no key space of region %q any more", ErrFailedPrecondition, d.spec.Name, ks.region)
+	case !s.regionSet(s.regions)[op.GetTo()]:
+		return topology.Invalid("to", op.GetTo(), "unknown region")
+	}
+	to := op.GetTo()
+	if to == ks.region {
+		to = "" // home: the key space follows its region again
+	} else {
+		for i := range ks.shards {
+			if ks.shards[i].holder == ks.region {
+				return fmt.Errorf("%w: region %s still holds key space %s of domain %q (shard %s): its delegation may be live until the global leader expires it, D·(1+ε) after the region's last renewal; retry then", ErrFailedPrecondition, ks.region, ks.region, d.spec.Name, ks.ranges[i])
+			}
+		}
+	}
+	ks.failoverTo = to
 	res.Delegations = true
 	return nil
 }

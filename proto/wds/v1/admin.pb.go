@@ -89,9 +89,13 @@ type Domain struct {
 	Failover Failover `protobuf:"varint,7,opt,name=failover,proto3,enum=wds.v1.Failover" json:"failover,omitempty"`
 	// Placement pins: GLOBAL ranges (on shard boundaries) held by a region;
 	// for UNIT at most one pin, without a range.
-	Pins          []*Pin `protobuf:"bytes,8,rep,name=pins,proto3" json:"pins,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Pins []*Pin `protobuf:"bytes,8,rep,name=pins,proto3" json:"pins,omitempty"`
+	// REGIONAL with failover auto: how long (ms) a region must renew without
+	// a lapse before its key space, served by its failover region
+	// meanwhile, moves back home. 0: the default (30 s).
+	FailbackAfterMillis int64 `protobuf:"varint,9,opt,name=failback_after_millis,json=failbackAfterMillis,proto3" json:"failback_after_millis,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
 }
 
 func (x *Domain) Reset() {
@@ -178,6 +182,13 @@ func (x *Domain) GetPins() []*Pin {
 		return x.Pins
 	}
 	return nil
+}
+
+func (x *Domain) GetFailbackAfterMillis() int64 {
+	if x != nil {
+		return x.FailbackAfterMillis
+	}
+	return 0
 }
 
 // Pin places a range of a domain (or a UNIT domain) in a region.
@@ -1416,7 +1427,7 @@ var File_wds_v1_admin_proto protoreflect.FileDescriptor
 
 const file_wds_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x12wds/v1/admin.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\x89\x02\n" +
+	"\x12wds/v1/admin.proto\x12\x06wds.v1\x1a\x12wds/v1/types.proto\"\xbd\x02\n" +
 	"\x06Domain\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x04kind\x18\x02 \x01(\x0e2\x12.wds.v1.DomainKindR\x04kind\x12\x16\n" +
@@ -1426,7 +1437,8 @@ const file_wds_v1_admin_proto_rawDesc = "" +
 	"\rcreated_index\x18\x05 \x01(\x04R\fcreatedIndex\x12\x18\n" +
 	"\aregions\x18\x06 \x03(\tR\aregions\x12,\n" +
 	"\bfailover\x18\a \x01(\x0e2\x10.wds.v1.FailoverR\bfailover\x12\x1f\n" +
-	"\x04pins\x18\b \x03(\v2\v.wds.v1.PinR\x04pins\"E\n" +
+	"\x04pins\x18\b \x03(\v2\v.wds.v1.PinR\x04pins\x122\n" +
+	"\x15failback_after_millis\x18\t \x01(\x03R\x13failbackAfterMillis\"E\n" +
 	"\x03Pin\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\"=\n" +

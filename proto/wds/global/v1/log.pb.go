@@ -87,6 +87,7 @@ type Op struct {
 	//	*Op_Withdraw
 	//	*Op_Released
 	//	*Op_Expire
+	//	*Op_SetFailover
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -199,6 +200,15 @@ func (x *Op) GetExpire() *Expire {
 	return nil
 }
 
+func (x *Op) GetSetFailover() *SetFailover {
+	if x != nil {
+		if x, ok := x.Op.(*Op_SetFailover); ok {
+			return x.SetFailover
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -231,6 +241,10 @@ type Op_Expire struct {
 	Expire *Expire `protobuf:"bytes,7,opt,name=expire,proto3,oneof"`
 }
 
+type Op_SetFailover struct {
+	SetFailover *SetFailover `protobuf:"bytes,8,opt,name=set_failover,json=setFailover,proto3,oneof"`
+}
+
 func (*Op_ApplyTopology) isOp_Op() {}
 
 func (*Op_CreateDomain) isOp_Op() {}
@@ -244,6 +258,8 @@ func (*Op_Withdraw) isOp_Op() {}
 func (*Op_Released) isOp_Op() {}
 
 func (*Op_Expire) isOp_Op() {}
+
+func (*Op_SetFailover) isOp_Op() {}
 
 // Region is a failure domain of the federation with its failover order.
 type Region struct {
@@ -705,6 +721,72 @@ func (x *Released) GetRanges() []*v1.KeyRange {
 	return nil
 }
 
+// SetFailover is an operator's manual failover (wds failover) of a
+// REGIONAL domain with failover: manual: the key space of region is to be
+// served by region to. to = region moves it back home (the key space then
+// follows its region again). Moving a key space away from its region is
+// rejected while the region holds any of it (its delegation may still be
+// live); moving it between other regions, or home, is a graceful move.
+type SetFailover struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Region        string                 `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	To            string                 `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetFailover) Reset() {
+	*x = SetFailover{}
+	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetFailover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetFailover) ProtoMessage() {}
+
+func (x *SetFailover) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetFailover.ProtoReflect.Descriptor instead.
+func (*SetFailover) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetFailover) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *SetFailover) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *SetFailover) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
 // Expire frees delegations the leader judged past their deadline
 // (contract (5): the holder stopped renewing at least D·(1+ε) ago, plus the
 // accession grace after a global leader change). With domain empty: every
@@ -724,7 +806,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +818,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +831,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Expire) GetHolder() string {
@@ -801,7 +883,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -813,7 +895,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -826,7 +908,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Snapshot) GetIndex() uint64 {
@@ -869,7 +951,7 @@ type DomainState struct {
 
 func (x *DomainState) Reset() {
 	*x = DomainState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +963,7 @@ func (x *DomainState) String() string {
 func (*DomainState) ProtoMessage() {}
 
 func (x *DomainState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +976,7 @@ func (x *DomainState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainState.ProtoReflect.Descriptor instead.
 func (*DomainState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DomainState) GetDomain() *v1.Domain {
@@ -919,16 +1001,19 @@ func (x *DomainState) GetKeySpaces() []*KeySpaceState {
 }
 
 type KeySpaceState struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Region        string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
-	Shards        []*ShardState          `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Region string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	Shards []*ShardState          `protobuf:"bytes,2,rep,name=shards,proto3" json:"shards,omitempty"`
+	// The region an operator's SetFailover moved the key space to (empty:
+	// none, the key space follows its region).
+	FailoverTo    string `protobuf:"bytes,3,opt,name=failover_to,json=failoverTo,proto3" json:"failover_to,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *KeySpaceState) Reset() {
 	*x = KeySpaceState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -940,7 +1025,7 @@ func (x *KeySpaceState) String() string {
 func (*KeySpaceState) ProtoMessage() {}
 
 func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -953,7 +1038,7 @@ func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpaceState.ProtoReflect.Descriptor instead.
 func (*KeySpaceState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KeySpaceState) GetRegion() string {
@@ -970,6 +1055,13 @@ func (x *KeySpaceState) GetShards() []*ShardState {
 	return nil
 }
 
+func (x *KeySpaceState) GetFailoverTo() string {
+	if x != nil {
+		return x.FailoverTo
+	}
+	return ""
+}
+
 type ShardState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Range *v1.KeyRange           `protobuf:"bytes,1,opt,name=range,proto3" json:"range,omitempty"`
@@ -984,7 +1076,7 @@ type ShardState struct {
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1088,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1101,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ShardState) GetRange() *v1.KeyRange {
@@ -1046,7 +1138,7 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"\x17wds/global/v1/log.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\",\n" +
 	"\x05Entry\x12#\n" +
-	"\x03ops\x18\x01 \x03(\v2\x11.wds.global.v1.OpR\x03ops\"\xcd\x03\n" +
+	"\x03ops\x18\x01 \x03(\v2\x11.wds.global.v1.OpR\x03ops\"\x8e\x04\n" +
 	"\x02Op\x12\x1c\n" +
 	"\tignorable\x18\x0f \x01(\bR\tignorable\x12E\n" +
 	"\x0eapply_topology\x18\x01 \x01(\v2\x1c.wds.global.v1.ApplyTopologyH\x00R\rapplyTopology\x12B\n" +
@@ -1055,7 +1147,8 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\bdelegate\x18\x04 \x01(\v2\x17.wds.global.v1.DelegateH\x00R\bdelegate\x125\n" +
 	"\bwithdraw\x18\x05 \x01(\v2\x17.wds.global.v1.WithdrawH\x00R\bwithdraw\x125\n" +
 	"\breleased\x18\x06 \x01(\v2\x17.wds.global.v1.ReleasedH\x00R\breleased\x12/\n" +
-	"\x06expire\x18\a \x01(\v2\x15.wds.global.v1.ExpireH\x00R\x06expireB\x04\n" +
+	"\x06expire\x18\a \x01(\v2\x15.wds.global.v1.ExpireH\x00R\x06expire\x12?\n" +
+	"\fset_failover\x18\b \x01(\v2\x1a.wds.global.v1.SetFailoverH\x00R\vsetFailoverB\x04\n" +
 	"\x02op\"8\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -1089,7 +1182,11 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x04 \x01(\x04R\n" +
 	"generation\x12(\n" +
-	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"\x9a\x01\n" +
+	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\"M\n" +
+	"\vSetFailover\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"\x9a\x01\n" +
 	"\x06Expire\x12\x16\n" +
 	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x16\n" +
@@ -1107,10 +1204,12 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\x06domain\x18\x01 \x01(\v2\x0e.wds.v1.DomainR\x06domain\x12\x1a\n" +
 	"\bdeleting\x18\x02 \x01(\bR\bdeleting\x12;\n" +
 	"\n" +
-	"key_spaces\x18\x03 \x03(\v2\x1c.wds.global.v1.KeySpaceStateR\tkeySpaces\"Z\n" +
+	"key_spaces\x18\x03 \x03(\v2\x1c.wds.global.v1.KeySpaceStateR\tkeySpaces\"{\n" +
 	"\rKeySpaceState\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x121\n" +
-	"\x06shards\x18\x02 \x03(\v2\x19.wds.global.v1.ShardStateR\x06shards\"\x8e\x01\n" +
+	"\x06shards\x18\x02 \x03(\v2\x19.wds.global.v1.ShardStateR\x06shards\x12\x1f\n" +
+	"\vfailover_to\x18\x03 \x01(\tR\n" +
+	"failoverTo\"\x8e\x01\n" +
 	"\n" +
 	"ShardState\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x16\n" +
@@ -1132,7 +1231,7 @@ func file_wds_global_v1_log_proto_rawDescGZIP() []byte {
 	return file_wds_global_v1_log_proto_rawDescData
 }
 
-var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_wds_global_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),         // 0: wds.global.v1.Entry
 	(*Op)(nil),            // 1: wds.global.v1.Op
@@ -1143,13 +1242,14 @@ var file_wds_global_v1_log_proto_goTypes = []any{
 	(*Delegate)(nil),      // 6: wds.global.v1.Delegate
 	(*Withdraw)(nil),      // 7: wds.global.v1.Withdraw
 	(*Released)(nil),      // 8: wds.global.v1.Released
-	(*Expire)(nil),        // 9: wds.global.v1.Expire
-	(*Snapshot)(nil),      // 10: wds.global.v1.Snapshot
-	(*DomainState)(nil),   // 11: wds.global.v1.DomainState
-	(*KeySpaceState)(nil), // 12: wds.global.v1.KeySpaceState
-	(*ShardState)(nil),    // 13: wds.global.v1.ShardState
-	(*v1.Domain)(nil),     // 14: wds.v1.Domain
-	(*v1.KeyRange)(nil),   // 15: wds.v1.KeyRange
+	(*SetFailover)(nil),   // 9: wds.global.v1.SetFailover
+	(*Expire)(nil),        // 10: wds.global.v1.Expire
+	(*Snapshot)(nil),      // 11: wds.global.v1.Snapshot
+	(*DomainState)(nil),   // 12: wds.global.v1.DomainState
+	(*KeySpaceState)(nil), // 13: wds.global.v1.KeySpaceState
+	(*ShardState)(nil),    // 14: wds.global.v1.ShardState
+	(*v1.Domain)(nil),     // 15: wds.v1.Domain
+	(*v1.KeyRange)(nil),   // 16: wds.v1.KeyRange
 }
 var file_wds_global_v1_log_proto_depIdxs = []int32{
 	1,  // 0: wds.global.v1.Entry.ops:type_name -> wds.global.v1.Op
@@ -1159,25 +1259,26 @@ var file_wds_global_v1_log_proto_depIdxs = []int32{
 	6,  // 4: wds.global.v1.Op.delegate:type_name -> wds.global.v1.Delegate
 	7,  // 5: wds.global.v1.Op.withdraw:type_name -> wds.global.v1.Withdraw
 	8,  // 6: wds.global.v1.Op.released:type_name -> wds.global.v1.Released
-	9,  // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
-	2,  // 8: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
-	14, // 9: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
-	14, // 10: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
-	15, // 11: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
-	15, // 12: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
-	15, // 13: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
-	15, // 14: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
-	2,  // 15: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
-	11, // 16: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
-	14, // 17: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
-	12, // 18: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
-	13, // 19: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
-	15, // 20: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	10, // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
+	9,  // 8: wds.global.v1.Op.set_failover:type_name -> wds.global.v1.SetFailover
+	2,  // 9: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
+	15, // 10: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
+	15, // 11: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
+	16, // 12: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
+	16, // 13: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
+	16, // 14: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
+	16, // 15: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
+	2,  // 16: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
+	12, // 17: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
+	15, // 18: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
+	13, // 19: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
+	14, // 20: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
+	16, // 21: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_log_proto_init() }
@@ -1193,6 +1294,7 @@ func file_wds_global_v1_log_proto_init() {
 		(*Op_Withdraw)(nil),
 		(*Op_Released)(nil),
 		(*Op_Expire)(nil),
+		(*Op_SetFailover)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1200,7 +1302,7 @@ func file_wds_global_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_global_v1_log_proto_rawDesc), len(file_wds_global_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
