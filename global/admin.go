@@ -3,6 +3,7 @@ package global
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -25,6 +26,7 @@ var leaderOnly = []string{
 	globalv1.GlobalAdmin_DeleteDomain_FullMethodName,
 	globalv1.GlobalAdmin_ApplyTopology_FullMethodName,
 	globalv1.GlobalAdmin_PlanTopology_FullMethodName,
+	globalv1.GlobalAdmin_Failover_FullMethodName,
 }
 
 // register puts the services on s, gated on the node being open.
@@ -118,6 +120,14 @@ func (a *adminService) PlanTopology(ctx context.Context, req *globalv1.ApplyTopo
 	return plan, nil
 }
 
+func (a *adminService) Failover(ctx context.Context, req *globalv1.FailoverRequest) (*globalv1.FailoverResponse, error) {
+	idx, err := a.n.Failover(ctx, req.GetDomain(), req.GetRegion(), req.GetTo())
+	if err != nil {
+		return nil, status(err)
+	}
+	return &globalv1.FailoverResponse{Index: idx}, nil
+}
+
 func (a *adminService) GetTopology(context.Context, *globalv1.GetTopologyRequest) (*globalv1.GetTopologyResponse, error) {
 	live, _, _ := a.n.state.Catalog()
 	resp := &globalv1.GetTopologyResponse{Index: a.n.state.Index(), Domains: live}
@@ -145,16 +155,34 @@ func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusReque
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	keySpaces := n.state.RegionalKeySpaces()
 	for _, r := range n.state.Regions() {
-		rs := &globalv1.RegionStatus{Name: r.Name, LastRenewalAgoMillis: -1, Consumers: map[string]uint32{}}
+		rs := &globalv1.RegionStatus{Name: r.Name, LastRenewalAgoMillis: -1, RenewingForMillis: -1, Consumers: map[string]uint32{}}
+		var liveFor time.Duration
 		if b := l.regions[r.Name]; b != nil {
 			if !b.renewedAt.IsZero() {
 				rs.LastRenewalAgoMillis = now.Sub(b.renewedAt).Milliseconds()
 				rs.Renewing = now.Sub(b.renewedAt) <= n.cfg.LiveWindow
 				rs.CellLeader = b.cellLeader
+				if rs.Renewing {
+					liveFor = now.Sub(b.liveSince)
+					rs.RenewingForMillis = liveFor.Milliseconds()
+				}
 			}
 			for d, c := range b.load {
 				rs.Consumers[d] = uint32(c)
+			}
+		}
+		for _, k := range keySpaces {
+			if k.Region != r.Name && slices.Contains(k.Serving, r.Name) {
+				rs.ServingForOthers = append(rs.ServingForOthers, &globalv1.KeySpaceRef{Domain: k.Domain, KeySpace: k.Region})
+			}
+			if k.Region == r.Name && k.Away() {
+				a := &globalv1.AwayKeySpace{Domain: k.Domain, ServedBy: k.Serving, FailbackInMillis: -1, Manual: k.Manual}
+				if rs.Renewing && !k.Manual {
+					a.FailbackInMillis = max(0, k.FailbackAfter-liveFor).Milliseconds()
+				}
+				rs.Away = append(rs.Away, a)
 			}
 		}
 		resp.Regions = append(resp.Regions, rs)

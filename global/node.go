@@ -17,6 +17,7 @@ import (
 	"github.com/wdsio/wds/internal/rpcerr"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+	"github.com/wdsio/wds/topology"
 )
 
 // ErrNotLeader: the node is not the global group's (ready) leader.
@@ -224,6 +225,37 @@ func (n *Node) CreateDomain(ctx context.Context, d *wdsv1.Domain) (*wdsv1.Domain
 func (n *Node) DeleteDomain(ctx context.Context, name string) error {
 	_, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_DeleteDomain{DeleteDomain: &globalv1.DeleteDomain{Name: name}}})
 	return err
+}
+
+// Failover moves a manual REGIONAL key space to region to (leader only;
+// to = region: home) and returns the index that recorded it. Moving it
+// away is refused while region renews: failover is for a region that is
+// down (the state refuses it too while the region still holds any of the
+// key space).
+func (n *Node) Failover(ctx context.Context, domain, region, to string) (uint64, error) {
+	l := n.currentLeader()
+	if l == nil {
+		return 0, ErrNotLeader
+	}
+	for _, f := range []struct{ name, v string }{{"domain", domain}, {"region", region}, {"to", to}} {
+		if f.v == "" {
+			return 0, topology.Invalid(f.name, "", "required")
+		}
+	}
+	if to != region {
+		now := time.Now()
+		l.mu.Lock()
+		b := l.regions[region]
+		renewing := b != nil && !b.renewedAt.IsZero() && now.Sub(b.renewedAt) <= n.cfg.LiveWindow
+		l.mu.Unlock()
+		if renewing {
+			return 0, fmt.Errorf("%w: region %s is renewing its delegations: wds failover moves the key space of a region that is down (a live region serves its own)", globalstate.ErrFailedPrecondition, region)
+		}
+	}
+	if _, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_SetFailover{SetFailover: &globalv1.SetFailover{Domain: domain, Region: region, To: to}}}); err != nil {
+		return 0, err
+	}
+	return n.state.Index(), nil
 }
 
 // Renewals returns, on the leader, when it last answered each region's

@@ -202,6 +202,7 @@ func NewRootCommand() *cobra.Command {
 		NewConsumersCommand(g),
 		NewOwnerCommand(g),
 		NewTopologyCommand(g),
+		NewFailoverCommand(g),
 		NewVersionCommand(g),
 	)
 	nameCellFields(root)

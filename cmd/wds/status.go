@@ -89,6 +89,31 @@ type regionStatusJSON struct {
 	// Consumers are the live consumers per domain, from the region's last
 	// load report.
 	Consumers map[string]uint32 `json:"consumers"`
+	// RenewingForMillis is how long the region has renewed without a lapse
+	// (-1: not renewing); RenewingFor is then "".
+	RenewingForMillis int64  `json:"renewing_for_millis"`
+	RenewingFor       string `json:"renewing_for"`
+	// ServingForOthers are the REGIONAL key spaces of other regions the
+	// region's cell serves (failover).
+	ServingForOthers []keySpaceRefJSON `json:"serving_for_others"`
+	// Away are the region's own REGIONAL key spaces served elsewhere.
+	Away []awayJSON `json:"away"`
+}
+
+type keySpaceRefJSON struct {
+	Domain   string `json:"domain"`
+	KeySpace string `json:"key_space"`
+}
+
+type awayJSON struct {
+	Domain   string   `json:"domain"`
+	ServedBy []string `json:"served_by"`
+	Manual   bool     `json:"manual"`
+	// FailbackInMillis is how long until it moves home (0: due now); -1:
+	// no fail-back pending (the region is not renewing, or the domain's
+	// failover is manual). FailbackIn is then "".
+	FailbackInMillis int64  `json:"failback_in_millis"`
+	FailbackIn       string `json:"failback_in"`
 }
 
 type delegationJSON struct {
@@ -127,6 +152,21 @@ func globalToJSON(v *globalView) *globalJSON {
 		rs := regionStatusJSON{Name: r.GetName(), Renewing: r.GetRenewing(), CellLeader: r.GetCellLeader(), LastRenewalAgoMillis: r.GetLastRenewalAgoMillis(), Consumers: map[string]uint32{}}
 		if ms := r.GetLastRenewalAgoMillis(); ms >= 0 {
 			rs.LastRenewalAgo = millis(ms)
+		}
+		rs.RenewingForMillis = r.GetRenewingForMillis()
+		if ms := r.GetRenewingForMillis(); ms >= 0 {
+			rs.RenewingFor = millis(ms)
+		}
+		rs.ServingForOthers, rs.Away = []keySpaceRefJSON{}, []awayJSON{}
+		for _, k := range r.GetServingForOthers() {
+			rs.ServingForOthers = append(rs.ServingForOthers, keySpaceRefJSON{Domain: k.GetDomain(), KeySpace: k.GetKeySpace()})
+		}
+		for _, a := range r.GetAway() {
+			aj := awayJSON{Domain: a.GetDomain(), ServedBy: append([]string{}, a.GetServedBy()...), Manual: a.GetManual(), FailbackInMillis: a.GetFailbackInMillis()}
+			if ms := a.GetFailbackInMillis(); ms >= 0 {
+				aj.FailbackIn = millis(ms)
+			}
+			rs.Away = append(rs.Away, aj)
 		}
 		for d, n := range r.GetConsumers() {
 			rs.Consumers[d] = n
@@ -197,10 +237,28 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 	fmt.Fprintln(w)
 	tw = newTable(w)
 	fmt.Fprintln(tw, "REGION\tCELL LEADER\tRENEWING\tLAST RENEWAL\tCONSUMERS")
+	var failover []string
 	for _, r := range v.Regions {
 		renewing, last := "no", "never (since the leader took office)"
 		if r.Renewing {
-			renewing = "yes"
+			renewing = "yes, for " + r.RenewingFor
+		} else if r.LastRenewalAgo != "" {
+			renewing = "lapsed"
+		}
+		for _, k := range r.ServingForOthers {
+			failover = append(failover, fmt.Sprintf("%s serves %s's key space of %s", r.Name, k.KeySpace, k.Domain))
+		}
+		for _, a := range r.Away {
+			line := fmt.Sprintf("%s's key space of %s is served by %s", r.Name, a.Domain, strings.Join(a.ServedBy, " and "))
+			switch {
+			case a.FailbackIn != "":
+				line += "; fails back in " + a.FailbackIn
+			case a.Manual:
+				line += "; failover manual: wds failover " + a.Domain + " --region " + r.Name + " --to " + r.Name + " moves it home"
+			default:
+				line += "; fails back once " + r.Name + " renews again"
+			}
+			failover = append(failover, line)
 		}
 		if r.LastRenewalAgo != "" {
 			last = r.LastRenewalAgo + " ago"
@@ -214,6 +272,12 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(failover) > 0 {
+		fmt.Fprintln(w, "\nFailover:")
+		for _, l := range failover {
+			fmt.Fprintln(w, "  "+l)
+		}
 	}
 	if len(v.Delegations) == 0 {
 		_, err := fmt.Fprintln(w, "\nDelegations: none")
@@ -251,9 +315,11 @@ catching up says so instead of showing counts from a partial log.
 In a federation, when a node of --endpoint is a global voter (the first to
 answer; all are asked at once), a "Global group" section follows: that voter's Raft state, the
 global leader and the voters; then, as the global leader sees them (it is
-asked when the voter is a follower), every region with whether its cell is
-renewing, how long ago it last renewed and its live consumers per domain,
-and every delegation: domain, key space, holder region, generation, number
+asked when the voter is a follower), every region with its cell's leader,
+whether it is renewing (and for how long without a lapse) or lapsed, how
+long ago it last renewed and its live consumers per domain; then, under
+"Failover:", the REGIONAL key spaces served by a region other than their
+own, with when each fails back; and every delegation: domain, key space, holder region, generation, number
 of ranges, whether it is being withdrawn, and how long the leader holds it
 without renewals. With -o json the section is the "global" object; a lone
 cell has none.`,

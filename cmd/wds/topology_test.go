@@ -440,7 +440,7 @@ func checkFedStatus(t *testing.T, f *testFed) {
 			return fmt.Errorf("global %+v", g)
 		}
 		for _, r := range g.Regions {
-			if !r.Renewing || r.LastRenewalAgoMillis < 0 || r.LastRenewalAgo == "" || r.CellLeader != fedNode(r.Name) {
+			if !r.Renewing || r.LastRenewalAgoMillis < 0 || r.LastRenewalAgo == "" || r.CellLeader != fedNode(r.Name) || r.RenewingForMillis < 0 || r.RenewingFor == "" || len(r.Away) != 0 || len(r.ServingForOthers) != 0 {
 				return fmt.Errorf("region %+v", r)
 			}
 		}
@@ -463,7 +463,7 @@ func checkFedStatus(t *testing.T, f *testFed) {
 		t.Errorf("status of %s: node %s, global node %s", f.grpc[0], st.Node, st.Global.Node)
 	}
 	out := mustWDS(t, f.endpoint(0), "status")
-	for _, w := range []string{"\nGlobal group (voter us-east-1, ", "\nLeader:   " + st.Global.Leader + " (", "VOTER       RAFT", "\nap-south-1  ", "REGION    CELL LEADER  RENEWING  LAST RENEWAL  CONSUMERS", "\nus-east   us-east-1    yes       ",
+	for _, w := range []string{"\nGlobal group (voter us-east-1, ", "\nLeader:   " + st.Global.Leader + " (", "VOTER       RAFT", "\nap-south-1  ", "REGION    CELL LEADER  RENEWING  ", "\nus-east   us-east-1    yes, for ",
 		"DOMAIN  KEY SPACE  HOLDER    GENERATION  RANGES  WITHDRAWING  EXPIRES IN", "\ncarts   us-east    us-east   "} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status does not say %q:\n%s", w, out)

@@ -22,6 +22,113 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type FailoverRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// The key space's region.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// The region to serve it (region itself: back home).
+	To            string `protobuf:"bytes,3,opt,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverRequest) Reset() {
+	*x = FailoverRequest{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverRequest) ProtoMessage() {}
+
+func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
+func (*FailoverRequest) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *FailoverRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FailoverRequest) GetTo() string {
+	if x != nil {
+		return x.To
+	}
+	return ""
+}
+
+type FailoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The global index of the entry that recorded it.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverResponse) Reset() {
+	*x = FailoverResponse{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverResponse) ProtoMessage() {}
+
+func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
+func (*FailoverResponse) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *FailoverResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type ApplyTopologyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topology      *ApplyTopology         `protobuf:"bytes,1,opt,name=topology,proto3" json:"topology,omitempty"`
@@ -31,7 +138,7 @@ type ApplyTopologyRequest struct {
 
 func (x *ApplyTopologyRequest) Reset() {
 	*x = ApplyTopologyRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -43,7 +150,7 @@ func (x *ApplyTopologyRequest) String() string {
 func (*ApplyTopologyRequest) ProtoMessage() {}
 
 func (x *ApplyTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -56,7 +163,7 @@ func (x *ApplyTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyTopologyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ApplyTopologyRequest) GetTopology() *ApplyTopology {
@@ -76,7 +183,7 @@ type ApplyTopologyResponse struct {
 
 func (x *ApplyTopologyResponse) Reset() {
 	*x = ApplyTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -88,7 +195,7 @@ func (x *ApplyTopologyResponse) String() string {
 func (*ApplyTopologyResponse) ProtoMessage() {}
 
 func (x *ApplyTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -101,7 +208,7 @@ func (x *ApplyTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyTopologyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ApplyTopologyResponse) GetIndex() uint64 {
@@ -130,7 +237,7 @@ type PlanTopologyResponse struct {
 
 func (x *PlanTopologyResponse) Reset() {
 	*x = PlanTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -142,7 +249,7 @@ func (x *PlanTopologyResponse) String() string {
 func (*PlanTopologyResponse) ProtoMessage() {}
 
 func (x *PlanTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -155,7 +262,7 @@ func (x *PlanTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanTopologyResponse.ProtoReflect.Descriptor instead.
 func (*PlanTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PlanTopologyResponse) GetRegionsAdded() []string {
@@ -223,7 +330,7 @@ type PlannedMove struct {
 
 func (x *PlannedMove) Reset() {
 	*x = PlannedMove{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +342,7 @@ func (x *PlannedMove) String() string {
 func (*PlannedMove) ProtoMessage() {}
 
 func (x *PlannedMove) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +355,7 @@ func (x *PlannedMove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedMove.ProtoReflect.Descriptor instead.
 func (*PlannedMove) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PlannedMove) GetDomain() string {
@@ -301,7 +408,7 @@ type GetTopologyRequest struct {
 
 func (x *GetTopologyRequest) Reset() {
 	*x = GetTopologyRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -313,7 +420,7 @@ func (x *GetTopologyRequest) String() string {
 func (*GetTopologyRequest) ProtoMessage() {}
 
 func (x *GetTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -326,7 +433,7 @@ func (x *GetTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopologyRequest.ProtoReflect.Descriptor instead.
 func (*GetTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 type GetTopologyResponse struct {
@@ -340,7 +447,7 @@ type GetTopologyResponse struct {
 
 func (x *GetTopologyResponse) Reset() {
 	*x = GetTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -352,7 +459,7 @@ func (x *GetTopologyResponse) String() string {
 func (*GetTopologyResponse) ProtoMessage() {}
 
 func (x *GetTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -365,7 +472,7 @@ func (x *GetTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopologyResponse.ProtoReflect.Descriptor instead.
 func (*GetTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetTopologyResponse) GetIndex() uint64 {
@@ -397,7 +504,7 @@ type GlobalStatusRequest struct {
 
 func (x *GlobalStatusRequest) Reset() {
 	*x = GlobalStatusRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -409,7 +516,7 @@ func (x *GlobalStatusRequest) String() string {
 func (*GlobalStatusRequest) ProtoMessage() {}
 
 func (x *GlobalStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -422,7 +529,7 @@ func (x *GlobalStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalStatusRequest.ProtoReflect.Descriptor instead.
 func (*GlobalStatusRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type GlobalStatusResponse struct {
@@ -445,7 +552,7 @@ type GlobalStatusResponse struct {
 
 func (x *GlobalStatusResponse) Reset() {
 	*x = GlobalStatusResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +564,7 @@ func (x *GlobalStatusResponse) String() string {
 func (*GlobalStatusResponse) ProtoMessage() {}
 
 func (x *GlobalStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +577,7 @@ func (x *GlobalStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalStatusResponse.ProtoReflect.Descriptor instead.
 func (*GlobalStatusResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GlobalStatusResponse) GetNodeId() string {
@@ -547,7 +654,7 @@ type GlobalVoter struct {
 
 func (x *GlobalVoter) Reset() {
 	*x = GlobalVoter{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -559,7 +666,7 @@ func (x *GlobalVoter) String() string {
 func (*GlobalVoter) ProtoMessage() {}
 
 func (x *GlobalVoter) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -572,7 +679,7 @@ func (x *GlobalVoter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalVoter.ProtoReflect.Descriptor instead.
 func (*GlobalVoter) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GlobalVoter) GetId() string {
@@ -607,14 +714,21 @@ type RegionStatus struct {
 	// Live consumers per domain, from the region's last load report.
 	Consumers map[string]uint32 `protobuf:"bytes,4,rep,name=consumers,proto3" json:"consumers,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	// The node id of the cell leader that sent the last answered renewal.
-	CellLeader    string `protobuf:"bytes,5,opt,name=cell_leader,json=cellLeader,proto3" json:"cell_leader,omitempty"`
+	CellLeader string `protobuf:"bytes,5,opt,name=cell_leader,json=cellLeader,proto3" json:"cell_leader,omitempty"`
+	// How long the region has renewed without a lapse (-1: not renewing).
+	RenewingForMillis int64 `protobuf:"varint,6,opt,name=renewing_for_millis,json=renewingForMillis,proto3" json:"renewing_for_millis,omitempty"`
+	// REGIONAL key spaces of other regions this region's cell serves
+	// (failover).
+	ServingForOthers []*KeySpaceRef `protobuf:"bytes,7,rep,name=serving_for_others,json=servingForOthers,proto3" json:"serving_for_others,omitempty"`
+	// This region's REGIONAL key spaces served by other regions.
+	Away          []*AwayKeySpace `protobuf:"bytes,8,rep,name=away,proto3" json:"away,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegionStatus) Reset() {
 	*x = RegionStatus{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -626,7 +740,7 @@ func (x *RegionStatus) String() string {
 func (*RegionStatus) ProtoMessage() {}
 
 func (x *RegionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -639,7 +753,7 @@ func (x *RegionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatus.ProtoReflect.Descriptor instead.
 func (*RegionStatus) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RegionStatus) GetName() string {
@@ -677,6 +791,152 @@ func (x *RegionStatus) GetCellLeader() string {
 	return ""
 }
 
+func (x *RegionStatus) GetRenewingForMillis() int64 {
+	if x != nil {
+		return x.RenewingForMillis
+	}
+	return 0
+}
+
+func (x *RegionStatus) GetServingForOthers() []*KeySpaceRef {
+	if x != nil {
+		return x.ServingForOthers
+	}
+	return nil
+}
+
+func (x *RegionStatus) GetAway() []*AwayKeySpace {
+	if x != nil {
+		return x.Away
+	}
+	return nil
+}
+
+type KeySpaceRef struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// The key space's region.
+	KeySpace      string `protobuf:"bytes,2,opt,name=key_space,json=keySpace,proto3" json:"key_space,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeySpaceRef) Reset() {
+	*x = KeySpaceRef{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeySpaceRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeySpaceRef) ProtoMessage() {}
+
+func (x *KeySpaceRef) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeySpaceRef.ProtoReflect.Descriptor instead.
+func (*KeySpaceRef) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *KeySpaceRef) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *KeySpaceRef) GetKeySpace() string {
+	if x != nil {
+		return x.KeySpace
+	}
+	return ""
+}
+
+type AwayKeySpace struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	// Regions serving it now.
+	ServedBy []string `protobuf:"bytes,2,rep,name=served_by,json=servedBy,proto3" json:"served_by,omitempty"`
+	// Milliseconds until it fails back (0: due now); -1 when no fail-back is
+	// pending: the region is not renewing, or the domain's failover is
+	// manual (wds failover moves it back).
+	FailbackInMillis int64 `protobuf:"varint,3,opt,name=failback_in_millis,json=failbackInMillis,proto3" json:"failback_in_millis,omitempty"`
+	Manual           bool  `protobuf:"varint,4,opt,name=manual,proto3" json:"manual,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AwayKeySpace) Reset() {
+	*x = AwayKeySpace{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AwayKeySpace) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AwayKeySpace) ProtoMessage() {}
+
+func (x *AwayKeySpace) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AwayKeySpace.ProtoReflect.Descriptor instead.
+func (*AwayKeySpace) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AwayKeySpace) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *AwayKeySpace) GetServedBy() []string {
+	if x != nil {
+		return x.ServedBy
+	}
+	return nil
+}
+
+func (x *AwayKeySpace) GetFailbackInMillis() int64 {
+	if x != nil {
+		return x.FailbackInMillis
+	}
+	return 0
+}
+
+func (x *AwayKeySpace) GetManual() bool {
+	if x != nil {
+		return x.Manual
+	}
+	return false
+}
+
 type DelegationStatus struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	Domain      string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -693,7 +953,7 @@ type DelegationStatus struct {
 
 func (x *DelegationStatus) Reset() {
 	*x = DelegationStatus{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -705,7 +965,7 @@ func (x *DelegationStatus) String() string {
 func (*DelegationStatus) ProtoMessage() {}
 
 func (x *DelegationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -718,7 +978,7 @@ func (x *DelegationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationStatus.ProtoReflect.Descriptor instead.
 func (*DelegationStatus) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DelegationStatus) GetDomain() string {
@@ -774,7 +1034,13 @@ var File_wds_global_v1_admin_proto protoreflect.FileDescriptor
 
 const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19wds/global/v1/admin.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\x1a\x17wds/global/v1/log.proto\"P\n" +
+	"\x19wds/global/v1/admin.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\x1a\x17wds/global/v1/log.proto\"Q\n" +
+	"\x0fFailoverRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12\x0e\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"(\n" +
+	"\x10FailoverResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"P\n" +
 	"\x14ApplyTopologyRequest\x128\n" +
 	"\btopology\x18\x01 \x01(\v2\x1c.wds.global.v1.ApplyTopologyR\btopology\"-\n" +
 	"\x15ApplyTopologyResponse\x12\x14\n" +
@@ -814,17 +1080,28 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\vGlobalVoter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\bR\x06leader\"\x9e\x02\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\"\xc9\x03\n" +
 	"\fRegionStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brenewing\x18\x02 \x01(\bR\brenewing\x125\n" +
 	"\x17last_renewal_ago_millis\x18\x03 \x01(\x03R\x14lastRenewalAgoMillis\x12H\n" +
 	"\tconsumers\x18\x04 \x03(\v2*.wds.global.v1.RegionStatus.ConsumersEntryR\tconsumers\x12\x1f\n" +
 	"\vcell_leader\x18\x05 \x01(\tR\n" +
-	"cellLeader\x1a<\n" +
+	"cellLeader\x12.\n" +
+	"\x13renewing_for_millis\x18\x06 \x01(\x03R\x11renewingForMillis\x12H\n" +
+	"\x12serving_for_others\x18\a \x03(\v2\x1a.wds.global.v1.KeySpaceRefR\x10servingForOthers\x12/\n" +
+	"\x04away\x18\b \x03(\v2\x1b.wds.global.v1.AwayKeySpaceR\x04away\x1a<\n" +
 	"\x0eConsumersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"\xf2\x01\n" +
+	"\x05value\x18\x02 \x01(\rR\x05value:\x028\x01\"B\n" +
+	"\vKeySpaceRef\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1b\n" +
+	"\tkey_space\x18\x02 \x01(\tR\bkeySpace\"\x89\x01\n" +
+	"\fAwayKeySpace\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1b\n" +
+	"\tserved_by\x18\x02 \x03(\tR\bservedBy\x12,\n" +
+	"\x12failback_in_millis\x18\x03 \x01(\x03R\x10failbackInMillis\x12\x16\n" +
+	"\x06manual\x18\x04 \x01(\bR\x06manual\"\xf2\x01\n" +
 	"\x10DelegationStatus\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x16\n" +
@@ -834,7 +1111,7 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"generation\x12(\n" +
 	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\x12 \n" +
 	"\vwithdrawing\x18\x06 \x01(\bR\vwithdrawing\x12*\n" +
-	"\x11expires_in_millis\x18\a \x01(\x03R\x0fexpiresInMillis2\xd0\x04\n" +
+	"\x11expires_in_millis\x18\a \x01(\x03R\x0fexpiresInMillis2\x9d\x05\n" +
 	"\vGlobalAdmin\x12I\n" +
 	"\fCreateDomain\x12\x1b.wds.v1.CreateDomainRequest\x1a\x1c.wds.v1.CreateDomainResponse\x12I\n" +
 	"\fDeleteDomain\x12\x1b.wds.v1.DeleteDomainRequest\x1a\x1c.wds.v1.DeleteDomainResponse\x12F\n" +
@@ -842,7 +1119,8 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\rApplyTopology\x12#.wds.global.v1.ApplyTopologyRequest\x1a$.wds.global.v1.ApplyTopologyResponse\x12X\n" +
 	"\fPlanTopology\x12#.wds.global.v1.ApplyTopologyRequest\x1a#.wds.global.v1.PlanTopologyResponse\x12T\n" +
 	"\vGetTopology\x12!.wds.global.v1.GetTopologyRequest\x1a\".wds.global.v1.GetTopologyResponse\x12W\n" +
-	"\fGlobalStatus\x12\".wds.global.v1.GlobalStatusRequest\x1a#.wds.global.v1.GlobalStatusResponseB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
+	"\fGlobalStatus\x12\".wds.global.v1.GlobalStatusRequest\x1a#.wds.global.v1.GlobalStatusResponse\x12K\n" +
+	"\bFailover\x12\x1e.wds.global.v1.FailoverRequest\x1a\x1f.wds.global.v1.FailoverResponseB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
 
 var (
 	file_wds_global_v1_admin_proto_rawDescOnce sync.Once
@@ -856,62 +1134,70 @@ func file_wds_global_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wds_global_v1_admin_proto_rawDescData
 }
 
-var file_wds_global_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_wds_global_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_wds_global_v1_admin_proto_goTypes = []any{
-	(*ApplyTopologyRequest)(nil),    // 0: wds.global.v1.ApplyTopologyRequest
-	(*ApplyTopologyResponse)(nil),   // 1: wds.global.v1.ApplyTopologyResponse
-	(*PlanTopologyResponse)(nil),    // 2: wds.global.v1.PlanTopologyResponse
-	(*PlannedMove)(nil),             // 3: wds.global.v1.PlannedMove
-	(*GetTopologyRequest)(nil),      // 4: wds.global.v1.GetTopologyRequest
-	(*GetTopologyResponse)(nil),     // 5: wds.global.v1.GetTopologyResponse
-	(*GlobalStatusRequest)(nil),     // 6: wds.global.v1.GlobalStatusRequest
-	(*GlobalStatusResponse)(nil),    // 7: wds.global.v1.GlobalStatusResponse
-	(*GlobalVoter)(nil),             // 8: wds.global.v1.GlobalVoter
-	(*RegionStatus)(nil),            // 9: wds.global.v1.RegionStatus
-	(*DelegationStatus)(nil),        // 10: wds.global.v1.DelegationStatus
-	nil,                             // 11: wds.global.v1.RegionStatus.ConsumersEntry
-	(*ApplyTopology)(nil),           // 12: wds.global.v1.ApplyTopology
-	(*v1.Domain)(nil),               // 13: wds.v1.Domain
-	(*Region)(nil),                  // 14: wds.global.v1.Region
-	(*v1.KeyRange)(nil),             // 15: wds.v1.KeyRange
-	(*v1.CreateDomainRequest)(nil),  // 16: wds.v1.CreateDomainRequest
-	(*v1.DeleteDomainRequest)(nil),  // 17: wds.v1.DeleteDomainRequest
-	(*v1.ListDomainsRequest)(nil),   // 18: wds.v1.ListDomainsRequest
-	(*v1.CreateDomainResponse)(nil), // 19: wds.v1.CreateDomainResponse
-	(*v1.DeleteDomainResponse)(nil), // 20: wds.v1.DeleteDomainResponse
-	(*v1.ListDomainsResponse)(nil),  // 21: wds.v1.ListDomainsResponse
+	(*FailoverRequest)(nil),         // 0: wds.global.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 1: wds.global.v1.FailoverResponse
+	(*ApplyTopologyRequest)(nil),    // 2: wds.global.v1.ApplyTopologyRequest
+	(*ApplyTopologyResponse)(nil),   // 3: wds.global.v1.ApplyTopologyResponse
+	(*PlanTopologyResponse)(nil),    // 4: wds.global.v1.PlanTopologyResponse
+	(*PlannedMove)(nil),             // 5: wds.global.v1.PlannedMove
+	(*GetTopologyRequest)(nil),      // 6: wds.global.v1.GetTopologyRequest
+	(*GetTopologyResponse)(nil),     // 7: wds.global.v1.GetTopologyResponse
+	(*GlobalStatusRequest)(nil),     // 8: wds.global.v1.GlobalStatusRequest
+	(*GlobalStatusResponse)(nil),    // 9: wds.global.v1.GlobalStatusResponse
+	(*GlobalVoter)(nil),             // 10: wds.global.v1.GlobalVoter
+	(*RegionStatus)(nil),            // 11: wds.global.v1.RegionStatus
+	(*KeySpaceRef)(nil),             // 12: wds.global.v1.KeySpaceRef
+	(*AwayKeySpace)(nil),            // 13: wds.global.v1.AwayKeySpace
+	(*DelegationStatus)(nil),        // 14: wds.global.v1.DelegationStatus
+	nil,                             // 15: wds.global.v1.RegionStatus.ConsumersEntry
+	(*ApplyTopology)(nil),           // 16: wds.global.v1.ApplyTopology
+	(*v1.Domain)(nil),               // 17: wds.v1.Domain
+	(*Region)(nil),                  // 18: wds.global.v1.Region
+	(*v1.KeyRange)(nil),             // 19: wds.v1.KeyRange
+	(*v1.CreateDomainRequest)(nil),  // 20: wds.v1.CreateDomainRequest
+	(*v1.DeleteDomainRequest)(nil),  // 21: wds.v1.DeleteDomainRequest
+	(*v1.ListDomainsRequest)(nil),   // 22: wds.v1.ListDomainsRequest
+	(*v1.CreateDomainResponse)(nil), // 23: wds.v1.CreateDomainResponse
+	(*v1.DeleteDomainResponse)(nil), // 24: wds.v1.DeleteDomainResponse
+	(*v1.ListDomainsResponse)(nil),  // 25: wds.v1.ListDomainsResponse
 }
 var file_wds_global_v1_admin_proto_depIdxs = []int32{
-	12, // 0: wds.global.v1.ApplyTopologyRequest.topology:type_name -> wds.global.v1.ApplyTopology
-	13, // 1: wds.global.v1.PlanTopologyResponse.domains_created:type_name -> wds.v1.Domain
-	13, // 2: wds.global.v1.PlanTopologyResponse.domains_changed:type_name -> wds.v1.Domain
-	3,  // 3: wds.global.v1.PlanTopologyResponse.moves:type_name -> wds.global.v1.PlannedMove
-	14, // 4: wds.global.v1.GetTopologyResponse.regions:type_name -> wds.global.v1.Region
-	13, // 5: wds.global.v1.GetTopologyResponse.domains:type_name -> wds.v1.Domain
-	8,  // 6: wds.global.v1.GlobalStatusResponse.voters:type_name -> wds.global.v1.GlobalVoter
-	9,  // 7: wds.global.v1.GlobalStatusResponse.regions:type_name -> wds.global.v1.RegionStatus
-	10, // 8: wds.global.v1.GlobalStatusResponse.delegations:type_name -> wds.global.v1.DelegationStatus
-	11, // 9: wds.global.v1.RegionStatus.consumers:type_name -> wds.global.v1.RegionStatus.ConsumersEntry
-	15, // 10: wds.global.v1.DelegationStatus.ranges:type_name -> wds.v1.KeyRange
-	16, // 11: wds.global.v1.GlobalAdmin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
-	17, // 12: wds.global.v1.GlobalAdmin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
-	18, // 13: wds.global.v1.GlobalAdmin.ListDomains:input_type -> wds.v1.ListDomainsRequest
-	0,  // 14: wds.global.v1.GlobalAdmin.ApplyTopology:input_type -> wds.global.v1.ApplyTopologyRequest
-	0,  // 15: wds.global.v1.GlobalAdmin.PlanTopology:input_type -> wds.global.v1.ApplyTopologyRequest
-	4,  // 16: wds.global.v1.GlobalAdmin.GetTopology:input_type -> wds.global.v1.GetTopologyRequest
-	6,  // 17: wds.global.v1.GlobalAdmin.GlobalStatus:input_type -> wds.global.v1.GlobalStatusRequest
-	19, // 18: wds.global.v1.GlobalAdmin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
-	20, // 19: wds.global.v1.GlobalAdmin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
-	21, // 20: wds.global.v1.GlobalAdmin.ListDomains:output_type -> wds.v1.ListDomainsResponse
-	1,  // 21: wds.global.v1.GlobalAdmin.ApplyTopology:output_type -> wds.global.v1.ApplyTopologyResponse
-	2,  // 22: wds.global.v1.GlobalAdmin.PlanTopology:output_type -> wds.global.v1.PlanTopologyResponse
-	5,  // 23: wds.global.v1.GlobalAdmin.GetTopology:output_type -> wds.global.v1.GetTopologyResponse
-	7,  // 24: wds.global.v1.GlobalAdmin.GlobalStatus:output_type -> wds.global.v1.GlobalStatusResponse
-	18, // [18:25] is the sub-list for method output_type
-	11, // [11:18] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	16, // 0: wds.global.v1.ApplyTopologyRequest.topology:type_name -> wds.global.v1.ApplyTopology
+	17, // 1: wds.global.v1.PlanTopologyResponse.domains_created:type_name -> wds.v1.Domain
+	17, // 2: wds.global.v1.PlanTopologyResponse.domains_changed:type_name -> wds.v1.Domain
+	5,  // 3: wds.global.v1.PlanTopologyResponse.moves:type_name -> wds.global.v1.PlannedMove
+	18, // 4: wds.global.v1.GetTopologyResponse.regions:type_name -> wds.global.v1.Region
+	17, // 5: wds.global.v1.GetTopologyResponse.domains:type_name -> wds.v1.Domain
+	10, // 6: wds.global.v1.GlobalStatusResponse.voters:type_name -> wds.global.v1.GlobalVoter
+	11, // 7: wds.global.v1.GlobalStatusResponse.regions:type_name -> wds.global.v1.RegionStatus
+	14, // 8: wds.global.v1.GlobalStatusResponse.delegations:type_name -> wds.global.v1.DelegationStatus
+	15, // 9: wds.global.v1.RegionStatus.consumers:type_name -> wds.global.v1.RegionStatus.ConsumersEntry
+	12, // 10: wds.global.v1.RegionStatus.serving_for_others:type_name -> wds.global.v1.KeySpaceRef
+	13, // 11: wds.global.v1.RegionStatus.away:type_name -> wds.global.v1.AwayKeySpace
+	19, // 12: wds.global.v1.DelegationStatus.ranges:type_name -> wds.v1.KeyRange
+	20, // 13: wds.global.v1.GlobalAdmin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
+	21, // 14: wds.global.v1.GlobalAdmin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
+	22, // 15: wds.global.v1.GlobalAdmin.ListDomains:input_type -> wds.v1.ListDomainsRequest
+	2,  // 16: wds.global.v1.GlobalAdmin.ApplyTopology:input_type -> wds.global.v1.ApplyTopologyRequest
+	2,  // 17: wds.global.v1.GlobalAdmin.PlanTopology:input_type -> wds.global.v1.ApplyTopologyRequest
+	6,  // 18: wds.global.v1.GlobalAdmin.GetTopology:input_type -> wds.global.v1.GetTopologyRequest
+	8,  // 19: wds.global.v1.GlobalAdmin.GlobalStatus:input_type -> wds.global.v1.GlobalStatusRequest
+	0,  // 20: wds.global.v1.GlobalAdmin.Failover:input_type -> wds.global.v1.FailoverRequest
+	23, // 21: wds.global.v1.GlobalAdmin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
+	24, // 22: wds.global.v1.GlobalAdmin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
+	25, // 23: wds.global.v1.GlobalAdmin.ListDomains:output_type -> wds.v1.ListDomainsResponse
+	3,  // 24: wds.global.v1.GlobalAdmin.ApplyTopology:output_type -> wds.global.v1.ApplyTopologyResponse
+	4,  // 25: wds.global.v1.GlobalAdmin.PlanTopology:output_type -> wds.global.v1.PlanTopologyResponse
+	7,  // 26: wds.global.v1.GlobalAdmin.GetTopology:output_type -> wds.global.v1.GetTopologyResponse
+	9,  // 27: wds.global.v1.GlobalAdmin.GlobalStatus:output_type -> wds.global.v1.GlobalStatusResponse
+	1,  // 28: wds.global.v1.GlobalAdmin.Failover:output_type -> wds.global.v1.FailoverResponse
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_admin_proto_init() }
@@ -926,7 +1212,7 @@ func file_wds_global_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_global_v1_admin_proto_rawDesc), len(file_wds_global_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

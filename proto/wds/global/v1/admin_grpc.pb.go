@@ -27,6 +27,7 @@ const (
 	GlobalAdmin_PlanTopology_FullMethodName  = "/wds.global.v1.GlobalAdmin/PlanTopology"
 	GlobalAdmin_GetTopology_FullMethodName   = "/wds.global.v1.GlobalAdmin/GetTopology"
 	GlobalAdmin_GlobalStatus_FullMethodName  = "/wds.global.v1.GlobalAdmin/GlobalStatus"
+	GlobalAdmin_Failover_FullMethodName      = "/wds.global.v1.GlobalAdmin/Failover"
 )
 
 // GlobalAdminClient is the client API for GlobalAdmin service.
@@ -46,6 +47,11 @@ type GlobalAdminClient interface {
 	PlanTopology(ctx context.Context, in *ApplyTopologyRequest, opts ...grpc.CallOption) (*PlanTopologyResponse, error)
 	GetTopology(ctx context.Context, in *GetTopologyRequest, opts ...grpc.CallOption) (*GetTopologyResponse, error)
 	GlobalStatus(ctx context.Context, in *GlobalStatusRequest, opts ...grpc.CallOption) (*GlobalStatusResponse, error)
+	// Failover moves the key space of region of a REGIONAL domain with
+	// failover: manual to region to (to = region: back home). Moving it away
+	// is refused while region renews, or while it still holds any of the
+	// key space (its delegation may be live): FAILED_PRECONDITION.
+	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
 }
 
 type globalAdminClient struct {
@@ -126,6 +132,16 @@ func (c *globalAdminClient) GlobalStatus(ctx context.Context, in *GlobalStatusRe
 	return out, nil
 }
 
+func (c *globalAdminClient) Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FailoverResponse)
+	err := c.cc.Invoke(ctx, GlobalAdmin_Failover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GlobalAdminServer is the server API for GlobalAdmin service.
 // All implementations must embed UnimplementedGlobalAdminServer
 // for forward compatibility.
@@ -143,6 +159,11 @@ type GlobalAdminServer interface {
 	PlanTopology(context.Context, *ApplyTopologyRequest) (*PlanTopologyResponse, error)
 	GetTopology(context.Context, *GetTopologyRequest) (*GetTopologyResponse, error)
 	GlobalStatus(context.Context, *GlobalStatusRequest) (*GlobalStatusResponse, error)
+	// Failover moves the key space of region of a REGIONAL domain with
+	// failover: manual to region to (to = region: back home). Moving it away
+	// is refused while region renews, or while it still holds any of the
+	// key space (its delegation may be live): FAILED_PRECONDITION.
+	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
 	mustEmbedUnimplementedGlobalAdminServer()
 }
 
@@ -173,6 +194,9 @@ func (UnimplementedGlobalAdminServer) GetTopology(context.Context, *GetTopologyR
 }
 func (UnimplementedGlobalAdminServer) GlobalStatus(context.Context, *GlobalStatusRequest) (*GlobalStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GlobalStatus not implemented")
+}
+func (UnimplementedGlobalAdminServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
 }
 func (UnimplementedGlobalAdminServer) mustEmbedUnimplementedGlobalAdminServer() {}
 func (UnimplementedGlobalAdminServer) testEmbeddedByValue()                     {}
@@ -321,6 +345,24 @@ func _GlobalAdmin_GlobalStatus_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GlobalAdmin_Failover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FailoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GlobalAdminServer).Failover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GlobalAdmin_Failover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GlobalAdminServer).Failover(ctx, req.(*FailoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GlobalAdmin_ServiceDesc is the grpc.ServiceDesc for GlobalAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -355,6 +397,10 @@ var GlobalAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GlobalStatus",
 			Handler:    _GlobalAdmin_GlobalStatus_Handler,
+		},
+		{
+			MethodName: "Failover",
+			Handler:    _GlobalAdmin_Failover_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
