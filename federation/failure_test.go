@@ -10,6 +10,7 @@ import (
 	"github.com/wdsio/wds/internal/celltest"
 	"github.com/wdsio/wds/internal/faults"
 	"github.com/wdsio/wds/internal/lease"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
 )
 
 // cutFromGlobal cuts region's node off the global group while its cell
@@ -42,16 +43,20 @@ func churnOf(cs ...*celltest.Consumer) map[string]churn {
 	return out
 }
 
-// TestFederationRegionCutOff: a region cut off from the global group while
-// its consumers stay connected to its cell. The cell stops extending its
-// consumers' leases before its delegations' deadline, so they stop
-// believing they own the region's GLOBAL ranges before the global group
-// gives those to the other regions (the checker over all regions finds no
-// overlap); the other regions get them within D·(1+ε) plus a little; once
-// healed, the region is given its share again.
+// TestFederationRegionCutOff: the whole cycle of a region cut off from the
+// global group while its consumers stay connected to its cell. The cell
+// stops extending its consumers' leases before its delegations' deadline
+// (fenced), so they stop believing they own the region's GLOBAL ranges and
+// its REGIONAL key space before the global group gives those to the other
+// regions: the GLOBAL ranges to the live consumers, the key space to the
+// first region of eu-west's failover list with consumers of it, us-east
+// (the checker over all regions finds no overlap). Once healed, the region
+// is given its GLOBAL share again, and, once it has renewed for
+// failback_after, its key space back, each shard's gap a graceful
+// handover's.
 func TestFederationRegionCutOff(t *testing.T) {
 	f := newFed(t, threeRegions)
-	f.applyTopology(dom("prices", kGlobal, 12), dom("orders", kRegional, 4))
+	f.applyTopology(dom("prices", kGlobal, 12), domRegional("orders", 4, wdsv1.Failover_FAILOVER_AUTO))
 	a1 := f.consumer("us-east", "a1", "prices", "orders")
 	b1 := f.consumer("eu-west", "b1", "prices", "orders")
 	c1 := f.consumer("ap-south", "c1", "prices")
@@ -64,9 +69,10 @@ func TestFederationRegionCutOff(t *testing.T) {
 	cut := time.Now()
 	f.cutFromGlobal("eu-west")
 	// b1 stays connected to eu-west's cell, which can no longer renew.
-	waitHeld(t, "eu-west's share re-delegated", allOf(
+	waitHeld(t, "eu-west's share re-delegated, its key space failed over", allOf(
 		balanced("prices/", map[string]int{"a1": 6, "c1": 6}),
 		balanced("orders/us-east", map[string]int{"a1": 4}),
+		balanced("orders/eu-west", map[string]int{"a1": 4}),
 	), all...)
 	took := time.Since(cut)
 	d := f.cfgs[0].Global.Duration(ttl)
@@ -80,10 +86,20 @@ func TestFederationRegionCutOff(t *testing.T) {
 	checkHistory(t, f.History)
 
 	f.healGlobal("eu-west")
-	waitHeld(t, "healed", allOf(
+	healed := time.Now()
+	waitHeld(t, "healed, failed back", allOf(
 		balanced("prices/", map[string]int{"a1": 4, "b1": 4, "c1": 4}),
 		balanced("orders/eu-west", map[string]int{"b1": 4}),
 	), all...)
+	gaps := handoverGaps(f.History, "orders", "eu-west", "a1", "b1")
+	if len(gaps) != 4 {
+		t.Fatalf("fail-back gaps of %d shards, want 4: %v", len(gaps), gaps)
+	}
+	t.Logf("key space home %v after the heal (failback_after %v); per-shard gap p50 %v, max %v", time.Since(healed).Round(time.Millisecond), failbackAfter,
+		celltest.Percentile(gaps, 0.5).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	if max := gaps[len(gaps)-1]; max >= d {
+		t.Errorf("a shard was unserved for %v during fail-back: not graceful (D = %v)", max, d)
+	}
 	checkHistory(t, f.History)
 }
 

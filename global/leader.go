@@ -323,6 +323,23 @@ func (l *leader) placeInput(now time.Time) (in globalstate.PlaceInput, settled b
 	in = globalstate.PlaceInput{Live: map[string]bool{}, Consumers: map[string]map[string]int{}, MaxMoves: l.n.cfg.MaxMovesInFlight,
 		LiveFor: map[string]time.Duration{}}
 	settled = true
+	// Lapsed: the deadline a delegation of the domain held by the region
+	// would have passed (the same clock expiries run on). Computed here:
+	// Place calls it under the state's lock.
+	deadlines := map[string]map[string]time.Time{}
+	live, _, _ := l.n.state.Catalog()
+	for _, r := range l.n.state.Regions() {
+		base := l.baseLocked(l.regions[r.Name])
+		deadlines[r.Name] = map[string]time.Time{}
+		for _, d := range live {
+			ttl := time.Duration(d.GetTtlMillis()) * time.Millisecond
+			deadlines[r.Name][d.GetName()] = lease.Params{TTL: l.n.cfg.Duration(ttl), Drift: l.n.cfg.Drift}.LeaderDeadline(base)
+		}
+	}
+	in.Lapsed = func(region, domain string) bool {
+		dl, ok := deadlines[region][domain]
+		return ok && now.After(dl)
+	}
 	for name, b := range l.regions {
 		if b.renewedAt.IsZero() || now.Sub(b.renewedAt) > l.n.cfg.LiveWindow {
 			continue

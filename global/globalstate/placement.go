@@ -35,6 +35,14 @@ type PlaceInput struct {
 	// REGIONAL key space served by its failover region moves back home
 	// once its region has been live for the domain's FailbackAfter.
 	LiveFor map[string]time.Duration
+	// Lapsed reports whether a region that is not live has gone without
+	// renewals past the deadline its delegations of domain would have
+	// (D·(1+ε) after its last renewal, or after the leader's accession
+	// and grace): only then is a REGIONAL key space of it failed over,
+	// even one it holds nothing of (a region slow to start, or not yet
+	// heard by a new leader, is not down). Nil: every region that is not
+	// live has lapsed.
+	Lapsed func(region, domain string) bool
 }
 
 // Place returns one round of placement ops.
@@ -115,9 +123,10 @@ func (ks *keySpace) targets(in PlaceInput, live []string, failover []string) []s
 //     elsewhere (failed over) and its region has not yet been live for the
 //     domain's FailbackAfter: then it stays where it is until it has
 //     (fail-back, a graceful move, once the region is stable);
-//   - while its region is down, with failover: auto, the live region that
-//     serves it already, else the first live region of the failover list
-//     with consumers of the domain, else the first live one. Its shards
+//   - while its region is down (not live, and lapsed: see
+//     PlaceInput.Lapsed), with failover: auto, the live region that serves
+//     it already, else the first live region of the failover list with
+//     consumers of the domain, else the first live one. Its shards
 //     still held by the down region are left alone until the leader
 //     expires them (placement never moves what a region that stopped
 //     renewing holds), so the failover region gets each once its
@@ -156,6 +165,9 @@ func regionalTarget(ks *keySpace, in PlaceInput, failover []string) string {
 	}
 	if away != "" {
 		return away
+	}
+	if in.Lapsed != nil && !in.Lapsed(home, name) {
+		return "" // not down for long enough: wait, as for what it holds
 	}
 	for _, r := range failover {
 		if in.Live[r] && consumersOf(in, r, name) > 0 {

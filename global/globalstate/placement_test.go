@@ -285,6 +285,13 @@ func TestPlaceRegionalFailover(t *testing.T) {
 		t.Fatalf("a down region's key space moved before its expiry: %s", got)
 	}
 	h.ok(opExpire("us-east"))
+	// Free, but us-east has not lapsed yet (a new leader that has not
+	// heard from it, say): no failover.
+	notYet := func(region, domain string) bool { return false }
+	h.settle(PlaceInput{Live: down, Consumers: noEU, MaxMoves: 2, Lapsed: notYet})
+	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[   ]" {
+		t.Fatalf("failed over to %s before us-east lapsed", got)
+	}
 	h.settle(PlaceInput{Live: down, Consumers: noEU, MaxMoves: 2})
 	if got := fmt.Sprint(h.holders("carts", "us-east")); got != "[ap-south ap-south ap-south ap-south]" {
 		t.Fatalf("failed over to %s, want ap-south (the first of the list with consumers)", got)

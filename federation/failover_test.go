@@ -1,0 +1,212 @@
+package federation_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wdsio/wds/chaos"
+	"github.com/wdsio/wds/global/globalstate"
+	"github.com/wdsio/wds/internal/celltest"
+	"github.com/wdsio/wds/internal/lease"
+	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
+)
+
+// failbackAfter is the failover tests' stable period.
+const failbackAfter = 3 * time.Second
+
+// domRegional is a REGIONAL domain of the failover tests.
+func domRegional(name string, shards uint32, failover wdsv1.Failover) *wdsv1.Domain {
+	d := dom(name, kRegional, shards)
+	d.Failover = failover
+	if failover != wdsv1.Failover_FAILOVER_MANUAL {
+		d.FailbackAfterMillis = failbackAfter.Milliseconds()
+	}
+	return d
+}
+
+// handoverGaps returns, per shard of a key space, the gap between the end
+// of from's last ownership and the start of to's first ownership after
+// it, sorted.
+func handoverGaps(h *chaos.History, domain, keySpace, from, to string) []time.Duration {
+	ended := map[string]time.Time{}
+	starts := map[string][]time.Time{}
+	for _, iv := range h.Intervals() {
+		if iv.Domain != domain || iv.Region != keySpace {
+			continue
+		}
+		k := iv.Range.String()
+		switch iv.Consumer {
+		case from:
+			if !iv.Open() && iv.End.After(ended[k]) {
+				ended[k] = iv.End
+			}
+		case to:
+			starts[k] = append(starts[k], iv.Start)
+		}
+	}
+	var gaps []time.Duration
+	for k, e := range ended {
+		var first time.Time
+		for _, s := range starts[k] {
+			if s.After(e) && (first.IsZero() || s.Before(first)) {
+				first = s
+			}
+		}
+		if !first.IsZero() {
+			gaps = append(gaps, first.Sub(e))
+		}
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	return gaps
+}
+
+// TestFederationRegionalFailover: every node of us-east and its consumer
+// die. Once us-east's delegations are past D·(1+ε), its REGIONAL key space
+// of carts (failover: auto) is served by the first region of its failover
+// list with consumers of carts, eu-west, balanced over eu-west's
+// consumers beside eu-west's own key space; ap-south keeps its own. Then
+// us-east restarts on its data dir with a new consumer: once it has
+// renewed for failback_after, the key space moves home gracefully, each
+// shard's gap no longer than a handover (far below D, the wait a
+// non-graceful move would take). The checker finds no overlap across
+// regions and tokens increase across cells.
+func TestFederationRegionalFailover(t *testing.T) {
+	f := newFed(t, threeRegions)
+	f.applyTopology(domRegional("carts", 8, wdsv1.Failover_FAILOVER_AUTO))
+	a1 := f.consumer("us-east", "a1", "carts")
+	b1 := f.consumer("eu-west", "b1", "carts")
+	b2 := f.consumer("eu-west", "b2", "carts")
+	c1 := f.consumer("ap-south", "c1", "carts")
+	waitHeld(t, "each region holds its own", allOf(
+		balanced("carts/us-east", map[string]int{"a1": 8}),
+		balanced("carts/eu-west", map[string]int{"b1": 4, "b2": 4}),
+		balanced("carts/ap-south", map[string]int{"c1": 8}),
+	), a1, b1, b2, c1)
+
+	killed := time.Now()
+	a1.Kill()
+	f.kill(f.index("us-east"))
+	waitHeld(t, "us-east's key space served by eu-west", allOf(
+		balanced("carts/us-east", map[string]int{"b1": 4, "b2": 4}),
+		balanced("carts/eu-west", map[string]int{"b1": 4, "b2": 4}),
+		balanced("carts/ap-south", map[string]int{"c1": 8}),
+	), b1, b2, c1)
+	took := time.Since(killed)
+	gc := f.cfgs[0].Global
+	d := gc.Duration(ttl)
+	hold := lease.Params{TTL: d, Drift: gc.Drift}.LeaderHold()
+	// A figure, not an assertion: the safety property is the checker's.
+	t.Logf("FIGURE failover: us-east's key space served by eu-west %v after the kill (D = %v, D·(1+ε) + 2 s = %v)", took.Round(time.Millisecond), d, hold+2*time.Second)
+	checkHistory(t, f.History)
+
+	// Status, as the global leader sees it.
+	g := f.globalLeader()
+	var served []string
+	for _, k := range g.State().RegionalKeySpaces() {
+		if k.Region == "us-east" {
+			served = k.Serving
+		}
+	}
+	if fmt.Sprint(served) != "[eu-west]" {
+		t.Fatalf("us-east's key space served by %v, want [eu-west]", served)
+	}
+
+	// us-east comes back: fail-back once it has renewed for failbackAfter.
+	f.start(f.index("us-east"))
+	back := time.Now()
+	a3 := f.consumer("us-east", "a3", "carts")
+	waitHeld(t, "us-east's key space home", allOf(
+		balanced("carts/us-east", map[string]int{"a3": 8}),
+		balanced("carts/eu-west", map[string]int{"b1": 4, "b2": 4}),
+	), a3, b1, b2, c1)
+	t.Logf("FIGURE fail-back: home %v after the restart (failback_after %v)", time.Since(back).Round(time.Millisecond), failbackAfter)
+	var gaps []time.Duration
+	for _, from := range []string{"b1", "b2"} {
+		gaps = append(gaps, handoverGaps(f.History, "carts", "us-east", from, "a3")...)
+	}
+	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
+	if len(gaps) != 8 {
+		t.Fatalf("fail-back gaps of %d shards, want 8: %v", len(gaps), gaps)
+	}
+	t.Logf("FIGURE fail-back per-shard gap p50 %v, max %v", celltest.Percentile(gaps, 0.5).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	if max := gaps[len(gaps)-1]; max >= d {
+		t.Errorf("a shard was unserved for %v during fail-back: not graceful (D = %v)", max, d)
+	}
+	checkHistory(t, f.History)
+	checkTokensAcrossCells(t, f.History)
+}
+
+// TestFederationManualFailover: a key space with failover: manual stays
+// unserved while its region is down; wds failover (GlobalAdmin.Failover)
+// is refused while the region renews and while it still holds the key
+// space, moves it once the region's delegation has expired, and moves it
+// back once the region is live again. Nothing fails back on its own.
+func TestFederationManualFailover(t *testing.T) {
+	f := newFed(t, threeRegions)
+	f.applyTopology(domRegional("ledger", 4, wdsv1.Failover_FAILOVER_MANUAL))
+	a1 := f.consumer("us-east", "a1", "ledger")
+	b1 := f.consumer("eu-west", "b1", "ledger")
+	waitHeld(t, "each region holds its own", allOf(
+		balanced("ledger/us-east", map[string]int{"a1": 4}),
+		balanced("ledger/eu-west", map[string]int{"b1": 4}),
+	), a1, b1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	failover := func(to string) error {
+		_, err := f.globalLeader().Failover(ctx, "ledger", "us-east", to)
+		return err
+	}
+	wantRefused := func(to, says string) {
+		t.Helper()
+		err := failover(to)
+		if !errors.Is(err, globalstate.ErrFailedPrecondition) || !strings.Contains(err.Error(), says) {
+			t.Fatalf("failover to %s: %v, want FAILED_PRECONDITION saying %q", to, err, says)
+		}
+		t.Logf("refused: %v", err)
+	}
+	wantRefused("eu-west", "is renewing")
+
+	a1.Kill()
+	f.kill(f.index("us-east"))
+	// Until the global leader expires us-east's delegation: refused.
+	celltest.Eventually(t, 10*time.Second, func() error {
+		if err := failover("eu-west"); err == nil || !strings.Contains(err.Error(), "still holds") {
+			return fmt.Errorf("failover: %v", err)
+		}
+		return nil
+	})
+	// Past D·(1+ε) and a few placement rounds: nobody serves it.
+	gc := f.cfgs[0].Global
+	time.Sleep(lease.Params{TTL: gc.Duration(ttl), Drift: gc.Drift}.LeaderHold() + time.Second)
+	if h := held(b1); len(h["ledger/us-east"]) != 0 {
+		t.Fatalf("a manual key space was served without an operator: %v", h)
+	}
+	celltest.Eventually(t, 10*time.Second, func() error { return failover("eu-west") })
+	waitHeld(t, "served by eu-west after wds failover", allOf(
+		balanced("ledger/us-east", map[string]int{"b1": 4}),
+		balanced("ledger/eu-west", map[string]int{"b1": 4}),
+	), b1)
+
+	// us-east is back: the key space stays with eu-west past any stable
+	// period, until it is moved home.
+	f.start(f.index("us-east"))
+	a2 := f.consumer("us-east", "a2", "ledger")
+	celltest.Eventually(t, 20*time.Second, func() error { return renewedAll(f.globalLeader(), f.regions) })
+	time.Sleep(failbackAfter + time.Second)
+	if h := held(a2, b1); h["ledger/us-east"]["b1"] != 4 {
+		t.Fatalf("a manual key space moved on its own: %v", h)
+	}
+	if err := failover("us-east"); err != nil {
+		t.Fatal(err)
+	}
+	waitHeld(t, "home after wds failover back", allOf(
+		balanced("ledger/us-east", map[string]int{"a2": 4}),
+		balanced("ledger/eu-west", map[string]int{"b1": 4}),
+	), a2, b1)
+	checkHistory(t, f.History)
+}
