@@ -40,11 +40,19 @@ chaos-cell:
 
 # The long version of the real-process federation test (three regions of one
 # `wds server` each, every node a global voter, and their `wds consume`
-# processes; the default suite kills one non-leader region): KILLS kill -9s of
-# a whole region, alternating a non-leader region and the global leader's,
-# the dead region restarted between kills. WDS_FED_SEED=N replays a run.
+# processes; the default suite kills one non-leader region, checks its
+# regional failover, restarts it and checks the fail-back): per seed of SEEDS,
+# FED_KILLS kill -9s of a whole region, alternating a non-leader region and
+# the global leader's, the dead region restarted (and failed back) after each.
+# FED_TTL is the domains' TTL. WDS_FED_SEED=N replays one run.
+SEEDS ?= 1 2 3
+FED_KILLS ?= 4
+FED_TTL ?= 3s
 chaos-federation:
-	WDS_FED_KILLS=$(KILLS) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 30m
+	@set -e; for seed in $(SEEDS); do \
+		echo "== seed $$seed: $(FED_KILLS) kills, T = $(FED_TTL)"; \
+		WDS_FED_SEED=$$seed WDS_FED_KILLS=$(FED_KILLS) WDS_FED_TTL=$(FED_TTL) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 60m; \
+	done
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(PKGS)

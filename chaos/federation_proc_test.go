@@ -33,14 +33,19 @@ const (
 	fedUnit        = "leader" // UNIT
 	fedRegional    = "orders" // REGIONAL
 	fedRegionalN   = 6
-	fedTTL         = 3 * time.Second
 	fedRedelegSlop = 2 * time.Second // the "+ 2 s" of the re-delegation bound
+	// fedFailback is the REGIONAL domain's failback_after: a restarted
+	// region gets its key space back once it has renewed that long.
+	fedFailback = 5 * time.Second
 	// fedSettle bounds the time from the last join or leave to a balanced
 	// federation ("within a few seconds").
 	fedSettle = 10 * time.Second
 )
 
 var fedRegionNames = []string{"us-east", "eu-west", "ap-south"}
+
+// fedTTL is the domains' TTL T (WDS_FED_TTL, default 3 s).
+var fedTTL = 3 * time.Second
 
 // TestFederationProcessesRegionLoss is issue 8's must-show with real
 // processes: three `wds server --topology FILE --node ID` processes (one
@@ -55,21 +60,32 @@ var fedRegionNames = []string{"us-east", "eu-west", "ap-south"}
 // dead region's GLOBAL ranges and UNIT domain are held by survivors within
 // D·(1+ε) + 2 s of the kill, D = T·(1+ε) + S (S = global.DefaultConfig().
 // Outage) — plus the global election and the new leader's accession grace
-// when the dead region hosted the global leader. The history checker
-// finds no overlap and no token going backwards over every region's
-// consumers.
+// when the dead region hosted the global leader; so is its REGIONAL key
+// space (failover: auto), by the consumers of the first region of its
+// failover list (regional failover). The dead region then restarts on its
+// data dir with new consumers: it gets its GLOBAL share back and, once it
+// has renewed for failback_after, its key space (fail-back), each shard's
+// gap a graceful handover's (far below D). The history checker finds no
+// overlap and no token going backwards over every region's consumers.
 //
 // Knobs: WDS_FED_KILLS (default 1) rounds of kill, restart of the dead
 // region and rebalancing in one federation; WDS_FED_KILL picks the region
 // killed: non-leader, leader (the global leader's region) or alternate
 // (the default: non-leader first, then leader, ...); WDS_FED_SEED fixes
-// the random choices (regions' roles). `make chaos-federation` runs
-// several kills.
+// the random choices (regions' roles); WDS_FED_TTL sets T (default 3s).
+// `make chaos-federation` runs several kills over several seeds.
 func TestFederationProcessesRegionLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes: a federation of three `wds server`s and their consumers, about 25 s")
 	}
 	kills := envInt("WDS_FED_KILLS", 1)
+	if v := os.Getenv("WDS_FED_TTL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second {
+			t.Fatalf("WDS_FED_TTL=%q: want a duration of at least 1s", v)
+		}
+		fedTTL = d
+	}
 	mode := os.Getenv("WDS_FED_KILL")
 	switch mode {
 	case "":
@@ -97,7 +113,7 @@ func TestFederationProcessesRegionLoss(t *testing.T) {
 	for k := 0; k < kills; k++ {
 		leaderKill := mode == "leader" || (mode == "alternate" && k%2 == 1)
 		if k > 0 {
-			f.restartDead()
+			results[k-1].failback = f.restartDead()
 		}
 		r := f.round(k+1, leaderKill, rnd, dHold, grace)
 		results = append(results, r)
@@ -105,8 +121,28 @@ func TestFederationProcessesRegionLoss(t *testing.T) {
 			break
 		}
 	}
+	if !t.Failed() {
+		// The last kill's region comes back too: fail-back.
+		results[len(results)-1].failback = f.restartDead()
+	}
 	f.stopAll()
 	f.checkHistories()
+
+	var failovers, gaps []time.Duration
+	for _, r := range results {
+		failovers = append(failovers, r.failover)
+		gaps = append(gaps, r.failback...)
+	}
+	slices.Sort(failovers)
+	slices.Sort(gaps)
+	if len(failovers) > 0 {
+		t.Logf("regional failover after kill -9 of a region (T = %v), %d kill(s): min %v, median %v, max %v", fedTTL, len(failovers),
+			failovers[0].Round(time.Millisecond), failovers[len(failovers)/2].Round(time.Millisecond), failovers[len(failovers)-1].Round(time.Millisecond))
+	}
+	if len(gaps) > 0 {
+		t.Logf("fail-back per-shard gap over %d shards: p50 %v, p99 %v, max %v", len(gaps),
+			gaps[len(gaps)/2].Round(time.Millisecond), gaps[(len(gaps)*99)/100].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	}
 
 	for _, kind := range []bool{false, true} {
 		var took, elections []time.Duration
@@ -139,6 +175,10 @@ type killResult struct {
 	leader   bool
 	took     time.Duration
 	election time.Duration // leader kills: kill to the new global leader's accession
+	failover time.Duration // kill to the dead region's REGIONAL key space held by its failover region
+	// failback are the per-shard gaps of the fail-back after the restart
+	// that followed this kill (none for the last kill).
+	failback []time.Duration
 }
 
 // fedRegion is one region: one node, a cell of itself and a global voter.
@@ -197,7 +237,7 @@ func startProcFed(t *testing.T) *procFed {
 	fmt.Fprintf(&b, "domains:\n")
 	fmt.Fprintf(&b, "  - {name: %s, kind: global, shards: %d, ttl: %s}\n", fedGlobal, fedGlobalN, fedTTL)
 	fmt.Fprintf(&b, "  - {name: %s, kind: unit, ttl: %s}\n", fedUnit, fedTTL)
-	fmt.Fprintf(&b, "  - {name: %s, kind: regional, shards: %d, ttl: %s}\n", fedRegional, fedRegionalN, fedTTL)
+	fmt.Fprintf(&b, "  - {name: %s, kind: regional, shards: %d, ttl: %s, failback_after: %s}\n", fedRegional, fedRegionalN, fedTTL, fedFailback)
 	f.topo = filepath.Join(f.dir, "topology.yaml")
 	if err := os.WriteFile(f.topo, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -739,19 +779,56 @@ func (f *procFed) round(n int, leaderKill bool, rnd *rand.Rand, dHold, grace tim
 		t.Errorf("round %d: survivor UNIT consumer %s holds %v", n, us.id, h)
 	}
 
+	// Regional failover: the dead region's REGIONAL key space (failover:
+	// auto) held whole by consumers of the first region of its failover
+	// list with consumers of the domain. The topology gives no list, so
+	// that is every other region in file order, and every region has
+	// consumers of it: the first survivor in file order.
+	var want string
+	for i, r := range f.regions {
+		if i != k {
+			want = r.name
+			break
+		}
+	}
+	deadSpace := fedRegional + "/" + kr.name
+	var failover time.Duration
+	if _, err := waitFor(bound+15*time.Second, func() error {
+		v := f.view()
+		n := 0
+		failover = 0
+		for sk, hs := range v.holders {
+			if sk.space != deadSpace {
+				continue
+			}
+			for _, c := range hs {
+				if c.region != want {
+					return fmt.Errorf("%s %s held by %s of %s, want a consumer of %s", sk.space, sk.from[:8], c.id, c.region, want)
+				}
+			}
+			n++
+			failover = max(failover, v.grants[sk].at.Sub(killed))
+		}
+		if n != fedRegionalN {
+			return fmt.Errorf("%d of the %d shards of %s held by survivors: %s", n, fedRegionalN, deadSpace, f.summary())
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("round %d: regional failover: %v after the kill (bound %s): %v", n, time.Since(killed).Round(time.Millisecond), boundText, err)
+	}
+	t.Logf("round %d: MEASURED regional failover: %s served by %s %v after the kill; bound %s", n, deadSpace, want, failover.Round(time.Millisecond), boundText)
+	if failover > bound {
+		t.Errorf("round %d: regional failover took %v, more than %s", n, failover.Round(time.Millisecond), boundText)
+	}
+
 	// A few heartbeats later: balanced over the survivors, and no churn.
 	time.Sleep(2 * time.Second)
 	if _, err := waitFor(10*time.Second, func() error { return f.balanced("") }); err != nil {
 		t.Errorf("round %d: survivors not balanced after the re-delegation: %v", n, err)
 	}
-	if v := f.view(); len(v.count[fedRegional+"/"+kr.name]) > 0 {
-		t.Logf("round %d: the dead region's REGIONAL key space is served by %v (regional failover)", n, v.count[fedRegional+"/"+kr.name])
-	} else {
-		t.Logf("round %d: the dead region's REGIONAL key space %s/%s is served by nobody (no regional failover)", n, fedRegional, kr.name)
-	}
 	f.checkNoChurn(n, survivors, base, baseHeld, mayArrive)
 	t.Logf("round %d: after the kill: %s", n, f.summary())
-	return killResult{leader: leaderKill, took: took, election: election}
+	return killResult{leader: leaderKill, took: took, election: election, failover: failover}
 }
 
 // checkNoChurn wants no revoke, lost or release since the baseline, and no
@@ -782,8 +859,10 @@ func (f *procFed) checkNoChurn(n int, survivors []*fedConsumer, base map[*fedCon
 }
 
 // restartDead restarts the dead region's server from its data dir with two
-// new consumers, and waits for the federation to balance again.
-func (f *procFed) restartDead() {
+// new consumers, and waits for the federation to balance again: its GLOBAL
+// share and, after failback_after, its REGIONAL key space back. It returns
+// the fail-back's per-shard gaps.
+func (f *procFed) restartDead() []time.Duration {
 	t := f.t
 	k := f.dead
 	started := time.Now()
@@ -792,7 +871,69 @@ func (f *procFed) restartDead() {
 	f.startConsumer(k, "w", fedGlobal, fedRegional)
 	f.startConsumer(k, "w", fedGlobal, fedRegional)
 	took := f.waitBalanced("restart of "+f.regions[k].name, started, "", 60*time.Second)
-	t.Logf("restart of %s: its ranges back, federation balanced %v after the restart", f.regions[k].name, took.Round(time.Millisecond))
+	t.Logf("restart of %s: its ranges back, its REGIONAL key space failed back (failback_after %v), federation balanced %v after the restart",
+		f.regions[k].name, fedFailback, took.Round(time.Millisecond))
+	gaps := f.failbackGaps(k, started)
+	if len(gaps) != fedRegionalN {
+		t.Errorf("restart of %s: fail-back gaps of %d shards, want %d: %v", f.regions[k].name, len(gaps), fedRegionalN, gaps)
+		return nil
+	}
+	d := global.DefaultConfig().Duration(fedTTL)
+	t.Logf("restart of %s: MEASURED fail-back per-shard gap p50 %v, max %v", f.regions[k].name,
+		gaps[len(gaps)/2].Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	if m := gaps[len(gaps)-1]; m >= d {
+		t.Errorf("restart of %s: a shard of its key space was unserved for %v during fail-back: not graceful (D = %v)", f.regions[k].name, m.Round(time.Millisecond), d)
+	}
+	return gaps
+}
+
+// failbackGaps returns, per shard of region k's REGIONAL key space, the
+// gap between its release (or revoke) by a consumer of another region
+// since since and its first grant to a consumer of k after that, sorted.
+func (f *procFed) failbackGaps(k int, since time.Time) []time.Duration {
+	home := f.regions[k].name
+	space := fedRegional + "/" + home
+	released, revoked := map[string]time.Time{}, map[string]time.Time{}
+	grants := map[string][]time.Time{}
+	for _, c := range f.consumers {
+		for _, e := range parseShardEvents(c.p.output()) {
+			if e.key().space != space {
+				continue
+			}
+			at, err := time.Parse(time.RFC3339Nano, e.Time)
+			if err != nil || at.Before(since) {
+				continue
+			}
+			switch {
+			case c.region != home && e.Event == "release":
+				released[e.From] = at
+			case c.region != home && e.Event == "revoke":
+				revoked[e.From] = at
+			case c.region == home && e.Event == "grant":
+				grants[e.From] = append(grants[e.From], at)
+			}
+		}
+	}
+	// The survivor's ownership ended at its release (its handler
+	// returned), or at the revoke when no release was printed.
+	left := revoked
+	for from, at := range released {
+		left[from] = at
+	}
+	var gaps []time.Duration
+	for from, l := range left {
+		var first time.Time
+		for _, g := range grants[from] {
+			if g.After(l) && (first.IsZero() || g.Before(first)) {
+				first = g
+			}
+		}
+		if !first.IsZero() {
+			gaps = append(gaps, first.Sub(l))
+		}
+	}
+	slices.Sort(gaps)
+	return gaps
 }
 
 // stopAll stops every live consumer (SIGTERM, drain), then the servers.
