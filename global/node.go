@@ -242,6 +242,10 @@ func (n *Node) Failover(ctx context.Context, domain, region, to string) (uint64,
 			return 0, topology.Invalid(f.name, "", "required")
 		}
 	}
+	op := &globalv1.SetFailover{Domain: domain, Region: region, To: to}
+	if err := n.state.CheckFailover(op); err != nil {
+		return 0, err
+	}
 	if to != region {
 		now := time.Now()
 		l.mu.Lock()
@@ -252,7 +256,7 @@ func (n *Node) Failover(ctx context.Context, domain, region, to string) (uint64,
 			return 0, fmt.Errorf("%w: region %s is renewing its delegations: wds failover moves the key space of a region that is down (a live region serves its own)", globalstate.ErrFailedPrecondition, region)
 		}
 	}
-	if _, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_SetFailover{SetFailover: &globalv1.SetFailover{Domain: domain, Region: region, To: to}}}); err != nil {
+	if _, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_SetFailover{SetFailover: op}}); err != nil {
 		return 0, err
 	}
 	return n.state.Index(), nil

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -19,9 +20,10 @@ func NewDomainCreateCommand(g *globals) *cobra.Command {
 		ttl      = durationFlag{s: topology.DefaultTTL.String()}
 		regions  []string
 		failover string
+		failback durationFlag
 	)
 	cmd := &cobra.Command{
-		Use:   "create NAME --kind global|regional|unit [--shards N] [--ttl DURATION] [--regions R1,R2] [--failover auto|manual]",
+		Use:   "create NAME --kind global|regional|unit [--shards N] [--ttl DURATION] [--regions R1,R2] [--failover auto|manual] [--failback-after DURATION]",
 		Short: "Create a work domain",
 		Long: `Create a work domain. NAME is 1-63 characters of lowercase letters, digits,
 '-', '_' and '.'. --kind is required; --shards is required unless the kind is
@@ -31,8 +33,10 @@ unit (always 1 shard), between 1 and 1048576; --ttl is the grant lease, from
 In a federation a REGIONAL domain also takes --regions, the regions with a
 key space of it (comma-separated; default: every region), and --failover:
 auto (the default) serves a down region's key space from its failover
-region, manual leaves it unserved until an operator moves it. Only regional
-domains take them. A federated cell hands the domain to the global group,
+region, manual leaves it unserved until an operator moves it (wds
+failover); with auto, --failback-after is how long the region must renew
+again before its key space moves home (default 30s). Only regional domains
+take them. A federated cell hands the domain to the global group,
 which checks the regions against the federation's.
 
 The arguments are checked here first, then by the cell; either way the
@@ -75,6 +79,19 @@ error names the field that was wrong, and nothing is created.`,
 				}
 				d.Failover = f
 			}
+			if flags.Changed("failback-after") {
+				if k != topology.KindRegional {
+					return topology.Invalid("--failback-after", "", "only a regional domain fails back: a %s domain's placement follows its consumers, not a home region", k)
+				}
+				fb, err := failback.parse("--failback-after")
+				if err != nil {
+					return err
+				}
+				if fb <= 0 || fb > topology.MaxFailbackAfter || fb%time.Millisecond != 0 {
+					return topology.Invalid("--failback-after", fb.String(), "must be whole milliseconds between 1ms and %s (leave it out for the default, %s)", topology.MaxFailbackAfter, topology.DefaultFailbackAfter)
+				}
+				d.FailbackAfter = fb
+			}
 			d.Normalize()
 			if err := d.Validate(); err != nil {
 				return err
@@ -115,5 +132,6 @@ error names the field that was wrong, and nothing is created.`,
 	f.Var(&ttl, "ttl", "grant lease TTL with a unit, 1s to 24h")
 	f.StringSliceVar(&regions, "regions", nil, "regional domains: the regions with a key space of it, comma-separated (default: every region)")
 	f.StringVar(&failover, "failover", "", "regional domains: auto (default) or manual, what happens to a down region's key space")
+	f.Var(&failback, "failback-after", "regional domains with failover auto: how long a region must renew again before its key space moves home, with a unit (default 30s)")
 	return cmd
 }

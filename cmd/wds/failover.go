@@ -43,11 +43,16 @@ endpoint; a follower forwards it to the global leader).`,
 			if err := topology.ValidateName("domain", args[0]); err != nil {
 				return err
 			}
-			if err := topology.ValidateName("--region", region); err != nil {
-				return err
-			}
-			if err := topology.ValidateName("--to", to); err != nil {
-				return err
+			for _, f := range []struct{ name, v, what string }{
+				{"--region", region, "the region whose key space moves"},
+				{"--to", to, "the region to serve the key space (its own region moves it home)"},
+			} {
+				if f.v == "" {
+					return topology.Invalid(f.name, "", "required: %s", f.what)
+				}
+				if err := topology.ValidateName(f.name, f.v); err != nil {
+					return err
+				}
 			}
 			ga, err := g.globalAdmin()
 			if err != nil {
@@ -77,7 +82,5 @@ endpoint; a follower forwards it to the global leader).`,
 	f := cmd.Flags()
 	f.StringVar(&region, "region", "", "the region whose key space moves (required)")
 	f.StringVar(&to, "to", "", "the region to serve it; the key space's own region moves it home (required)")
-	_ = cmd.MarkFlagRequired("region")
-	_ = cmd.MarkFlagRequired("to")
 	return cmd
 }

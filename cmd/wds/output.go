@@ -42,9 +42,13 @@ type domainJSON struct {
 	// Placement, in a federation: a REGIONAL domain's regions (none:
 	// every region) and failover ("auto" or "manual"); a GLOBAL or UNIT
 	// domain's pins.
-	Regions  []string  `json:"regions,omitempty"`
-	Failover string    `json:"failover,omitempty"`
-	Pins     []pinJSON `json:"pins,omitempty"`
+	Regions  []string `json:"regions,omitempty"`
+	Failover string   `json:"failover,omitempty"`
+	// FailbackAfter is a REGIONAL domain's stable period before a key
+	// space served by its failover region moves home ("" for the default,
+	// 30s).
+	FailbackAfter string    `json:"failback_after,omitempty"`
+	Pins          []pinJSON `json:"pins,omitempty"`
 }
 
 func domainToJSON(d *wdsv1.Domain) domainJSON {
@@ -60,6 +64,9 @@ func domainToJSON(d *wdsv1.Domain) domainJSON {
 	}
 	if topology.KindFromProto(d.GetKind()) == topology.KindRegional && d.GetFailover() != wdsv1.Failover_FAILOVER_UNSPECIFIED {
 		v.Failover = failoverString(d.GetFailover())
+	}
+	if ms := d.GetFailbackAfterMillis(); ms > 0 {
+		v.FailbackAfter = ttlString(ms)
 	}
 	return v
 }

@@ -409,6 +409,9 @@ func writeTopologyYAML(w io.Writer, res *globalv1.GetTopologyResponse, from stri
 				m.Content = append(m.Content, str("regions"), flowList(p.GetRegions()))
 			}
 			m.Content = append(m.Content, str("failover"), str(failoverString(p.GetFailover())))
+			if ms := p.GetFailbackAfterMillis(); ms > 0 {
+				m.Content = append(m.Content, str("failback_after"), str(ttlString(ms)))
+			}
 		}
 		if len(p.GetPins()) > 0 {
 			pins := &yaml.Node{Kind: yaml.SequenceNode}
@@ -764,6 +767,9 @@ func describeDomain(d *wdsv1.Domain) string {
 	parts := []string{kind.String(), countOf(int(d.GetShards()), "shard"), "ttl " + ttlString(d.GetTtlMillis())}
 	if kind == topology.KindRegional {
 		parts = append(parts, "regions "+regionList(d.GetRegions(), "every region"), "failover "+failoverString(d.GetFailover()))
+		if d.GetFailover() != wdsv1.Failover_FAILOVER_MANUAL {
+			parts = append(parts, "failback after "+failbackString(d))
+		}
 	}
 	if len(d.GetPins()) > 0 {
 		parts = append(parts, "pins "+pinList(d))
@@ -781,6 +787,9 @@ func domainChanges(old, d *wdsv1.Domain) []string {
 	if kind == topology.KindRegional && failoverString(old.GetFailover()) != failoverString(d.GetFailover()) {
 		out = append(out, fmt.Sprintf("failover %s → %s", failoverString(old.GetFailover()), failoverString(d.GetFailover())))
 	}
+	if kind == topology.KindRegional && failbackString(old) != failbackString(d) {
+		out = append(out, fmt.Sprintf("failback_after %s → %s", failbackString(old), failbackString(d)))
+	}
 	if op, np := pinList(old), pinList(d); op != np {
 		out = append(out, fmt.Sprintf("pins %s → %s", op, np))
 	}
@@ -788,6 +797,15 @@ func domainChanges(old, d *wdsv1.Domain) []string {
 		out = append(out, describeDomain(d))
 	}
 	return out
+}
+
+// failbackString is a REGIONAL domain's failback_after, the default
+// spelled out.
+func failbackString(d *wdsv1.Domain) string {
+	if ms := d.GetFailbackAfterMillis(); ms > 0 {
+		return ttlString(ms)
+	}
+	return topology.DefaultFailbackAfter.String() + " (default)"
 }
 
 // pinList is a domain's pins: "[from, to) in region, ...", "in region" for

@@ -191,6 +191,22 @@ func TestTopologyFederation(t *testing.T) {
 	t.Run("show round trip", func(t *testing.T) { checkShowRoundTrip(t, f, ep) })
 	t.Run("status", func(t *testing.T) { checkFedStatus(t, f) })
 	t.Run("shards delegated_to", func(t *testing.T) { checkDelegatedTo(t, f) })
+	t.Run("failover refused", func(t *testing.T) {
+		// carts fails over by hand; us-east renews: refused. The GLOBAL
+		// and auto domains, an unknown region and a key space the domain
+		// does not have are refused too, each saying why.
+		wantFail(t, "failover of a renewing region", wds(t, ep, "failover", "carts", "--region", "us-east", "--to", "eu-west"),
+			"FailedPrecondition", "region us-east is renewing its delegations")
+		wantFail(t, "failover of a global domain", wds(t, ep, "failover", "orders", "--region", "us-east", "--to", "eu-west"),
+			`domain "orders" has no key space of region "us-east"`)
+		wantFail(t, "failover to an unknown region", wds(t, ep, "failover", "carts", "--region", "ap-south", "--to", "eu-west"),
+			`domain "carts" has no key space of region "ap-south"`)
+		wantFail(t, "failover without --to", wds(t, ep, "failover", "carts", "--region", "us-east"), "--to: required: the region to serve the key space")
+		// Home is always allowed (nothing to wait for): a no-op here.
+		if out := mustWDS(t, ep, "failover", "carts", "--region", "us-east", "--to", "us-east"); !strings.Contains(out, "key space us-east moves home to us-east") {
+			t.Errorf("failover home: %q", out)
+		}
+	})
 
 	// A new domain and a pin.
 	grown := f.writeFile("grown.yaml", strings.Replace(fedDomains, "    ttl: 2s\n",

@@ -612,36 +612,59 @@ func (s *State) free(holder, name, region string, generation uint64, filter bool
 
 // setFailover records an operator's manual failover of a key space.
 func (s *State) setFailover(op *globalv1.SetFailover, res *ApplyResult) error {
-	ks, err := s.lookupSpace(op.GetDomain(), op.GetRegion())
+	ks, to, err := s.checkFailover(op, true)
 	if err != nil {
 		return err
-	}
-	d := ks.d
-	switch {
-	case d.spec.Kind != topology.KindRegional:
-		return topology.Invalid("domain", d.spec.Name, "is %s: only a regional domain's key spaces fail over by hand (the others follow their consumers)", d.spec.Kind)
-	case d.deleting:
-		return fmt.Errorf("%w: domain %q", ErrDomainDeleting, d.spec.Name)
-	case d.failover != wdsv1.Failover_FAILOVER_MANUAL:
-		return fmt.Errorf("%w: domain %q fails over automatically (failover: auto); wds failover is for domains with failover: manual", ErrFailedPrecondition, d.spec.Name)
-	case ks.retired:
-		return fmt.Errorf("%w: domain %q has no key space of region %q any more", ErrFailedPrecondition, d.spec.Name, ks.region)
-	case !s.regionSet(s.regions)[op.GetTo()]:
-		return topology.Invalid("to", op.GetTo(), "unknown region")
-	}
-	to := op.GetTo()
-	if to == ks.region {
-		to = "" // home: the key space follows its region again
-	} else {
-		for i := range ks.shards {
-			if ks.shards[i].holder == ks.region {
-				return fmt.Errorf("%w: region %s still holds key space %s of domain %q (shard %s): its delegation may be live until the global leader expires it, D·(1+ε) after the region's last renewal; retry then", ErrFailedPrecondition, ks.region, ks.region, d.spec.Name, ks.ranges[i])
-			}
-		}
 	}
 	ks.failoverTo = to
 	res.Delegations = true
 	return nil
+}
+
+// CheckFailover reports whether SetFailover op names a key space that may
+// fail over by hand, and a known region to move it to (the reason it does
+// not, naming the field). Applying it also refuses while the key space's
+// region still holds any of it.
+func (s *State) CheckFailover(op *globalv1.SetFailover) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	_, _, err := s.checkFailover(op, false)
+	return err
+}
+
+// checkFailover validates a SetFailover (with held, also that the region
+// holds none of the key space, unless it moves home) and returns the key
+// space and what its failoverTo becomes ("" for home). Under s.mu.
+func (s *State) checkFailover(op *globalv1.SetFailover, held bool) (*keySpace, string, error) {
+	ks, err := s.lookupSpace(op.GetDomain(), op.GetRegion())
+	if err != nil {
+		return nil, "", err
+	}
+	d := ks.d
+	switch {
+	case d.spec.Kind != topology.KindRegional:
+		return nil, "", topology.Invalid("domain", d.spec.Name, "is %s: only a regional domain's key spaces fail over by hand (the others follow their consumers)", d.spec.Kind)
+	case d.deleting:
+		return nil, "", fmt.Errorf("%w: domain %q", ErrDomainDeleting, d.spec.Name)
+	case d.failover != wdsv1.Failover_FAILOVER_MANUAL:
+		return nil, "", fmt.Errorf("%w: domain %q fails over automatically (failover: auto); wds failover is for domains with failover: manual", ErrFailedPrecondition, d.spec.Name)
+	case ks.retired:
+		return nil, "", fmt.Errorf("%w: domain %q has no key space of region %q any more", ErrFailedPrecondition, d.spec.Name, ks.region)
+	case !s.regionSet(s.regions)[op.GetTo()]:
+		return nil, "", topology.Invalid("to", op.GetTo(), "unknown region")
+	}
+	if op.GetTo() == ks.region {
+		return ks, "", nil // home: the key space follows its region again
+	}
+	for i := range ks.shards {
+		if !held {
+			break
+		}
+		if ks.shards[i].holder == ks.region {
+			return nil, "", fmt.Errorf("%w: region %s still holds key space %s of domain %q (shard %s): its delegation may be live until the global leader expires it, D·(1+ε) after the region's last renewal; retry then", ErrFailedPrecondition, ks.region, ks.region, d.spec.Name, ks.ranges[i])
+		}
+	}
+	return ks, op.GetTo(), nil
 }
 
 // domainProto is the wire form of d.
