@@ -44,14 +44,17 @@ chaos-cell:
 # regional failover, restarts it and checks the fail-back): per seed of SEEDS,
 # FED_KILLS kill -9s of a whole region, alternating a non-leader region and
 # the global leader's, the dead region restarted (and failed back) after each.
-# FED_TTL is the domains' TTL. WDS_FED_SEED=N replays one run.
+# FED_TTL is the domains' TTL; FED_NODES=3 makes every region a 3-node cell
+# (nine `wds server`s; a kill takes a region's three). WDS_FED_SEED=N replays
+# one run.
 SEEDS ?= 1 2 3
 FED_KILLS ?= 4
 FED_TTL ?= 3s
+FED_NODES ?= 1
 chaos-federation:
 	@set -e; for seed in $(SEEDS); do \
-		echo "== seed $$seed: $(FED_KILLS) kills, T = $(FED_TTL)"; \
-		WDS_FED_SEED=$$seed WDS_FED_KILLS=$(FED_KILLS) WDS_FED_TTL=$(FED_TTL) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 60m; \
+		echo "== seed $$seed: $(FED_KILLS) kills, T = $(FED_TTL), $(FED_NODES) node(s) per region"; \
+		WDS_FED_SEED=$$seed WDS_FED_KILLS=$(FED_KILLS) WDS_FED_TTL=$(FED_TTL) WDS_FED_NODES=$(FED_NODES) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 60m; \
 	done
 
 bench:

@@ -2,6 +2,7 @@ package cell
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -115,6 +116,10 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 	for k, v := range l.frozen {
 		sc.frozen[k] = v
 	}
+	var ended map[DelegationID]bool
+	if len(l.ended) > 0 {
+		ended = maps.Clone(l.ended)
+	}
 	l.mu.Unlock()
 
 	pl := sc.planner.Plan(l.n.state, cellstate.PlanInput{
@@ -127,6 +132,7 @@ func (l *leader) plan(now time.Time) []*cellv1.Op {
 			return l.delegations.grantable(domain, now.Add(l.params(ttl).LeaderHold()))
 		},
 		MaxMoves: l.n.cfg.MaxMovesInFlight,
+		Ended:    func(id DelegationID) bool { return ended[id] },
 	})
 	sc.expiryOf = pl.ExpiryOf
 	for _, st := range pl.Stale {

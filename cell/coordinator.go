@@ -235,6 +235,9 @@ func renewToProto(req RenewRequest) *globalv1.RenewRequest {
 	for _, id := range req.Held {
 		m.Held = append(m.Held, &globalv1.DelegationRanges{Domain: id.Domain, Region: id.Region, Generation: id.Generation})
 	}
+	for _, id := range req.Stale {
+		m.Stale = append(m.Stale, &globalv1.DelegationRanges{Domain: id.Domain, Region: id.Region, Generation: id.Generation})
+	}
 	for _, dl := range req.Released {
 		r := &globalv1.DelegationRanges{Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation}
 		for _, x := range dl.Ranges {
@@ -263,6 +266,9 @@ func renewFromProto(m *globalv1.RenewResponse) (RenewResponse, error) {
 			dl.Ranges = append(dl.Ranges, x)
 		}
 		resp.Delegations = append(resp.Delegations, dl)
+	}
+	for _, e := range m.GetEnded() {
+		resp.Ended = append(resp.Ended, DelegationID{Domain: e.GetDomain(), Region: e.GetRegion(), Generation: e.GetGeneration()})
 	}
 	if c := m.GetCatalog(); c != nil {
 		resp.Catalog = &Catalog{Index: c.GetIndex(), Domains: append([]*wdsv1.Domain(nil), c.GetDomains()...), Deleting: c.GetDeleting()}

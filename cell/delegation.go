@@ -51,6 +51,9 @@ type RenewRequest struct {
 	// Domains are every domain the cell's log holds, deleting ones
 	// included.
 	Domains []string
+	// Stale are the delegations not live in the cell's log under which a
+	// shard still has a holder (cellstate.State.StaleDelegations).
+	Stale []DelegationID
 }
 
 // RenewResponse lists every delegation the delegator holds as the cell's.
@@ -61,6 +64,10 @@ type RenewResponse struct {
 	// Catalog, when set, is the federation's catalog: the cell creates
 	// (federated) the domains it lacks and deletes the others.
 	Catalog *Catalog
+	// Ended are those of the request's Held and Stale the delegator no
+	// longer has at all: they expired or were released, so every lease the
+	// cell extended under them has ended and their grants may end now.
+	Ended []DelegationID
 }
 
 // Catalog is the federation's domain catalog at a version.
@@ -325,6 +332,7 @@ func (l *leader) renewOnce() {
 	for _, ids := range live {
 		req.Held = append(req.Held, ids...)
 	}
+	req.Stale = l.n.state.StaleDelegations()
 	sort.Slice(req.Held, func(i, j int) bool { return req.Held[i].Less(req.Held[j]) })
 	ctx, cancel := context.WithTimeout(l.ctx, 2*l.n.cfg.RenewInterval)
 	defer cancel()
@@ -339,6 +347,14 @@ func (l *leader) renewOnce() {
 	}
 	l.delegations.answered(sent, resp)
 	l.n.metrics.renewals.Add(context.Background(), 1)
+	// Each answer names the ended delegations among this request's held
+	// and stale ones: replace the set (it shrinks as their grants end).
+	l.mu.Lock()
+	clear(l.ended)
+	for _, id := range resp.Ended {
+		l.ended[id] = true
+	}
+	l.mu.Unlock()
 	// The catalog first: a delegation of a domain this answer creates is
 	// recorded only once the domain exists (DelegateOps skips unknown
 	// domains), and it must be recorded from this answer, which may be the

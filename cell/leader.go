@@ -79,6 +79,9 @@ type leader struct {
 	// Welcome left out), the deadline it was frozen at.
 	frozen  map[grantKey]time.Time
 	stopped bool
+	// ended are delegations the delegator said it no longer has at all
+	// (RenewResponse.Ended): grants still held under them end at once.
+	ended map[DelegationID]bool
 
 	kick chan struct{}
 	// delegations is the leader's view of the cell's delegations; sweepKick
@@ -107,6 +110,7 @@ func newLeader(n *Node, accession time.Time) *leader {
 		cancel:     cancel,
 		leases:     map[string]*consumerLease{},
 		frozen:     map[grantKey]time.Time{},
+		ended:      map[DelegationID]bool{},
 		kick:       make(chan struct{}, 1),
 		sweepKick:  make(chan struct{}, 1),
 		reportKick: make(chan struct{}, 1),

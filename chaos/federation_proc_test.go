@@ -47,6 +47,10 @@ var fedRegionNames = []string{"us-east", "eu-west", "ap-south"}
 // fedTTL is the domains' TTL T (WDS_FED_TTL, default 3 s).
 var fedTTL = 3 * time.Second
 
+// fedNodes is the number of nodes per region (WDS_FED_NODES: 1, the
+// default, or 3); a region's first node is its global voter.
+var fedNodes = 1
+
 // TestFederationProcessesRegionLoss is issue 8's must-show with real
 // processes: three `wds server --topology FILE --node ID` processes (one
 // per region, each a global voter) and `wds consume -o json` processes in
@@ -72,13 +76,20 @@ var fedTTL = 3 * time.Second
 // region and rebalancing in one federation; WDS_FED_KILL picks the region
 // killed: non-leader, leader (the global leader's region) or alternate
 // (the default: non-leader first, then leader, ...); WDS_FED_SEED fixes
-// the random choices (regions' roles); WDS_FED_TTL sets T (default 3s).
+// the random choices (regions' roles); WDS_FED_TTL sets T (default 3s);
+// WDS_FED_NODES=3 makes each region a 3-node cell (its first node the
+// region's global voter), a kill taking all three.
 // `make chaos-federation` runs several kills over several seeds.
 func TestFederationProcessesRegionLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("real processes: a federation of three `wds server`s and their consumers, about 25 s")
 	}
 	kills := envInt("WDS_FED_KILLS", 1)
+	switch fedNodes = envInt("WDS_FED_NODES", 1); fedNodes {
+	case 1, 3:
+	default:
+		t.Fatalf("WDS_FED_NODES=%d: want 1 or 3", fedNodes)
+	}
 	if v := os.Getenv("WDS_FED_TTL"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d < time.Second {
@@ -95,7 +106,7 @@ func TestFederationProcessesRegionLoss(t *testing.T) {
 		t.Fatalf("WDS_FED_KILL=%q: want non-leader, leader or alternate", mode)
 	}
 	seed := uint64(envInt("WDS_FED_SEED", int(time.Now().UnixNano()%1_000_000_000)))
-	t.Logf("WDS_FED_SEED=%d WDS_FED_KILLS=%d WDS_FED_KILL=%s", seed, kills, mode)
+	t.Logf("WDS_FED_SEED=%d WDS_FED_KILLS=%d WDS_FED_KILL=%s WDS_FED_NODES=%d", seed, kills, mode, fedNodes)
 	rnd := rand.New(rand.NewPCG(seed, 0x6665640a))
 
 	gc := global.DefaultConfig()
@@ -128,15 +139,27 @@ func TestFederationProcessesRegionLoss(t *testing.T) {
 	f.stopAll()
 	f.checkHistories()
 
-	var failovers, gaps []time.Duration
+	var gaps []time.Duration
 	for _, r := range results {
-		failovers = append(failovers, r.failover)
 		gaps = append(gaps, r.failback...)
 	}
-	slices.Sort(failovers)
 	slices.Sort(gaps)
-	if len(failovers) > 0 {
-		t.Logf("regional failover after kill -9 of a region (T = %v), %d kill(s): min %v, median %v, max %v", fedTTL, len(failovers),
+	for _, leader := range []bool{false, true} {
+		var failovers []time.Duration
+		for _, r := range results {
+			if r.leader == leader {
+				failovers = append(failovers, r.failover)
+			}
+		}
+		if len(failovers) == 0 {
+			continue
+		}
+		slices.Sort(failovers)
+		name := "a non-leader region"
+		if leader {
+			name = "the global leader's region"
+		}
+		t.Logf("regional failover after kill -9 of %s (T = %v, %d node(s) per region), %d kill(s): min %v, median %v, max %v", name, fedTTL, fedNodes, len(failovers),
 			failovers[0].Round(time.Millisecond), failovers[len(failovers)/2].Round(time.Millisecond), failovers[len(failovers)-1].Round(time.Millisecond))
 	}
 	if len(gaps) > 0 {
@@ -181,7 +204,8 @@ type killResult struct {
 	failback []time.Duration
 }
 
-// fedRegion is one region: one node, a cell of itself and a global voter.
+// fedRegion is one region: its first node, a cell member and the region's
+// global voter, and (WDS_FED_NODES=3) more cell members.
 type fedRegion struct {
 	name, node                string
 	grpc, raft, http, globalA string
@@ -189,6 +213,23 @@ type fedRegion struct {
 	server                    *proc   // nil while down
 	runs                      []*proc // every run, for logs
 	conn                      *grpc.ClientConn
+	more                      []*cellMember
+}
+
+// cellMember is a further node of a region's cell (no global voter).
+type cellMember struct {
+	node, grpc, raft, http, dataDir string
+	server                          *proc
+	runs                            []*proc
+}
+
+// endpoints are the region's nodes' gRPC endpoints, comma-separated.
+func (r *fedRegion) endpoints() string {
+	eps := []string{r.grpc}
+	for _, m := range r.more {
+		eps = append(eps, m.grpc)
+	}
+	return strings.Join(eps, ",")
 }
 
 // fedConsumer is one `wds consume` process.
@@ -216,13 +257,15 @@ type procFed struct {
 func startProcFed(t *testing.T) *procFed {
 	t.Helper()
 	f := &procFed{t: t, dir: t.TempDir(), seq: map[string]int{}, dead: -1}
-	addrs := celltest.FreeAddrs(t, 4*len(fedRegionNames))
+	per := fedNodes - 1 // further cell members per region
+	addrs := celltest.FreeAddrs(t, (4+3*per)*len(fedRegionNames))
 	var b strings.Builder
 	b.WriteString("regions:\n")
 	for i, name := range fedRegionNames {
+		a := addrs[(4+3*per)*i:]
 		r := &fedRegion{
 			name: name, node: name + "-1",
-			raft: addrs[4*i], grpc: addrs[4*i+1], http: addrs[4*i+2], globalA: addrs[4*i+3],
+			raft: a[0], grpc: a[1], http: a[2], globalA: a[3],
 		}
 		r.dataDir = filepath.Join(f.dir, r.node)
 		cc, err := grpc.NewClient(r.grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -233,6 +276,12 @@ func startProcFed(t *testing.T) *procFed {
 		f.regions = append(f.regions, r)
 		fmt.Fprintf(&b, "  - name: %s\n    nodes:\n      - {id: %s, raft: %q, grpc: %q, http: %q, global: %q}\n",
 			r.name, r.node, r.raft, r.grpc, r.http, r.globalA)
+		for j := range per {
+			m := &cellMember{node: fmt.Sprintf("%s-%d", name, j+2), raft: a[4+3*j], grpc: a[5+3*j], http: a[6+3*j]}
+			m.dataDir = filepath.Join(f.dir, m.node)
+			r.more = append(r.more, m)
+			fmt.Fprintf(&b, "      - {id: %s, raft: %q, grpc: %q, http: %q}\n", m.node, m.raft, m.grpc, m.http)
+		}
 	}
 	fmt.Fprintf(&b, "domains:\n")
 	fmt.Fprintf(&b, "  - {name: %s, kind: global, shards: %d, ttl: %s}\n", fedGlobal, fedGlobalN, fedTTL)
@@ -256,15 +305,39 @@ func startProcFed(t *testing.T) *procFed {
 	return f
 }
 
+// startServer starts every node of region i (from their data dirs).
 func (f *procFed) startServer(i int) {
 	f.t.Helper()
 	r := f.regions[i]
-	p := startProc(f.t, "server "+r.node, "server", "--topology", f.topo, "--node", r.node, "--data-dir", r.dataDir,
-		"--log-level", "info", "--log-format", "json")
-	r.server = p
-	r.runs = append(r.runs, p)
-	if l, ok := p.waitLine("wds server: node "+r.node, 20*time.Second); !ok {
-		f.t.Fatalf("%s did not start (stdout %q); stderr:\n%s", r.node, l, p.stderr.String())
+	start := func(node, dataDir string) *proc {
+		return startProc(f.t, "server "+node, "server", "--topology", f.topo, "--node", node, "--data-dir", dataDir,
+			"--log-level", "info", "--log-format", "json")
+	}
+	r.server = start(r.node, r.dataDir)
+	r.runs = append(r.runs, r.server)
+	for _, m := range r.more {
+		m.server = start(m.node, m.dataDir)
+		m.runs = append(m.runs, m.server)
+	}
+	wait := func(node string, p *proc) {
+		if l, ok := p.waitLine("wds server: node "+node, 20*time.Second); !ok {
+			f.t.Fatalf("%s did not start (stdout %q); stderr:\n%s", node, l, p.stderr.String())
+		}
+	}
+	wait(r.node, r.server)
+	for _, m := range r.more {
+		wait(m.node, m.server)
+	}
+}
+
+// killRegion kills every node of region i with SIGKILL.
+func (f *procFed) killRegion(i int) {
+	r := f.regions[i]
+	r.server.kill9()
+	r.server = nil
+	for _, m := range r.more {
+		m.server.kill9()
+		m.server = nil
 	}
 }
 
@@ -350,7 +423,7 @@ func (f *procFed) startConsumer(i int, kind string, domains ...string) *fedConsu
 	f.seq[r.name]++
 	id := fmt.Sprintf("%s-%s%d", r.name, kind, f.seq[r.name])
 	c := &fedConsumer{id: id, region: r.name, domains: domains, state: "live"}
-	c.p = startProc(f.t, "consumer "+id, "--endpoint", r.grpc, "-o", "json",
+	c.p = startProc(f.t, "consumer "+id, "--endpoint", r.endpoints(), "-o", "json",
 		"consume", "--domain", strings.Join(domains, ","), "--id", id)
 	f.consumers = append(f.consumers, c)
 	return c
@@ -701,8 +774,7 @@ func (f *procFed) round(n int, leaderKill bool, rnd *rand.Rand, dHold, grace tim
 		c.state = "killed"
 	}
 	killed := time.Now()
-	kr.server.kill9()
-	kr.server = nil
+	f.killRegion(k)
 	f.dead = k
 	t.Logf("round %d: killed %s and its %d consumers (%d GLOBAL shards and the UNIT domain held there)", n, kr.node, len(victims), len(deadGlobal))
 
@@ -952,6 +1024,11 @@ func (f *procFed) stopAll() {
 		if r.server != nil {
 			r.server.signal(syscall.SIGTERM)
 		}
+		for _, m := range r.more {
+			if m.server != nil {
+				m.server.signal(syscall.SIGTERM)
+			}
+		}
 	}
 	for _, r := range f.regions {
 		if r.server != nil {
@@ -959,6 +1036,14 @@ func (f *procFed) stopAll() {
 				f.t.Errorf("%s exited %d after SIGTERM", r.node, code)
 			}
 			r.server = nil
+		}
+		for _, m := range r.more {
+			if m.server != nil {
+				if code, _ := m.server.wait(20 * time.Second); code != 0 {
+					f.t.Errorf("%s exited %d after SIGTERM", m.node, code)
+				}
+				m.server = nil
+			}
 		}
 	}
 }
@@ -1028,6 +1113,11 @@ func (f *procFed) dump() {
 	for _, r := range f.regions {
 		for i, p := range r.runs {
 			f.t.Logf("=== server %s run %d stderr:\n%s", r.node, i+1, p.stderr.String())
+		}
+		for _, m := range r.more {
+			for i, p := range m.runs {
+				f.t.Logf("=== server %s run %d stderr:\n%s", m.node, i+1, p.stderr.String())
+			}
 		}
 	}
 	for _, c := range f.consumers {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/codes"
 
+	"github.com/wdsio/wds/global/globalstate"
 	"github.com/wdsio/wds/internal/rpcerr"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 	wdsv1 "github.com/wdsio/wds/proto/wds/v1"
@@ -141,6 +142,21 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 			Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
 			Ranges: rangesToProto(dl.Ranges), DurationMillis: n.cfg.Duration(ttl).Milliseconds(),
 		})
+	}
+	// Ended: of the cell's held and stale delegations, those the state no
+	// longer has for it in any form. A delegation a cell knows was listed
+	// in an answer, so the state had it; it leaves the state only by
+	// expiry (its deadline passed) or release (the cell emptied it).
+	has := map[globalstate.DelegationID]bool{}
+	for _, dl := range n.state.Delegations(region) {
+		has[dl.DelegationID] = true
+	}
+	for _, x := range append(append([]*globalv1.DelegationRanges(nil), req.GetHeld()...), req.GetStale()...) {
+		id := globalstate.DelegationID{Domain: x.GetDomain(), Region: x.GetRegion(), Generation: x.GetGeneration()}
+		if !has[id] {
+			resp.Ended = append(resp.Ended, &globalv1.DelegationRanges{Domain: id.Domain, Region: id.Region, Generation: id.Generation})
+			has[id] = true // once
+		}
 	}
 	if live, deleting, version := n.state.Catalog(); version != req.GetCatalogIndex() {
 		resp.Catalog = &globalv1.Catalog{Index: version, Domains: live, Deleting: deleting}

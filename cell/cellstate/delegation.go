@@ -71,6 +71,36 @@ func (s *State) LiveDelegations() (map[string][]DelegationID, map[DelegationID]t
 	return live, dur
 }
 
+// StaleDelegations returns the delegations under which some shard still
+// has a holder although that generation is no longer live on the shard
+// (relinquished, or a later generation delegated since): grants of an
+// earlier life of the cell, or of a lapse, waiting out their leases. The
+// delegator says which of them it no longer has at all (ended): their
+// grants may end at once (PlanInput.Ended).
+func (s *State) StaleDelegations() []DelegationID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seen := map[DelegationID]bool{}
+	var out []DelegationID
+	for _, name := range sortedDomainNames(s) {
+		for _, ks := range s.domains[name].spaces {
+			for i := range ks.shards {
+				sh := &ks.shards[i]
+				h := sh.holder
+				if h.consumer == nil || (sh.delegated() && sh.generation == h.token.Generation) {
+					continue
+				}
+				id := DelegationID{Domain: name, Region: ks.region, Generation: h.token.Generation}
+				if !seen[id] {
+					seen[id] = true
+					out = append(out, id)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // ReleasedRanges returns, per delegation, the ranges the cell relinquished
 // (or whose domain it is deleting) in which no shard has a holder or a
 // successor left (the "released" report): the delegator may move them on at once, since nothing is ever

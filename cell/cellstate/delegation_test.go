@@ -320,3 +320,64 @@ func BenchmarkRelinquishSweep(b *testing.B) {
 		b.ReportMetric(float64(len(res.Effects)), "effects")
 	}
 }
+
+// TestDelegationStateEndedEndsStaleGrants: grants held under a delegation
+// that is no longer live in the cell (relinquished, or a later generation
+// delegated since) are stale; once the delegator says it no longer has
+// that delegation at all (Ended), the planner ends them at once, though
+// their holder's lease has not run out. A grant under a live delegation
+// never ends that way, whatever Ended says.
+func TestDelegationStateEndedEndsStaleGrants(t *testing.T) {
+	h := newHarness(t)
+	h.ok(opCreateFederated("orders", global, 2), opCreateFederated("prices", global, 1), opJoin("a", "a1", "orders", "prices"))
+	h.ok(opDelegate("orders", "", 3), opDelegate("prices", "", 4))
+	h.ok(opAssign("orders", h.from("orders", 0), "a"), opAssign("orders", h.from("orders", 1), "a"), opAssign("prices", h.from("prices", 0), "a"))
+	if got := h.state().StaleDelegations(); len(got) != 0 {
+		t.Fatalf("stale delegations %v before any relinquish", got)
+	}
+	// Relinquished; then shard 0 delegated again under a later generation.
+	h.ok(opRelinquish("orders", "", 3))
+	h.ok(opDelegate("orders", "", 7, topology.Range{From: h.from("orders", 0), To: h.from("orders", 1)}))
+	want := []DelegationID{{Domain: "orders", Generation: 3}}
+	if got := h.state().StaleDelegations(); !slices.Equal(got, want) {
+		t.Fatalf("stale delegations %v, want %v", got, want)
+	}
+	now := time.Unix(1000, 0)
+	plan := func(ended func(DelegationID) bool) []*cellv1.Op {
+		var p Planner
+		return p.Plan(h.state(), PlanInput{
+			Now:        now,
+			Leases:     map[string]Lease{"a": {Incarnation: "a1", Anchor: now, Connected: true}},
+			Deadline:   func(anchor time.Time, ttl time.Duration) time.Time { return anchor.Add(ttl) },
+			Unanchored: now,
+			Grantable:  func(string, time.Duration) bool { return true },
+			MaxMoves:   4,
+			Ended:      ended,
+		}).Ops
+	}
+	releases := func(ops []*cellv1.Op) map[string]int {
+		n := map[string]int{}
+		for _, op := range ops {
+			if r := op.GetRelease(); r != nil && r.GetExpired() {
+				n[r.GetDomain()]++
+			}
+		}
+		return n
+	}
+	if got := releases(plan(nil)); len(got) != 0 {
+		t.Fatalf("without Ended the live lease's grants expired: %v", got)
+	}
+	if got := releases(plan(func(DelegationID) bool { return false })); len(got) != 0 {
+		t.Fatalf("with nothing ended the live lease's grants expired: %v", got)
+	}
+	everything := func(DelegationID) bool { return true }
+	ops := plan(everything)
+	if got := releases(ops); got["orders"] != 2 || got["prices"] != 0 {
+		t.Fatalf("with generation 3 ended: expiries %v, want both orders shards and nothing of prices (live)", got)
+	}
+	h.ok(ops...)
+	if got := h.state().StaleDelegations(); len(got) != 0 {
+		t.Fatalf("stale delegations %v after their grants ended", got)
+	}
+	h.wantHolder("prices", 0, "a", stateActive)
+}

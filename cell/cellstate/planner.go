@@ -56,6 +56,11 @@ type PlanInput struct {
 	Grantable func(domain string, ttl time.Duration) bool
 	// MaxMoves caps the revocations in flight per key space.
 	MaxMoves int
+	// Ended reports delegations the delegator no longer has at all (they
+	// expired or were released): every lease the cell extended under them
+	// has ended, so a grant still held under one that is not live here
+	// ends now instead of at its holder's deadline. Nil: none.
+	Ended func(DelegationID) bool
 }
 
 // Plan is one round.
@@ -150,6 +155,15 @@ func (p *Planner) expiries(s *State, in PlanInput) Plan {
 			for i := range ks.shards {
 				h := ks.shards[i].holder
 				if h.consumer == nil || leaving[h.consumer] {
+					continue
+				}
+				sh := &ks.shards[i]
+				if in.Ended != nil && !(sh.delegated() && sh.generation == h.token.Generation) &&
+					in.Ended(DelegationID{Domain: name, Region: ks.region, Generation: h.token.Generation}) {
+					// Its delegation's global deadline has passed: the
+					// holder's lease ended before it (contract (5)).
+					pl.Ops = append(pl.Ops, releaseOp(ks, i, h.consumer.id, h.token, true))
+					pl.ExpiryOf = append(pl.ExpiryOf, "")
 					continue
 				}
 				dl := in.deadline(h.consumer, d.spec.TTL)
@@ -329,8 +343,24 @@ func planDomain(ks *keySpace, eligible []*consumer, leases map[string]Lease, max
 			load[o]++
 		}
 	}
+	// The consumers the shards are balanced over: those connected, and
+	// those holding some of them (a disconnected holder may resume). A
+	// disconnected consumer holding nothing — one a restarted leader's
+	// log still lists but that has not come back, maybe dead — would keep
+	// its share unserved until its lease ran out: until it connects, the
+	// others take that share (and give it back, gracefully, once it does).
+	counted := make([]*consumer, 0, k)
+	for _, c := range eligible {
+		if leases[c.id].Connected || load[c] > 0 {
+			counted = append(counted, c)
+		}
+	}
+	if len(counted) == 0 {
+		return ops
+	}
+	k = len(counted)
 	// Those holding most get the ⌈n/k⌉ targets: fewest moves.
-	order := append([]*consumer(nil), eligible...)
+	order := append([]*consumer(nil), counted...)
 	sort.SliceStable(order, func(a, b int) bool {
 		if load[order[a]] != load[order[b]] {
 			return load[order[a]] > load[order[b]]

@@ -453,6 +453,10 @@ func TestPlanDrainingWithNoEligibleConsumer(t *testing.T) {
 	})
 }
 
+// TestPlanDisconnectedNotReceiver: a disconnected consumer is given
+// nothing, and one that holds nothing does not count in the balance: its
+// share is served by the connected ones until it connects, then moves to
+// it gracefully.
 func TestPlanDisconnectedNotReceiver(t *testing.T) {
 	p := newPlanSim(t, 8, 64)
 	p.join("c0", "c1")
@@ -463,17 +467,27 @@ func TestPlanDisconnectedNotReceiver(t *testing.T) {
 			t.Fatalf("assigned to disconnected %s", a.GetConsumerId())
 		}
 	}
-	if len(ops) != 4 || len(assignsOf(ops)) != 4 {
-		t.Fatalf("plan %d ops, want 4 assigns to c0 (its target)", len(ops))
+	if len(ops) != 8 || len(assignsOf(ops)) != 8 {
+		t.Fatalf("plan %d ops, want 8 assigns to c0 (c1 is away and holds nothing)", len(ops))
 	}
 	p.apply(ops)
 	if ops := p.plan(); len(ops) != 0 {
 		t.Fatalf("re-planned while c1 is away: %v", ops)
 	}
 	p.leases["c1"] = true
-	if ops := p.plan(); len(assignsOf(ops)) != 4 || len(ops) != 4 {
-		t.Fatalf("after c1 connects: %v, want 4 assigns", ops)
+	if mv := movesOf(p.plan()); len(mv) != 4 {
+		t.Fatalf("after c1 connects: %d moves, want 4", len(mv))
 	}
+
+	t.Run("a disconnected holder keeps its share", func(t *testing.T) {
+		q := newPlanSim(t, 8, 64)
+		q.join("c0", "c1")
+		q.converge(2, nil)
+		q.leases["c1"] = false // it may resume: nothing moves
+		if ops := q.plan(); len(ops) != 0 {
+			t.Fatalf("plan %v while a holder is away, want none", ops)
+		}
+	})
 
 	t.Run("no moves to a disconnected consumer", func(t *testing.T) {
 		q := newPlanSim(t, 8, 64)

@@ -162,7 +162,13 @@ type RenewRequest struct {
 	// Every domain the cell's log holds, deleting ones included: a domain
 	// the catalog deletes that the cell no longer has (it purged it once no
 	// grant was left) frees the cell's delegations of it.
-	Domains       []string `protobuf:"bytes,8,rep,name=domains,proto3" json:"domains,omitempty"`
+	Domains []string `protobuf:"bytes,8,rep,name=domains,proto3" json:"domains,omitempty"`
+	// Delegations the cell no longer holds live (relinquished, or replaced
+	// by a later generation) under which some shard still has a holder: the
+	// grants of a previous life of the cell (a restart loses the leader's
+	// lease book, so they wait out their full lease). The answer's ended
+	// lists those the global group no longer has at all.
+	Stale         []*DelegationRanges `protobuf:"bytes,9,rep,name=stale,proto3" json:"stale,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -253,6 +259,13 @@ func (x *RenewRequest) GetDomains() []string {
 	return nil
 }
 
+func (x *RenewRequest) GetStale() []*DelegationRanges {
+	if x != nil {
+		return x.Stale
+	}
+	return nil
+}
+
 type Delegation struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Domain     string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -335,7 +348,13 @@ type RenewResponse struct {
 	Seq         uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
 	Delegations []*Delegation          `protobuf:"bytes,2,rep,name=delegations,proto3" json:"delegations,omitempty"`
 	// Set when the cell's catalog_index is not the current one.
-	Catalog       *Catalog `protobuf:"bytes,3,opt,name=catalog,proto3" json:"catalog,omitempty"`
+	Catalog *Catalog `protobuf:"bytes,3,opt,name=catalog,proto3" json:"catalog,omitempty"`
+	// Of the request's held and stale delegations, those the global group
+	// no longer has for the cell in any form (not held, not withdrawing):
+	// they expired (their deadline, r + D·(1+ε), passed, so every lease the
+	// cell ever extended under them has ended) or were released. The cell
+	// may end at once every grant it still has under them.
+	Ended         []*DelegationRanges `protobuf:"bytes,4,rep,name=ended,proto3" json:"ended,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +406,13 @@ func (x *RenewResponse) GetDelegations() []*Delegation {
 func (x *RenewResponse) GetCatalog() *Catalog {
 	if x != nil {
 		return x.Catalog
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetEnded() []*DelegationRanges {
+	if x != nil {
+		return x.Ended
 	}
 	return nil
 }
@@ -468,7 +494,7 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"\n" +
 	"DomainLoad\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1c\n" +
-	"\tconsumers\x18\x02 \x01(\rR\tconsumers\"\xb1\x02\n" +
+	"\tconsumers\x18\x02 \x01(\rR\tconsumers\"\xe8\x02\n" +
 	"\fRenewRequest\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x17\n" +
@@ -477,7 +503,8 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"\breleased\x18\x05 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\breleased\x12-\n" +
 	"\x04load\x18\x06 \x03(\v2\x19.wds.global.v1.DomainLoadR\x04load\x12#\n" +
 	"\rcatalog_index\x18\a \x01(\x04R\fcatalogIndex\x12\x18\n" +
-	"\adomains\x18\b \x03(\tR\adomains\"\xaf\x01\n" +
+	"\adomains\x18\b \x03(\tR\adomains\x125\n" +
+	"\x05stale\x18\t \x03(\v2\x1f.wds.global.v1.DelegationRangesR\x05stale\"\xaf\x01\n" +
 	"\n" +
 	"Delegation\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
@@ -486,11 +513,12 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12(\n" +
 	"\x06ranges\x18\x04 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\x12'\n" +
-	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\x90\x01\n" +
+	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\xc7\x01\n" +
 	"\rRenewResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12;\n" +
 	"\vdelegations\x18\x02 \x03(\v2\x19.wds.global.v1.DelegationR\vdelegations\x120\n" +
-	"\acatalog\x18\x03 \x01(\v2\x16.wds.global.v1.CatalogR\acatalog\"e\n" +
+	"\acatalog\x18\x03 \x01(\v2\x16.wds.global.v1.CatalogR\acatalog\x125\n" +
+	"\x05ended\x18\x04 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\x05ended\"e\n" +
 	"\aCatalog\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12(\n" +
 	"\adomains\x18\x02 \x03(\v2\x0e.wds.v1.DomainR\adomains\x12\x1a\n" +
@@ -522,21 +550,23 @@ var file_wds_global_v1_coordinator_proto_goTypes = []any{
 	(*v1.Domain)(nil),        // 7: wds.v1.Domain
 }
 var file_wds_global_v1_coordinator_proto_depIdxs = []int32{
-	6, // 0: wds.global.v1.DelegationRanges.ranges:type_name -> wds.v1.KeyRange
-	0, // 1: wds.global.v1.RenewRequest.held:type_name -> wds.global.v1.DelegationRanges
-	0, // 2: wds.global.v1.RenewRequest.released:type_name -> wds.global.v1.DelegationRanges
-	1, // 3: wds.global.v1.RenewRequest.load:type_name -> wds.global.v1.DomainLoad
-	6, // 4: wds.global.v1.Delegation.ranges:type_name -> wds.v1.KeyRange
-	3, // 5: wds.global.v1.RenewResponse.delegations:type_name -> wds.global.v1.Delegation
-	5, // 6: wds.global.v1.RenewResponse.catalog:type_name -> wds.global.v1.Catalog
-	7, // 7: wds.global.v1.Catalog.domains:type_name -> wds.v1.Domain
-	2, // 8: wds.global.v1.Coordinator.Renew:input_type -> wds.global.v1.RenewRequest
-	4, // 9: wds.global.v1.Coordinator.Renew:output_type -> wds.global.v1.RenewResponse
-	9, // [9:10] is the sub-list for method output_type
-	8, // [8:9] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	6,  // 0: wds.global.v1.DelegationRanges.ranges:type_name -> wds.v1.KeyRange
+	0,  // 1: wds.global.v1.RenewRequest.held:type_name -> wds.global.v1.DelegationRanges
+	0,  // 2: wds.global.v1.RenewRequest.released:type_name -> wds.global.v1.DelegationRanges
+	1,  // 3: wds.global.v1.RenewRequest.load:type_name -> wds.global.v1.DomainLoad
+	0,  // 4: wds.global.v1.RenewRequest.stale:type_name -> wds.global.v1.DelegationRanges
+	6,  // 5: wds.global.v1.Delegation.ranges:type_name -> wds.v1.KeyRange
+	3,  // 6: wds.global.v1.RenewResponse.delegations:type_name -> wds.global.v1.Delegation
+	5,  // 7: wds.global.v1.RenewResponse.catalog:type_name -> wds.global.v1.Catalog
+	0,  // 8: wds.global.v1.RenewResponse.ended:type_name -> wds.global.v1.DelegationRanges
+	7,  // 9: wds.global.v1.Catalog.domains:type_name -> wds.v1.Domain
+	2,  // 10: wds.global.v1.Coordinator.Renew:input_type -> wds.global.v1.RenewRequest
+	4,  // 11: wds.global.v1.Coordinator.Renew:output_type -> wds.global.v1.RenewResponse
+	11, // [11:12] is the sub-list for method output_type
+	10, // [10:11] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_coordinator_proto_init() }
