@@ -288,20 +288,34 @@ func TestFederationRoutingResync(t *testing.T) {
 	const resyncs = "wds_cell_routing_resyncs_total"
 	before := celltest.Metric(euNode, resyncs)
 
-	// Paused: ranges move between regions three times over while the
-	// observer reads nothing.
+	// Paused: ranges move between regions — a consumer joins us-east, then
+	// leaves, and so on — while the observer reads nothing, for well under
+	// the 15 s after which an observer gives up on a silent stream and
+	// reconnects (a reconnect gets a fresh snapshot too, but is not the
+	// resync under test).
 	px.pause()
-	for round := range 3 {
-		a2 := f.consumer("us-east", fmt.Sprintf("a2-%d", round), "prices")
-		third := map[string]int{"a1": shards / 3, a2.ID: shards / 3, "c1": shards / 3}
-		waitHeld(t, "a2 joined", balancedWithin("prices/", shards, third, 1), a1, a2, c1)
+	paused := time.Now()
+	var a2 *celltest.Consumer
+	halves := balanced("prices/", map[string]int{"a1": shards / 2, "c1": shards / 2})
+	leave := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		if err := a2.Close(ctx); err != nil {
 			t.Fatal(err)
 		}
-		cancel()
-		waitHeld(t, "a2 left", balanced("prices/", map[string]int{"a1": shards / 2, "c1": shards / 2}), a1, c1)
+		waitHeld(t, a2.ID+" left", halves, a1, c1)
+		a2 = nil
 	}
+	for step := 0; step < 6 && time.Since(paused) < 4*time.Second; step++ {
+		if a2 != nil {
+			leave()
+			continue
+		}
+		a2 = f.consumer("us-east", fmt.Sprintf("a2-%d", step), "prices")
+		third := map[string]int{"a1": shards / 3, a2.ID: shards / 3, "c1": shards / 3}
+		waitHeld(t, a2.ID+" joined", balancedWithin("prices/", shards, third, 1), a1, a2, c1)
+	}
+	t.Logf("paused for %v", time.Since(paused).Round(time.Millisecond))
 	px.resume()
 	celltest.Eventually(t, 10*time.Second, func() error {
 		if got := celltest.Metric(euNode, resyncs); got <= before {
@@ -309,6 +323,9 @@ func TestFederationRoutingResync(t *testing.T) {
 		}
 		return nil
 	})
+	if a2 != nil {
+		leave()
+	}
 	celltest.Eventually(t, 10*time.Second, matches(a1, c1))
 	t.Logf("resynced %v times; versions %v", celltest.Metric(euNode, resyncs)-before, obs.Routing().Versions())
 
