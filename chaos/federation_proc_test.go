@@ -960,52 +960,22 @@ func (f *procFed) restartDead() []time.Duration {
 }
 
 // failbackGaps returns, per shard of region k's REGIONAL key space, the
-// gap between its release (or revoke) by a consumer of another region
-// since since and its first grant to a consumer of k after that, sorted.
+// gap between the end of its ownership by a consumer of another region
+// since since and the start of its ownership by a consumer of k, sorted.
 func (f *procFed) failbackGaps(k int, since time.Time) []time.Duration {
 	home := f.regions[k].name
-	space := fedRegional + "/" + home
-	released, revoked := map[string]time.Time{}, map[string]time.Time{}
-	grants := map[string][]time.Time{}
+	region := map[string]string{}
 	for _, c := range f.consumers {
-		for _, e := range parseShardEvents(c.p.output()) {
-			if e.key().space != space {
-				continue
-			}
-			at, err := time.Parse(time.RFC3339Nano, e.Time)
-			if err != nil || at.Before(since) {
-				continue
-			}
-			switch {
-			case c.region != home && e.Event == "release":
-				released[e.From] = at
-			case c.region != home && e.Event == "revoke":
-				revoked[e.From] = at
-			case c.region == home && e.Event == "grant":
-				grants[e.From] = append(grants[e.From], at)
-			}
+		region[c.id] = c.region
+	}
+	var recent []chaos.Interval
+	for _, iv := range f.intervals() {
+		if iv.Open() || iv.End.After(since) {
+			recent = append(recent, iv)
 		}
 	}
-	// The survivor's ownership ended at its release (its handler
-	// returned), or at the revoke when no release was printed.
-	left := revoked
-	for from, at := range released {
-		left[from] = at
-	}
-	var gaps []time.Duration
-	for from, l := range left {
-		var first time.Time
-		for _, g := range grants[from] {
-			if g.After(l) && (first.IsZero() || g.Before(first)) {
-				first = g
-			}
-		}
-		if !first.IsZero() {
-			gaps = append(gaps, first.Sub(l))
-		}
-	}
-	slices.Sort(gaps)
-	return gaps
+	return chaos.HandoverGaps(recent, fedRegional, home,
+		func(c string) bool { return region[c] != home }, func(c string) bool { return region[c] == home })
 }
 
 // stopAll stops every live consumer (SIGTERM, drain), then the servers.
@@ -1048,28 +1018,38 @@ func (f *procFed) stopAll() {
 	}
 }
 
-// checkHistories runs the history checker over every consumer of every
-// region; a killed consumer's beliefs end when it was reaped.
-func (f *procFed) checkHistories() {
-	t := f.t
-	t.Helper()
+// intervals are every consumer's ownership periods from its event stream;
+// a killed consumer's beliefs end when it was reaped.
+func (f *procFed) intervals() []chaos.Interval {
+	f.t.Helper()
 	var all []chaos.Interval
-	gens := map[string]map[uint64]bool{}
 	for _, c := range f.consumers {
 		ivs, err := chaos.ParseEvents(c.id, strings.NewReader(strings.Join(c.p.output(), "\n")))
 		if err != nil {
-			t.Fatalf("%s: %v", c.id, err)
+			f.t.Fatalf("%s: %v", c.id, err)
 		}
 		for i := range ivs {
 			if ivs[i].Open() && c.state == "killed" {
 				ivs[i].End = c.diedAt
 			}
-			if gens[ivs[i].Domain] == nil {
-				gens[ivs[i].Domain] = map[uint64]bool{}
-			}
-			gens[ivs[i].Domain][ivs[i].Token.Generation] = true
 		}
 		all = append(all, ivs...)
+	}
+	return all
+}
+
+// checkHistories runs the history checker over every consumer of every
+// region; a killed consumer's beliefs end when it was reaped.
+func (f *procFed) checkHistories() {
+	t := f.t
+	t.Helper()
+	all := f.intervals()
+	gens := map[string]map[uint64]bool{}
+	for _, iv := range all {
+		if gens[iv.Domain] == nil {
+			gens[iv.Domain] = map[uint64]bool{}
+		}
+		gens[iv.Domain][iv.Token.Generation] = true
 	}
 	vs := chaos.Check(all)
 	for i, v := range vs {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -118,3 +119,41 @@ func (h *History) Len() int {
 
 // Check checks a snapshot of the history; see the package function Check.
 func (h *History) Check() []Violation { return Check(h.Intervals()) }
+
+// HandoverGaps returns, per shard of the key space (domain, region), the
+// gap between the end of the last ownership by a consumer that from
+// selects and the start of the first ownership after it by a consumer
+// that to selects, sorted: how long each shard was unserved while it moved
+// (a fail-back, a graceful move between cells). Shards that did not move
+// that way have no gap.
+func HandoverGaps(ivs []Interval, domain, region string, from, to func(consumer string) bool) []time.Duration {
+	ended := map[topology.Range]time.Time{}
+	starts := map[topology.Range][]time.Time{}
+	for _, iv := range ivs {
+		if iv.Domain != domain || iv.Region != region {
+			continue
+		}
+		switch {
+		case from(iv.Consumer):
+			if !iv.Open() && iv.End.After(ended[iv.Range]) {
+				ended[iv.Range] = iv.End
+			}
+		case to(iv.Consumer):
+			starts[iv.Range] = append(starts[iv.Range], iv.Start)
+		}
+	}
+	var gaps []time.Duration
+	for r, e := range ended {
+		var first time.Time
+		for _, s := range starts[r] {
+			if s.After(e) && (first.IsZero() || s.Before(first)) {
+				first = s
+			}
+		}
+		if !first.IsZero() {
+			gaps = append(gaps, first.Sub(e))
+		}
+	}
+	slices.Sort(gaps)
+	return gaps
+}

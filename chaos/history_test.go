@@ -126,3 +126,27 @@ func TestHistoryKeySpaces(t *testing.T) {
 		t.Fatalf("want one overlap of c2 and c3 in eu-west, got:\n%s", join(vs))
 	}
 }
+
+// TestHandoverGaps: per shard of one key space, the gap from the last
+// ownership by a "from" consumer to the first by a "to" consumer after it;
+// other key spaces, shards that did not move that way and earlier "to"
+// ownerships do not count.
+func TestHandoverGaps(t *testing.T) {
+	ivs := []Interval{
+		ivIn("b1", "d", "us-east", rng(0, 4), tok(2, 1), ms(0), ms(100)),
+		ivIn("a1", "d", "us-east", rng(0, 4), tok(1, 1), ms(-50), ms(-10)), // before: not the handover
+		ivIn("a1", "d", "us-east", rng(0, 4), tok(3, 1), ms(130), open),    // 30 ms
+		ivIn("b1", "d", "us-east", rng(4, 8), tok(2, 2), ms(0), ms(200)),
+		ivIn("a2", "d", "us-east", rng(4, 8), tok(3, 2), ms(210), ms(300)), // 10 ms
+		ivIn("b1", "d", "us-east", rng(8, 12), tok(2, 3), ms(0), open),     // never moved
+		ivIn("b1", "d", "eu-west", rng(0, 4), tok(2, 4), ms(0), ms(100)),   // another key space
+		ivIn("a1", "d", "eu-west", rng(0, 4), tok(3, 3), ms(500), open),
+	}
+	isB := func(c string) bool { return c[0] == 'b' }
+	isA := func(c string) bool { return c[0] == 'a' }
+	got := HandoverGaps(ivs, "d", "us-east", isB, isA)
+	want := []time.Duration{10 * time.Millisecond, 30 * time.Millisecond}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("HandoverGaps = %v, want %v", got, want)
+	}
+}

@@ -36,36 +36,8 @@ func domRegional(name string, shards uint32, failover wdsv1.Failover) *wdsv1.Dom
 // of from's last ownership and the start of to's first ownership after
 // it, sorted.
 func handoverGaps(h *chaos.History, domain, keySpace, from, to string) []time.Duration {
-	ended := map[string]time.Time{}
-	starts := map[string][]time.Time{}
-	for _, iv := range h.Intervals() {
-		if iv.Domain != domain || iv.Region != keySpace {
-			continue
-		}
-		k := iv.Range.String()
-		switch iv.Consumer {
-		case from:
-			if !iv.Open() && iv.End.After(ended[k]) {
-				ended[k] = iv.End
-			}
-		case to:
-			starts[k] = append(starts[k], iv.Start)
-		}
-	}
-	var gaps []time.Duration
-	for k, e := range ended {
-		var first time.Time
-		for _, s := range starts[k] {
-			if s.After(e) && (first.IsZero() || s.Before(first)) {
-				first = s
-			}
-		}
-		if !first.IsZero() {
-			gaps = append(gaps, first.Sub(e))
-		}
-	}
-	sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
-	return gaps
+	return chaos.HandoverGaps(h.Intervals(), domain, keySpace,
+		func(c string) bool { return c == from }, func(c string) bool { return c == to })
 }
 
 // TestFederationRegionalFailover: every node of us-east and its consumer
