@@ -43,8 +43,9 @@ type testFed struct {
 var fedRegions = []string{"us-east", "eu-west", "ap-south"}
 
 // newTestFed starts a federation of fedRegions whose topology file has
-// the given domains section (YAML list items under "domains:").
-func newTestFed(t *testing.T, domainsYAML string) *testFed {
+// the given domains section (YAML list items under "domains:"); opts
+// adjust each node's configuration.
+func newTestFed(t *testing.T, domainsYAML string, opts ...func(*federation.Config)) *testFed {
 	t.Helper()
 	f := &testFed{t: t, regions: fedRegions}
 	addrs := celltest.FreeAddrs(t, 3*len(f.regions))
@@ -79,6 +80,9 @@ func newTestFed(t *testing.T, domainsYAML string) *testFed {
 		cfg.Global.Raft.Group = "global"
 		cfg.Global.Settle = 200 * time.Millisecond
 		cfg.Global.LiveWindow = time.Second
+		for _, o := range opts {
+			o(&cfg)
+		}
 		var startErr error
 		for try := 0; try < 50; try++ {
 			if f.nodes[i], f.procs[i], startErr = federation.Start(cfg); startErr == nil {
@@ -210,13 +214,18 @@ func (f *testFed) call(n *federation.Node, fn func(context.Context, globalv1.Glo
 
 func (f *testFed) close() {
 	for i := range f.nodes {
-		if f.nodes[i] != nil {
-			f.nodes[i].Close()
-			f.nodes[i] = nil
-		}
-		if f.procs[i] != nil {
-			f.procs[i].Stop()
-			f.procs[i] = nil
-		}
+		f.stop(i)
+	}
+}
+
+// stop stops region i's node (a crash, as far as the others can tell).
+func (f *testFed) stop(i int) {
+	if f.nodes[i] != nil {
+		f.nodes[i].Close()
+		f.nodes[i] = nil
+	}
+	if f.procs[i] != nil {
+		f.procs[i].Stop()
+		f.procs[i] = nil
 	}
 }
