@@ -3,6 +3,7 @@ package federation_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -256,4 +257,55 @@ func TestFederationCellLeaderKillNoChurn(t *testing.T) {
 		t.Fatalf("consumers churned across the cell leader kill: before %v, after %v", before, after)
 	}
 	checkHistory(t, f.History)
+}
+
+// TestFederationCellLogLost is contract (6): us-east's cell loses its log
+// (its node is stopped, its cell data dir deleted, and it restarts empty,
+// within D, while the global group still holds its delegation). The
+// fresh cell must not continue the old generation with its fresh log's
+// low indexes, which would hand out tokens below those already used for
+// the same keys. The delegation was confirmed (the cell's renewals listed
+// it as held); the first renewal that no longer does gets it withdrawn,
+// and once it expires the key space is delegated again under a new
+// generation: every token after the loss is above every token before it.
+func TestFederationCellLogLost(t *testing.T) {
+	f := newFed(t, threeRegions)
+	f.applyTopology(dom("orders", kRegional, 4))
+	a1 := f.consumer("us-east", "a1", "orders")
+	waitHeld(t, "us-east holds its key space", balanced("orders/us-east", map[string]int{"a1": 4}), a1)
+	var before uint64
+	for _, s := range a1.Owned() {
+		before = max(before, s.Token.Generation)
+	}
+	celltest.Eventually(t, 10*time.Second, func() error {
+		for _, dl := range f.globalLeader().State().Delegations("us-east") {
+			if dl.Region == "us-east" && !dl.Confirmed {
+				return fmt.Errorf("delegation %+v not confirmed yet", dl)
+			}
+		}
+		return nil
+	})
+
+	i := f.index("us-east")
+	f.kill(i)
+	if err := os.RemoveAll(f.cfgs[i].Cell.DataDir); err != nil {
+		t.Fatal(err)
+	}
+	lost := time.Now()
+	f.start(i)
+	celltest.Eventually(t, 30*time.Second, func() error {
+		h := held(a1)["orders/us-east"]
+		if h["a1"] != 4 {
+			return fmt.Errorf("a1 holds %v of orders/us-east", h)
+		}
+		for _, s := range a1.Owned() {
+			if s.Token.Generation <= before {
+				return fmt.Errorf("a1 holds %s under token %s: generation %d is not above %d, the one before the loss", s.Range, s.Token, s.Token.Generation, before)
+			}
+		}
+		return nil
+	})
+	t.Logf("us-east's key space held again under a new generation %v after its cell lost its log (D = %v)", time.Since(lost).Round(time.Millisecond), f.cfgs[0].Global.Duration(ttl))
+	checkHistory(t, f.History)
+	checkTokensAcrossCells(t, f.History)
 }

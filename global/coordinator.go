@@ -133,7 +133,30 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 	c.proposeReleased(l, region, req.GetReleased())
 	c.proposePurged(l, region, req)
 	resp := &globalv1.RenewResponse{Seq: req.GetSeq()}
+	held := map[globalstate.DelegationID]bool{}
+	for _, x := range req.GetHeld() {
+		held[globalstate.DelegationID{Domain: x.GetDomain(), Region: x.GetRegion(), Generation: x.GetGeneration()}] = true
+	}
+	var record []*globalv1.Op
 	for _, dl := range l.answer(region, req.GetNodeId(), received, load) {
+		switch {
+		case dl.Confirmed && !held[dl.DelegationID]:
+			// Contract (6): the cell recorded this delegation once and
+			// no longer has it — its log was lost (or it relinquished
+			// it). A fresh log must not continue the generation with
+			// low indexes: not answered, withdrawn, and delegated again
+			// under a new generation once it expires (D·(1+ε) after
+			// its withdrawal) or the cell reports it released.
+			record = append(record, &globalv1.Op{Op: &globalv1.Op_Withdraw{Withdraw: &globalv1.Withdraw{
+				Domain: dl.Domain, Region: dl.Region, Holder: region, Generation: dl.Generation, Ranges: rangesToProto(dl.Ranges),
+			}}})
+			n.log.Info("delegation no longer in its cell's log: withdrawn", "holder", region, "domain", dl.Domain, "key_space", dl.Region, "generation", dl.Generation)
+			continue
+		case !dl.Confirmed && held[dl.DelegationID]:
+			record = append(record, &globalv1.Op{Op: &globalv1.Op_Confirm{Confirm: &globalv1.Confirm{
+				Holder: region, Domain: dl.Domain, Region: dl.Region, Generation: dl.Generation,
+			}}})
+		}
 		ttl, ok := n.domainTTL(dl.Domain)
 		if !ok {
 			continue
@@ -157,6 +180,13 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 			resp.Ended = append(resp.Ended, &globalv1.DelegationRanges{Domain: id.Domain, Region: id.Region, Generation: id.Generation})
 			has[id] = true // once
 		}
+	}
+	if len(record) > 0 {
+		go func() {
+			if _, err := n.propose(l.ctx, record...); err != nil {
+				n.log.Debug("confirmations and withdrawals not committed", "region", region, "err", err)
+			}
+		}()
 	}
 	if live, deleting, version := n.state.Catalog(); version != req.GetCatalogIndex() {
 		resp.Catalog = &globalv1.Catalog{Index: version, Domains: live, Deleting: deleting}

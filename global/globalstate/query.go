@@ -43,6 +43,8 @@ type Delegation struct {
 	// Withdrawing: no longer renewed; the holder's until released or
 	// expired.
 	Withdrawing bool
+	// Confirmed: the holder's cell listed it as held in a renewal.
+	Confirmed bool
 }
 
 // Regions returns the federation's regions in topology order.
@@ -129,6 +131,9 @@ func (ks *keySpace) delegations(holder string) []Delegation {
 			dl = &Delegation{DelegationID: DelegationID{Domain: ks.d.spec.Name, Region: ks.region, Generation: sh.generation}, Holder: sh.holder, Withdrawing: sh.withdrawing}
 			byKey[k] = dl
 			order = append(order, k)
+		}
+		if sh.confirmed {
+			dl.Confirmed = true
 		}
 		dl.Ranges = topology.AppendRun(dl.Ranges, ks.ranges[i])
 	}

@@ -24,7 +24,7 @@ func (s *State) snapshot() *globalv1.Snapshot {
 			kss := &globalv1.KeySpaceState{Region: ks.region, FailoverTo: ks.failoverTo}
 			for i, sh := range ks.shards {
 				kss.Shards = append(kss.Shards, &globalv1.ShardState{
-					Range: topology.RangeToProto(ks.ranges[i]), Holder: sh.holder, Generation: sh.generation, Withdrawing: sh.withdrawing,
+					Range: topology.RangeToProto(ks.ranges[i]), Holder: sh.holder, Generation: sh.generation, Withdrawing: sh.withdrawing, Confirmed: sh.confirmed,
 				})
 			}
 			ds.KeySpaces = append(ds.KeySpaces, kss)
@@ -67,7 +67,7 @@ func (s *State) restore(snap *globalv1.Snapshot) error {
 			}
 			ks := &keySpace{d: d, region: kss.GetRegion(), ranges: ranges, shards: make([]shard, len(ranges)), failoverTo: kss.GetFailoverTo()}
 			for i, ss := range kss.GetShards() {
-				ks.shards[i] = shard{holder: ss.GetHolder(), generation: ss.GetGeneration(), withdrawing: ss.GetWithdrawing()}
+				ks.shards[i] = shard{holder: ss.GetHolder(), generation: ss.GetGeneration(), withdrawing: ss.GetWithdrawing(), confirmed: ss.GetConfirmed()}
 			}
 			d.spaces = append(d.spaces, ks)
 		}

@@ -69,6 +69,9 @@ type shard struct {
 	// withdrawing: the delegation is no longer renewed; the shard stays
 	// the holder's until its cell reports it released or it expires.
 	withdrawing bool
+	// confirmed: the holder's cell listed the delegation as held in a
+	// renewal (Confirm): it has it in its log.
+	confirmed bool
 }
 
 func (sh *shard) free() bool { return sh.holder == "" }
@@ -152,6 +155,8 @@ func (s *State) applyOp(index uint64, op *globalv1.Op, res *ApplyResult, resp *a
 		return s.released(o.Released, res)
 	case *globalv1.Op_SetFailover:
 		return s.setFailover(o.SetFailover, res)
+	case *globalv1.Op_Confirm:
+		return s.confirm(o.Confirm)
 	case *globalv1.Op_Expire:
 		e := o.Expire
 		if e.GetDomain() != "" && len(e.GetRanges()) > 0 {
@@ -607,6 +612,26 @@ func (s *State) free(holder, name, region string, generation uint64, filter bool
 		return fmt.Errorf("%w: region %s holds no delegation", ErrConflict, holder)
 	}
 	res.Delegations = true
+	return nil
+}
+
+// confirm marks a delegation as recorded by its holder's cell.
+func (s *State) confirm(op *globalv1.Confirm) error {
+	ks, err := s.lookupSpace(op.GetDomain(), op.GetRegion())
+	if err != nil {
+		return err
+	}
+	n := 0
+	for i := range ks.shards {
+		sh := &ks.shards[i]
+		if sh.holder == op.GetHolder() && sh.generation == op.GetGeneration() {
+			sh.confirmed = true
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: region %s holds no shard of domain %q (key space %q) at generation %d", ErrConflict, op.GetHolder(), op.GetDomain(), op.GetRegion(), op.GetGeneration())
+	}
 	return nil
 }
 

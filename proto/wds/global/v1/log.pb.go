@@ -88,6 +88,7 @@ type Op struct {
 	//	*Op_Released
 	//	*Op_Expire
 	//	*Op_SetFailover
+	//	*Op_Confirm
 	Op            isOp_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -209,6 +210,15 @@ func (x *Op) GetSetFailover() *SetFailover {
 	return nil
 }
 
+func (x *Op) GetConfirm() *Confirm {
+	if x != nil {
+		if x, ok := x.Op.(*Op_Confirm); ok {
+			return x.Confirm
+		}
+	}
+	return nil
+}
+
 type isOp_Op interface {
 	isOp_Op()
 }
@@ -245,6 +255,10 @@ type Op_SetFailover struct {
 	SetFailover *SetFailover `protobuf:"bytes,8,opt,name=set_failover,json=setFailover,proto3,oneof"`
 }
 
+type Op_Confirm struct {
+	Confirm *Confirm `protobuf:"bytes,9,opt,name=confirm,proto3,oneof"`
+}
+
 func (*Op_ApplyTopology) isOp_Op() {}
 
 func (*Op_CreateDomain) isOp_Op() {}
@@ -260,6 +274,8 @@ func (*Op_Released) isOp_Op() {}
 func (*Op_Expire) isOp_Op() {}
 
 func (*Op_SetFailover) isOp_Op() {}
+
+func (*Op_Confirm) isOp_Op() {}
 
 // Region is a failure domain of the federation with its failover order.
 type Region struct {
@@ -787,6 +803,80 @@ func (x *SetFailover) GetTo() string {
 	return ""
 }
 
+// Confirm records that holder's cell has the delegation (domain, region,
+// generation) in its log: a renewal listed it as held. From then on the
+// delegation is answered only to renewals that list it (contract (6)): a
+// cell that no longer shows it lost its log (or relinquished it), and
+// must not continue that generation with a fresh log's low indexes; the
+// leader withdraws it instead, and it is delegated again under a new one.
+type Confirm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Holder        string                 `protobuf:"bytes,1,opt,name=holder,proto3" json:"holder,omitempty"`
+	Domain        string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	Region        string                 `protobuf:"bytes,3,opt,name=region,proto3" json:"region,omitempty"`
+	Generation    uint64                 `protobuf:"varint,4,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Confirm) Reset() {
+	*x = Confirm{}
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Confirm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Confirm) ProtoMessage() {}
+
+func (x *Confirm) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Confirm.ProtoReflect.Descriptor instead.
+func (*Confirm) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Confirm) GetHolder() string {
+	if x != nil {
+		return x.Holder
+	}
+	return ""
+}
+
+func (x *Confirm) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *Confirm) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *Confirm) GetGeneration() uint64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
 // Expire frees delegations the leader judged past their deadline
 // (contract (5): the holder stopped renewing at least D·(1+ε) ago, plus the
 // accession grace after a global leader change). With domain empty: every
@@ -806,7 +896,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -818,7 +908,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -831,7 +921,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Expire) GetHolder() string {
@@ -883,7 +973,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +985,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +998,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Snapshot) GetIndex() uint64 {
@@ -951,7 +1041,7 @@ type DomainState struct {
 
 func (x *DomainState) Reset() {
 	*x = DomainState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1053,7 @@ func (x *DomainState) String() string {
 func (*DomainState) ProtoMessage() {}
 
 func (x *DomainState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1066,7 @@ func (x *DomainState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainState.ProtoReflect.Descriptor instead.
 func (*DomainState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DomainState) GetDomain() *v1.Domain {
@@ -1013,7 +1103,7 @@ type KeySpaceState struct {
 
 func (x *KeySpaceState) Reset() {
 	*x = KeySpaceState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1115,7 @@ func (x *KeySpaceState) String() string {
 func (*KeySpaceState) ProtoMessage() {}
 
 func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1128,7 @@ func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpaceState.ProtoReflect.Descriptor instead.
 func (*KeySpaceState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeySpaceState) GetRegion() string {
@@ -1069,14 +1159,16 @@ type ShardState struct {
 	Holder     string `protobuf:"bytes,2,opt,name=holder,proto3" json:"holder,omitempty"`
 	Generation uint64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
 	// The delegation is being withdrawn (see Withdraw).
-	Withdrawing   bool `protobuf:"varint,4,opt,name=withdrawing,proto3" json:"withdrawing,omitempty"`
+	Withdrawing bool `protobuf:"varint,4,opt,name=withdrawing,proto3" json:"withdrawing,omitempty"`
+	// The holder's cell has confirmed it (see Confirm).
+	Confirmed     bool `protobuf:"varint,5,opt,name=confirmed,proto3" json:"confirmed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[14]
+	mi := &file_wds_global_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1180,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[14]
+	mi := &file_wds_global_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1193,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ShardState) GetRange() *v1.KeyRange {
@@ -1132,13 +1224,20 @@ func (x *ShardState) GetWithdrawing() bool {
 	return false
 }
 
+func (x *ShardState) GetConfirmed() bool {
+	if x != nil {
+		return x.Confirmed
+	}
+	return false
+}
+
 var File_wds_global_v1_log_proto protoreflect.FileDescriptor
 
 const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"\x17wds/global/v1/log.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\",\n" +
 	"\x05Entry\x12#\n" +
-	"\x03ops\x18\x01 \x03(\v2\x11.wds.global.v1.OpR\x03ops\"\x8e\x04\n" +
+	"\x03ops\x18\x01 \x03(\v2\x11.wds.global.v1.OpR\x03ops\"\xc2\x04\n" +
 	"\x02Op\x12\x1c\n" +
 	"\tignorable\x18\x0f \x01(\bR\tignorable\x12E\n" +
 	"\x0eapply_topology\x18\x01 \x01(\v2\x1c.wds.global.v1.ApplyTopologyH\x00R\rapplyTopology\x12B\n" +
@@ -1148,7 +1247,8 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\bwithdraw\x18\x05 \x01(\v2\x17.wds.global.v1.WithdrawH\x00R\bwithdraw\x125\n" +
 	"\breleased\x18\x06 \x01(\v2\x17.wds.global.v1.ReleasedH\x00R\breleased\x12/\n" +
 	"\x06expire\x18\a \x01(\v2\x15.wds.global.v1.ExpireH\x00R\x06expire\x12?\n" +
-	"\fset_failover\x18\b \x01(\v2\x1a.wds.global.v1.SetFailoverH\x00R\vsetFailoverB\x04\n" +
+	"\fset_failover\x18\b \x01(\v2\x1a.wds.global.v1.SetFailoverH\x00R\vsetFailover\x122\n" +
+	"\aconfirm\x18\t \x01(\v2\x16.wds.global.v1.ConfirmH\x00R\aconfirmB\x04\n" +
 	"\x02op\"8\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
@@ -1186,7 +1286,14 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\vSetFailover\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x0e\n" +
-	"\x02to\x18\x03 \x01(\tR\x02to\"\x9a\x01\n" +
+	"\x02to\x18\x03 \x01(\tR\x02to\"q\n" +
+	"\aConfirm\x12\x16\n" +
+	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x16\n" +
+	"\x06region\x18\x03 \x01(\tR\x06region\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x04 \x01(\x04R\n" +
+	"generation\"\x9a\x01\n" +
 	"\x06Expire\x12\x16\n" +
 	"\x06holder\x18\x01 \x01(\tR\x06holder\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12\x16\n" +
@@ -1209,7 +1316,7 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x121\n" +
 	"\x06shards\x18\x02 \x03(\v2\x19.wds.global.v1.ShardStateR\x06shards\x12\x1f\n" +
 	"\vfailover_to\x18\x03 \x01(\tR\n" +
-	"failoverTo\"\x8e\x01\n" +
+	"failoverTo\"\xac\x01\n" +
 	"\n" +
 	"ShardState\x12&\n" +
 	"\x05range\x18\x01 \x01(\v2\x10.wds.v1.KeyRangeR\x05range\x12\x16\n" +
@@ -1217,7 +1324,8 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12 \n" +
-	"\vwithdrawing\x18\x04 \x01(\bR\vwithdrawingB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
+	"\vwithdrawing\x18\x04 \x01(\bR\vwithdrawing\x12\x1c\n" +
+	"\tconfirmed\x18\x05 \x01(\bR\tconfirmedB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
 
 var (
 	file_wds_global_v1_log_proto_rawDescOnce sync.Once
@@ -1231,7 +1339,7 @@ func file_wds_global_v1_log_proto_rawDescGZIP() []byte {
 	return file_wds_global_v1_log_proto_rawDescData
 }
 
-var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_wds_global_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),         // 0: wds.global.v1.Entry
 	(*Op)(nil),            // 1: wds.global.v1.Op
@@ -1243,13 +1351,14 @@ var file_wds_global_v1_log_proto_goTypes = []any{
 	(*Withdraw)(nil),      // 7: wds.global.v1.Withdraw
 	(*Released)(nil),      // 8: wds.global.v1.Released
 	(*SetFailover)(nil),   // 9: wds.global.v1.SetFailover
-	(*Expire)(nil),        // 10: wds.global.v1.Expire
-	(*Snapshot)(nil),      // 11: wds.global.v1.Snapshot
-	(*DomainState)(nil),   // 12: wds.global.v1.DomainState
-	(*KeySpaceState)(nil), // 13: wds.global.v1.KeySpaceState
-	(*ShardState)(nil),    // 14: wds.global.v1.ShardState
-	(*v1.Domain)(nil),     // 15: wds.v1.Domain
-	(*v1.KeyRange)(nil),   // 16: wds.v1.KeyRange
+	(*Confirm)(nil),       // 10: wds.global.v1.Confirm
+	(*Expire)(nil),        // 11: wds.global.v1.Expire
+	(*Snapshot)(nil),      // 12: wds.global.v1.Snapshot
+	(*DomainState)(nil),   // 13: wds.global.v1.DomainState
+	(*KeySpaceState)(nil), // 14: wds.global.v1.KeySpaceState
+	(*ShardState)(nil),    // 15: wds.global.v1.ShardState
+	(*v1.Domain)(nil),     // 16: wds.v1.Domain
+	(*v1.KeyRange)(nil),   // 17: wds.v1.KeyRange
 }
 var file_wds_global_v1_log_proto_depIdxs = []int32{
 	1,  // 0: wds.global.v1.Entry.ops:type_name -> wds.global.v1.Op
@@ -1259,26 +1368,27 @@ var file_wds_global_v1_log_proto_depIdxs = []int32{
 	6,  // 4: wds.global.v1.Op.delegate:type_name -> wds.global.v1.Delegate
 	7,  // 5: wds.global.v1.Op.withdraw:type_name -> wds.global.v1.Withdraw
 	8,  // 6: wds.global.v1.Op.released:type_name -> wds.global.v1.Released
-	10, // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
+	11, // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
 	9,  // 8: wds.global.v1.Op.set_failover:type_name -> wds.global.v1.SetFailover
-	2,  // 9: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
-	15, // 10: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
-	15, // 11: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
-	16, // 12: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
-	16, // 13: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
-	16, // 14: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
-	16, // 15: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
-	2,  // 16: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
-	12, // 17: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
-	15, // 18: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
-	13, // 19: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
-	14, // 20: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
-	16, // 21: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	10, // 9: wds.global.v1.Op.confirm:type_name -> wds.global.v1.Confirm
+	2,  // 10: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
+	16, // 11: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
+	16, // 12: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
+	17, // 13: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
+	17, // 14: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
+	17, // 15: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
+	17, // 16: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
+	2,  // 17: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
+	13, // 18: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
+	16, // 19: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
+	14, // 20: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
+	15, // 21: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
+	17, // 22: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_log_proto_init() }
@@ -1295,6 +1405,7 @@ func file_wds_global_v1_log_proto_init() {
 		(*Op_Released)(nil),
 		(*Op_Expire)(nil),
 		(*Op_SetFailover)(nil),
+		(*Op_Confirm)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1302,7 +1413,7 @@ func file_wds_global_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_global_v1_log_proto_rawDesc), len(file_wds_global_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
