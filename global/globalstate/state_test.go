@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -343,7 +344,9 @@ func TestRandomOps(t *testing.T) {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
 			r := rand.New(rand.NewPCG(seed, 99))
 			h := newHarness(t)
-			h.ok(opTopology(threeRegions, dom("prices", global, 16), dom("orders", regional, 4), dom("leader", unit, 1)))
+			ledger := dom("ledger", regional, 2)
+			ledger.Failover = wdsv1.Failover_FAILOVER_MANUAL
+			h.ok(opTopology(threeRegions, dom("prices", global, 16), dom("orders", regional, 4), dom("leader", unit, 1), ledger))
 			regions := []string{"us-east", "eu-west", "ap-south"}
 			gens := func() []Delegation { return h.state().Delegations("") }
 			steps := 2000
@@ -353,7 +356,14 @@ func TestRandomOps(t *testing.T) {
 			for range steps {
 				reg := regions[r.IntN(3)]
 				var op *globalv1.Op
-				switch r.IntN(6) {
+				switch r.IntN(8) {
+				case 6:
+					if dl := gens(); len(dl) > 0 {
+						d := dl[r.IntN(len(dl))]
+						op = &globalv1.Op{Op: &globalv1.Op_Confirm{Confirm: &globalv1.Confirm{Holder: d.Holder, Domain: d.Domain, Region: d.Region, Generation: d.Generation}}}
+					}
+				case 7:
+					op = &globalv1.Op{Op: &globalv1.Op_SetFailover{SetFailover: &globalv1.SetFailover{Domain: "ledger", Region: regions[r.IntN(3)], To: regions[r.IntN(3)]}}}
 				case 0, 1:
 					name, ks, n := "prices", "", 16
 					switch r.IntN(3) {
@@ -386,7 +396,15 @@ func TestRandomOps(t *testing.T) {
 					for _, x := range regions {
 						cons[x] = map[string]int{"prices": r.IntN(4), "leader": r.IntN(2)}
 					}
-					if ops := h.state().Place(PlaceInput{Live: live, Consumers: cons, MaxMoves: 1 + r.IntN(4)}); len(ops) > 0 {
+					liveFor := map[string]time.Duration{}
+					for _, x := range regions {
+						liveFor[x] = time.Duration(r.IntN(60)) * time.Second
+					}
+					in := PlaceInput{Live: live, Consumers: cons, MaxMoves: 1 + r.IntN(4), LiveFor: liveFor}
+					if r.IntN(2) == 0 {
+						in.Lapsed = func(string, string) bool { return r.IntN(2) == 0 }
+					}
+					if ops := h.state().Place(in); len(ops) > 0 {
 						// A plan applies whole or op by op, against the state it was made from.
 						for i, err := range h.entry(ops...) {
 							if err != nil {
@@ -417,4 +435,50 @@ func TestTopologyKeepUnlisted(t *testing.T) {
 	if _, deleting, _ := h.state().Domain("early"); !deleting {
 		t.Fatal("an apply without keep_unlisted kept an unlisted domain")
 	}
+}
+
+// TestConfirm: a delegation is confirmed whole (every shard of that
+// holder and generation), survives a withdrawal and a snapshot, and a new
+// delegation of the same shards starts unconfirmed.
+func TestConfirm(t *testing.T) {
+	h := newHarness(t)
+	h.ok(opTopology(threeRegions, dom("prices", global, 4)))
+	h.ok(opDelegate("prices", "", "us-east", shardRange(t, 4, 0, 3)))
+	gen := h.index
+	confirm := func(holder string, g uint64) *globalv1.Op {
+		return &globalv1.Op{Op: &globalv1.Op_Confirm{Confirm: &globalv1.Confirm{Holder: holder, Domain: "prices", Generation: g}}}
+	}
+	confirmed := func() []bool {
+		var out []bool
+		for _, dl := range h.state().Delegations("us-east") {
+			out = append(out, dl.Confirmed)
+		}
+		return out
+	}
+	if got := fmt.Sprint(confirmed()); got != "[false]" {
+		t.Fatalf("confirmed %s before any Confirm", got)
+	}
+	h.fails(confirm("eu-west", gen), ErrConflict)
+	h.fails(confirm("us-east", gen+1), ErrConflict)
+	h.ok(confirm("us-east", gen))
+	h.check()
+	if got := fmt.Sprint(confirmed()); got != "[true]" {
+		t.Fatalf("confirmed %s after Confirm", got)
+	}
+	h.ok(opWithdraw("prices", "", "us-east", gen, shardRange(t, 4, 2, 3)))
+	if got := fmt.Sprint(confirmed()); got != "[true true]" {
+		t.Fatalf("confirmed %s after a partial withdrawal (held part, withdrawing part)", got)
+	}
+	h.ok(opReleased("prices", "", "us-east", gen, shardRange(t, 4, 2, 3)))
+	h.ok(opDelegate("prices", "", "us-east", shardRange(t, 4, 2, 4)))
+	var fresh []bool
+	for _, dl := range h.state().Delegations("us-east") {
+		if dl.Generation != gen {
+			fresh = append(fresh, dl.Confirmed)
+		}
+	}
+	if fmt.Sprint(fresh) != "[false]" {
+		t.Fatalf("a new delegation of released shards starts confirmed: %v", fresh)
+	}
+	h.check()
 }
