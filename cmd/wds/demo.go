@@ -27,13 +27,13 @@ const (
 	demoCountsDue = 2 * time.Second // shard counts after a step
 )
 
-// demo runs consumers of the demo domain in this process and changes their
-// number now and then, printing what moves.
-type demo struct {
-	out    io.Writer
-	eps    []string
-	region string
-	log    *slog.Logger
+// demoCore is what the lone cell's demo and the federation's share: the
+// output, the running consumers in join order, and the loop that makes
+// one join or the oldest drain every demoStep. Each demo adds its own
+// consumers (add) and prints its own counts.
+type demoCore struct {
+	out io.Writer
+	log *slog.Logger
 
 	mu        sync.Mutex // guards the fields below and writes to out
 	stopping  bool       // events are no longer printed
@@ -44,10 +44,20 @@ type demo struct {
 }
 
 // demoConsumer is a running demo consumer with the batcher that prints its
-// events.
+// events; region is the region it joined in a federation ("" in a lone
+// cell's demo).
 type demoConsumer struct {
 	*client.Consumer
+	region string
 	events *eventBatcher
+}
+
+// demo runs consumers of the demo domain in this process and changes their
+// number now and then, printing what moves.
+type demo struct {
+	demoCore
+	eps    []string
+	region string
 }
 
 func startDemo(ctx context.Context, out io.Writer, eps []string, region string, log *slog.Logger) (*demo, error) {
@@ -55,7 +65,7 @@ func startDemo(ctx context.Context, out io.Writer, eps []string, region string, 
 		return nil, fmt.Errorf("demo: create domain %q: %w", demoDomain, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	d := &demo{out: out, eps: eps, region: region, log: log, cancel: cancel}
+	d := &demo{demoCore: demoCore{out: out, log: log, cancel: cancel}, eps: eps, region: region}
 	d.printf("\ndemo: domain %q (global, %d shards, ttl %s); consumers join and drain every %s\n", demoDomain, demoShards, demoTTL, demoStep)
 	for i := 0; i < 3; i++ {
 		if err := d.add(); err != nil {
@@ -65,7 +75,7 @@ func startDemo(ctx context.Context, out io.Writer, eps []string, region string, 
 		}
 	}
 	d.wg.Add(1)
-	go d.loop(ctx)
+	go d.loop(ctx, d.add, d.counts)
 	return d, nil
 }
 
@@ -86,7 +96,7 @@ func createDemoDomain(ctx context.Context, eps []string) error {
 	return err
 }
 
-func (d *demo) printf(format string, args ...any) {
+func (d *demoCore) printf(format string, args ...any) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if !d.stopping {
@@ -94,12 +104,36 @@ func (d *demo) printf(format string, args ...any) {
 	}
 }
 
+// nextID names the next consumer.
+func (d *demoCore) nextID() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.next++
+	return fmt.Sprintf("demo-%d", d.next)
+}
+
+// joined records a started consumer and says so.
+func (d *demoCore) joined(c demoConsumer) {
+	d.mu.Lock()
+	d.consumers = append(d.consumers, c)
+	d.mu.Unlock()
+	where := ""
+	if c.region != "" {
+		where = " " + c.region
+	}
+	d.printf("%s + %s joins%s\n", clock(time.Now()), c.ID(), where)
+}
+
+// running returns the running consumers, oldest first.
+func (d *demoCore) running() []demoConsumer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]demoConsumer(nil), d.consumers...)
+}
+
 // add starts one more consumer.
 func (d *demo) add() error {
-	d.mu.Lock()
-	d.next++
-	id := fmt.Sprintf("demo-%d", d.next)
-	d.mu.Unlock()
+	id := d.nextID()
 	events := d.batcher(id)
 	c, err := client.NewConsumer(client.Config{
 		Endpoints: d.eps,
@@ -114,16 +148,13 @@ func (d *demo) add() error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.consumers = append(d.consumers, demoConsumer{Consumer: c, events: events})
-	d.mu.Unlock()
-	d.printf("%s + %s joins\n", clock(time.Now()), id)
+	d.joined(demoConsumer{Consumer: c, events: events})
 	return nil
 }
 
 // drainOldest drains and stops the longest-running consumer, in the
 // background.
-func (d *demo) drainOldest() {
+func (d *demoCore) drainOldest() {
 	d.mu.Lock()
 	if len(d.consumers) == 0 {
 		d.mu.Unlock()
@@ -132,7 +163,11 @@ func (d *demo) drainOldest() {
 	c := d.consumers[0]
 	d.consumers = d.consumers[1:]
 	d.mu.Unlock()
-	d.printf("%s - %s drains\n", clock(time.Now()), c.ID())
+	where := ""
+	if c.region != "" {
+		where = " (" + c.region + ")"
+	}
+	d.printf("%s - %s drains%s\n", clock(time.Now()), c.ID(), where)
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
@@ -176,9 +211,7 @@ func (d *demo) event(id string, e client.Event) {
 
 // counts prints each running consumer's number of shards.
 func (d *demo) counts() {
-	d.mu.Lock()
-	cs := append([]demoConsumer(nil), d.consumers...)
-	d.mu.Unlock()
+	cs := d.running()
 	var parts []string
 	total := 0
 	for _, c := range cs {
@@ -190,38 +223,38 @@ func (d *demo) counts() {
 	d.printf("%s shards: %s (held %d of %d)\n", clock(time.Now()), strings.Join(parts, " "), total, demoShards)
 }
 
-// loop alternates: a consumer joins, the oldest drains, and so on; shard
-// counts are printed between steps.
-func (d *demo) loop(ctx context.Context) {
+// loop alternates: a consumer joins (add), the oldest drains, and so on;
+// shard counts are printed between steps.
+func (d *demoCore) loop(ctx context.Context, add func() error, counts func()) {
 	defer d.wg.Done()
 	step := time.NewTicker(demoStep)
 	defer step.Stop()
-	counts := time.NewTimer(demoCountsDue)
-	defer counts.Stop()
+	countsDue := time.NewTimer(demoCountsDue)
+	defer countsDue.Stop()
 	join := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-counts.C:
-			d.counts()
+		case <-countsDue.C:
+			counts()
 		case <-step.C:
 			if join {
-				if err := d.add(); err != nil {
+				if err := add(); err != nil {
 					d.printf("demo: %v\n", err)
 				}
 			} else {
 				d.drainOldest()
 			}
 			join = !join
-			counts.Reset(demoCountsDue)
+			countsDue.Reset(demoCountsDue)
 		}
 	}
 }
 
-// stop ends the demo. The consumers stop without a drain (the cell stops
+// stop ends the demo. The consumers stop without a drain (the cells stop
 // right after them, so there is nowhere to move shards to), quietly.
-func (d *demo) stop() {
+func (d *demoCore) stop() {
 	d.cancel()
 	d.mu.Lock()
 	d.stopping = true

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -603,23 +602,9 @@ const (
 // GLOBAL and a REGIONAL domain; every demoStep one joins (in the next
 // region) or the oldest drains, and what moves is printed.
 type fedDemo struct {
-	out     io.Writer
-	regions []devRegionJSON
-	log     *slog.Logger
-
-	mu         sync.Mutex // guards the fields below and writes to out
-	stopping   bool
-	consumers  []fedDemoConsumer
-	next       int
-	nextRegion int
-	wg         sync.WaitGroup
-	cancel     context.CancelFunc
-}
-
-type fedDemoConsumer struct {
-	*client.Consumer
-	region string
-	events *eventBatcher
+	demoCore
+	regions    []devRegionJSON
+	nextRegion int // under mu
 }
 
 func startFedDemo(ctx context.Context, out io.Writer, regions []devRegionJSON, log *slog.Logger) (*fedDemo, error) {
@@ -631,7 +616,7 @@ func startFedDemo(ctx context.Context, out io.Writer, regions []devRegionJSON, l
 		return nil, fmt.Errorf("demo: %w", err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	d := &fedDemo{out: out, regions: regions, log: log, cancel: cancel}
+	d := &fedDemo{demoCore: demoCore{out: out, log: log, cancel: cancel}, regions: regions}
 	d.printf("\ndemo: domains %q (global, %d shards) and %q (regional, %d shards per region), ttl %s;\n"+
 		"demo: a consumer joins (in the next region) or the oldest drains every %s\n",
 		demoDomain, demoShards, devDemoRegional, devDemoRegionalShards, demoTTL, demoStep)
@@ -643,7 +628,7 @@ func startFedDemo(ctx context.Context, out io.Writer, regions []devRegionJSON, l
 		}
 	}
 	d.wg.Add(1)
-	go d.loop(ctx)
+	go d.loop(ctx, d.add, d.counts)
 	return d, nil
 }
 
@@ -696,19 +681,10 @@ func createDevDomains(ctx context.Context, regions []devRegionJSON, specs []topo
 	return nil
 }
 
-func (d *fedDemo) printf(format string, args ...any) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if !d.stopping {
-		fmt.Fprintf(d.out, format, args...)
-	}
-}
-
 // add starts one more consumer, in the next region.
 func (d *fedDemo) add() error {
+	id := d.nextID()
 	d.mu.Lock()
-	d.next++
-	id := fmt.Sprintf("demo-%d", d.next)
 	r := d.regions[d.nextRegion%len(d.regions)]
 	d.nextRegion++
 	d.mu.Unlock()
@@ -726,38 +702,8 @@ func (d *fedDemo) add() error {
 	if err != nil {
 		return err
 	}
-	d.mu.Lock()
-	d.consumers = append(d.consumers, fedDemoConsumer{Consumer: c, region: r.Name, events: events})
-	d.mu.Unlock()
-	d.printf("%s + %s joins %s\n", clock(time.Now()), id, r.Name)
+	d.joined(demoConsumer{Consumer: c, region: r.Name, events: events})
 	return nil
-}
-
-// drainOldest drains and stops the longest-running consumer, in the
-// background.
-func (d *fedDemo) drainOldest() {
-	d.mu.Lock()
-	if len(d.consumers) == 0 {
-		d.mu.Unlock()
-		return
-	}
-	c := d.consumers[0]
-	d.consumers = d.consumers[1:]
-	d.mu.Unlock()
-	d.printf("%s - %s drains (%s)\n", clock(time.Now()), c.ID(), c.region)
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		err := c.Close(ctx)
-		c.events.flush()
-		if err != nil {
-			d.printf("%s   %s: drain: %v\n", clock(time.Now()), c.ID(), err)
-			return
-		}
-		d.printf("%s   %s drained and left\n", clock(time.Now()), c.ID())
-	}()
 }
 
 func (d *fedDemo) event(id, region string, e client.Event) {
@@ -783,9 +729,7 @@ func (d *fedDemo) event(id, region string, e client.Event) {
 // counts prints, per domain and region, each running consumer's number of
 // shards.
 func (d *fedDemo) counts() {
-	d.mu.Lock()
-	cs := append([]fedDemoConsumer(nil), d.consumers...)
-	d.mu.Unlock()
+	cs := d.running()
 	for _, dom := range []struct {
 		name  string
 		total int
@@ -813,51 +757,6 @@ func (d *fedDemo) counts() {
 		}
 		d.printf("%s shards of %s: %s (held %d of %d)\n", clock(time.Now()), dom.name, strings.Join(parts, ", "), held, dom.total)
 	}
-}
-
-// loop alternates: a consumer joins, the oldest drains, and so on; shard
-// counts are printed between steps.
-func (d *fedDemo) loop(ctx context.Context) {
-	defer d.wg.Done()
-	step := time.NewTicker(demoStep)
-	defer step.Stop()
-	counts := time.NewTimer(demoCountsDue)
-	defer counts.Stop()
-	join := true
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-counts.C:
-			d.counts()
-		case <-step.C:
-			if join {
-				if err := d.add(); err != nil {
-					d.printf("demo: %v\n", err)
-				}
-			} else {
-				d.drainOldest()
-			}
-			join = !join
-			counts.Reset(demoCountsDue)
-		}
-	}
-}
-
-// stop ends the demo: the consumers stop without a drain, quietly.
-func (d *fedDemo) stop() {
-	d.cancel()
-	d.mu.Lock()
-	d.stopping = true
-	cs := d.consumers
-	d.consumers = nil
-	d.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // no drain
-	for _, c := range cs {
-		_ = c.Close(ctx)
-	}
-	d.wg.Wait()
 }
 
 // gateHandler passes records on until closed.

@@ -469,7 +469,7 @@ func TestEventBatcher(t *testing.T) {
 // in key order.
 func TestDemoBatchOrder(t *testing.T) {
 	var out syncBuffer
-	d := &demo{out: &out}
+	d := &demo{demoCore: demoCore{out: &out}}
 	b := d.batcher("demo-1")
 	at := time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, e := range shuffledBatch(demoDomain, 16, at) {
