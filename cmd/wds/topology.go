@@ -141,19 +141,11 @@ changes (false when nothing would change).`,
   wds topology plan wds.yaml -o json | jq '.moves'`,
 		Args: exactArgs(1, "the topology FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tf, err := loadTopologyFile(args[0])
-			if err != nil {
-				return err
-			}
-			ga, err := tf.admin(cmd, g)
+			_, ga, p, err := planTopologyFile(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
 			defer ga.close()
-			p, err := ga.plan(cmd.Context(), tf)
-			if err != nil {
-				return err
-			}
 			out := cmd.OutOrStdout()
 			if g.json() {
 				return writeJSON(out, p.json())
@@ -198,19 +190,11 @@ then goes to stderr in table form before the question).`,
   wds topology apply wds.yaml --yes -o json | jq .index`,
 		Args: exactArgs(1, "the topology FILE"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			tf, err := loadTopologyFile(args[0])
-			if err != nil {
-				return err
-			}
-			ga, err := tf.admin(cmd, g)
+			tf, ga, p, err := planTopologyFile(cmd, g, args[0])
 			if err != nil {
 				return err
 			}
 			defer ga.close()
-			p, err := ga.plan(cmd.Context(), tf)
-			if err != nil {
-				return err
-			}
 			out := cmd.OutOrStdout()
 			res := applyJSON{Plan: p.json()}
 			planOut := out
@@ -490,6 +474,26 @@ type topologyFile struct {
 
 // loadTopologyFile loads and validates a topology file that describes a
 // federation.
+// planTopologyFile loads and validates the file and asks the global
+// group for its plan (plan and apply both start so); close the returned
+// admin.
+func planTopologyFile(cmd *cobra.Command, g *globals, path string) (*topologyFile, *globalAdmin, *topologyPlan, error) {
+	tf, err := loadTopologyFile(path)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ga, err := tf.admin(cmd, g)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	p, err := ga.plan(cmd.Context(), tf)
+	if err != nil {
+		ga.close()
+		return nil, nil, nil, err
+	}
+	return tf, ga, p, nil
+}
+
 func loadTopologyFile(path string) (*topologyFile, error) {
 	f, err := topology.Load(path)
 	if err != nil {
