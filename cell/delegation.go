@@ -232,7 +232,9 @@ func (v *delegationView) answered(sent time.Time, resp RenewResponse) {
 
 // lapsing returns the live delegations that would not cover a lease of the
 // domain's TTL extended at now (or that an unanswered new leader knows have
-// lapsed), and marks them sweeping. ttl gives each domain's TTL.
+// lapsed), and marks them sweeping. ttl gives each domain's TTL; it is
+// called under the view's lock, so it must not take the state's (the
+// planner takes the state's, then the view's).
 func (v *delegationView) lapsing(now time.Time, ttl func(domain string) time.Duration) []DelegationID {
 	if v.self {
 		return nil
@@ -390,11 +392,21 @@ func (l *leader) renewOnce() {
 // sweepLapsing proposes one Relinquish per lapsing delegation. Its revokes
 // reach the sessions through the FSM's effects, ahead of any later ack.
 func (l *leader) sweepLapsing() {
-	ids := l.delegations.lapsing(time.Now(), func(dom string) time.Duration {
+	// The TTLs are read from the state before the view is locked: the
+	// planner holds the state's read lock while it asks the view, so the
+	// view must never wait for the state (with an FSM write waiting in
+	// between, that was a deadlock).
+	ttls := map[string]time.Duration{}
+	for dom := range l.n.state.DomainNames() {
 		if t, ok := l.n.domainTTL(dom); ok {
+			ttls[dom] = t
+		}
+	}
+	ids := l.delegations.lapsing(time.Now(), func(dom string) time.Duration {
+		if t, ok := ttls[dom]; ok {
 			return t
 		}
-		return topology.MaxTTL
+		return topology.MaxTTL // a domain newer than the map: the strictest hold
 	})
 	if len(ids) == 0 {
 		return
