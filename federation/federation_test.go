@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -39,8 +40,15 @@ type fed struct {
 	procs   []*serve.Process
 	cfgs    []federation.Config
 	first   map[string]int // index of each region's first node
+	// voters are each region's global voter as a topology lists it (a
+	// region started without one has its entry too, to add it later);
+	// gpeers are the voters the nodes were started with.
+	voters  map[string]*globalv1.Voter
+	gpeers  []global.Peer
+	outage  time.Duration
 	Net     *faults.Net
 	History *chaos.History
+	dir     string
 }
 
 func cellID(region string) string        { return nodeID(region, 0) }
@@ -63,6 +71,14 @@ type fedSettings struct {
 	cellConfig func(*cell.Config)
 	// dialOptions adds dial options to a node's outgoing connections.
 	dialOptions func(node string) []grpc.DialOption
+	// noVoter are regions whose first node starts without a global voter.
+	noVoter map[string]bool
+}
+
+// withoutGlobalVoter starts region's first node as a cell member only
+// (the test adds its voter later).
+func withoutGlobalVoter(region string) fedOption {
+	return func(s *fedSettings) { s.noVoter[region] = true }
 }
 
 // withCellNodes makes region's cell n nodes (its first node is also the
@@ -100,11 +116,12 @@ func testLogger(t testing.TB) *slog.Logger {
 
 func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 	t.Helper()
-	set := fedSettings{outage: 2 * time.Second, cellNodes: map[string]int{}}
+	set := fedSettings{outage: 2 * time.Second, cellNodes: map[string]int{}, noVoter: map[string]bool{}}
 	for _, o := range opts {
 		o(&set)
 	}
-	f := &fed{t: t, regions: regions, Net: faults.New(), History: &chaos.History{}, first: map[string]int{}}
+	f := &fed{t: t, regions: regions, Net: faults.New(), History: &chaos.History{}, first: map[string]int{},
+		voters: map[string]*globalv1.Voter{}, outage: set.outage}
 	// Node j of region r: cell member nodeID(r, j); node 0 of each region is
 	// also its region's global voter, globalID(r).
 	type slot struct {
@@ -124,15 +141,18 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 	for i := range slots {
 		slots[i].raft, slots[i].grpc, slots[i].gr = addrs[3*i], addrs[3*i+1], addrs[3*i+2]
 	}
-	dir := t.TempDir()
-	var gpeers []global.Peer
+	f.dir = t.TempDir()
 	var gEndpoints []string
 	for _, sl := range slots {
 		f.Net.Register(nodeID(sl.region, sl.j), sl.raft, sl.grpc)
 		if sl.j == 0 {
-			gpeers = append(gpeers, global.Peer{ID: globalID(sl.region), Region: sl.region, Raft: sl.gr, GRPC: sl.grpc})
-			gEndpoints = append(gEndpoints, sl.grpc)
+			f.voters[sl.region] = &globalv1.Voter{Id: globalID(sl.region), Raft: sl.gr, Grpc: sl.grpc}
 			f.Net.Register(globalID(sl.region), sl.gr)
+			if set.noVoter[sl.region] {
+				continue
+			}
+			f.gpeers = append(f.gpeers, global.Peer{ID: globalID(sl.region), Region: sl.region, Raft: sl.gr, GRPC: sl.grpc})
+			gEndpoints = append(gEndpoints, sl.grpc)
 		}
 	}
 	// 20–50 ms one way between regions, none within one.
@@ -159,7 +179,7 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 		cc := cell.DefaultConfig()
 		cc.NodeID = nodeID(sl.region, sl.j)
 		cc.Region = sl.region
-		cc.DataDir = filepath.Join(dir, cc.NodeID)
+		cc.DataDir = filepath.Join(f.dir, cc.NodeID)
 		for _, o := range slots {
 			if o.region == sl.region {
 				cc.Peers = append(cc.Peers, cell.Peer{ID: nodeID(o.region, o.j), Raft: o.raft, GRPC: o.grpc})
@@ -178,19 +198,8 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 			}
 		}
 		var gcp *global.Config
-		if sl.j == 0 {
-			gc := global.DefaultConfig()
-			gc.NodeID = globalID(sl.region)
-			gc.DataDir = filepath.Join(dir, gc.NodeID)
-			gc.Peers = gpeers
-			gc.Outage = set.outage
-			gc.Settle = 200 * time.Millisecond
-			gc.LiveWindow = time.Second
-			gc.Raft = raftnode.DefaultLANConfig()
-			gc.Raft.Group = "global"
-			gc.Faults = f.Net.Endpoint(gc.NodeID, faults.Raft)
-			gc.Logger = testLogger(t)
-			gcp = &gc
+		if sl.j == 0 && !set.noVoter[sl.region] {
+			gcp = f.globalConfig(sl.region, f.gpeers)
 		}
 		self := cc.NodeID
 		dialer := func(ctx context.Context, addr string) (net.Conn, error) {
@@ -221,6 +230,23 @@ func newFed(t testing.TB, regions []string, opts ...fedOption) *fed {
 	t.Cleanup(f.close)
 	t.Cleanup(f.dumpIfFailed) // runs before close
 	return f
+}
+
+// globalConfig is region's global voter's configuration, started with
+// peers as its voters.
+func (f *fed) globalConfig(region string, peers []global.Peer) *global.Config {
+	gc := global.DefaultConfig()
+	gc.NodeID = globalID(region)
+	gc.DataDir = filepath.Join(f.dir, gc.NodeID)
+	gc.Peers = peers
+	gc.Outage = f.outage
+	gc.Settle = 200 * time.Millisecond
+	gc.LiveWindow = time.Second
+	gc.Raft = raftnode.DefaultLANConfig()
+	gc.Raft.Group = "global"
+	gc.Faults = f.Net.Endpoint(gc.NodeID, faults.Raft)
+	gc.Logger = testLogger(f.t)
+	return &gc
 }
 
 // dumpIfFailed logs, for a failed test, what the global leader holds and
@@ -290,8 +316,22 @@ func (f *fed) globalLeader() *global.Node {
 }
 
 // applyTopology commits the regions (each failing over to the others, in
-// order) and domains through the global leader.
+// order, with the global voters the nodes were started with) and domains
+// through the global leader.
 func (f *fed) applyTopology(domains ...*wdsv1.Domain) {
+	f.t.Helper()
+	var voters []string
+	for _, p := range f.gpeers {
+		voters = append(voters, p.Region)
+	}
+	if err := f.applyTopologyVoters(voters, domains...); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// applyTopologyVoters is applyTopology with the global voters of the
+// regions voters.
+func (f *fed) applyTopologyVoters(voters []string, domains ...*wdsv1.Domain) error {
 	f.t.Helper()
 	var regions []*globalv1.Region
 	for _, r := range f.regions {
@@ -301,13 +341,14 @@ func (f *fed) applyTopology(domains ...*wdsv1.Domain) {
 				reg.Failover = append(reg.Failover, o)
 			}
 		}
+		if slices.Contains(voters, r) {
+			reg.Voters = append(reg.Voters, f.voters[r])
+		}
 		regions = append(regions, reg)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := f.globalLeader().ApplyTopology(ctx, regions, domains); err != nil {
-		f.t.Fatal(err)
-	}
+	return f.globalLeader().ApplyTopology(ctx, regions, domains)
 }
 
 // consumer starts a test consumer in region's cell (every node of it as

@@ -12,11 +12,18 @@ import (
 
 // TopologyProto is a topology file as the global group applies it:
 // regions with their failover order (the explicit list, else every other
-// region in file order) and the domains.
+// region in file order) and their global voters (the nodes with a global
+// address), and the domains.
 func TopologyProto(f *topology.File) *globalv1.ApplyTopology {
 	t := &globalv1.ApplyTopology{}
 	for _, r := range f.Regions {
-		t.Regions = append(t.Regions, &globalv1.Region{Name: r.Name, Failover: f.FailoverOf(r.Name)})
+		reg := &globalv1.Region{Name: r.Name, Failover: f.FailoverOf(r.Name)}
+		for _, n := range r.Nodes {
+			if n.Global != "" {
+				reg.Voters = append(reg.Voters, &globalv1.Voter{Id: n.ID, Raft: n.Global, Grpc: n.GRPC})
+			}
+		}
+		t.Regions = append(t.Regions, reg)
 	}
 	for _, d := range f.Domains {
 		t.Domains = append(t.Domains, topology.DomainToProto(d))

@@ -27,6 +27,7 @@ var leaderOnly = []string{
 	globalv1.GlobalAdmin_ApplyTopology_FullMethodName,
 	globalv1.GlobalAdmin_PlanTopology_FullMethodName,
 	globalv1.GlobalAdmin_Failover_FullMethodName,
+	globalv1.GlobalAdmin_Join_FullMethodName,
 }
 
 // register puts the services on s, gated on the node being open.
@@ -128,11 +129,19 @@ func (a *adminService) Failover(ctx context.Context, req *globalv1.FailoverReque
 	return &globalv1.FailoverResponse{Index: idx}, nil
 }
 
+func (a *adminService) Join(ctx context.Context, req *globalv1.JoinRequest) (*globalv1.JoinResponse, error) {
+	idx, err := a.n.Join(ctx, req.GetNodeId(), req.GetRaftAddress())
+	if err != nil {
+		return nil, status(err)
+	}
+	return &globalv1.JoinResponse{Index: idx}, nil
+}
+
 func (a *adminService) GetTopology(context.Context, *globalv1.GetTopologyRequest) (*globalv1.GetTopologyResponse, error) {
 	live, _, _ := a.n.state.Catalog()
 	resp := &globalv1.GetTopologyResponse{Index: a.n.state.Index(), Domains: live}
 	for _, r := range a.n.state.Regions() {
-		resp.Regions = append(resp.Regions, &globalv1.Region{Name: r.Name, Failover: r.Failover})
+		resp.Regions = append(resp.Regions, r.Proto())
 	}
 	return resp, nil
 }
@@ -145,9 +154,7 @@ func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusReque
 		NodeId: n.cfg.NodeID, State: st.State.String(), LeaderId: id, LeaderEndpoint: ep,
 		Term: st.Term, AppliedIndex: n.state.Index(),
 	}
-	for _, p := range n.cfg.Peers {
-		resp.Voters = append(resp.Voters, &globalv1.GlobalVoter{Id: p.ID, RaftAddress: p.Raft, Leader: p.ID == id})
-	}
+	resp.Voters, resp.Configured = n.voterStatus(id)
 	l := n.currentLeader()
 	if l == nil {
 		return resp, nil
@@ -199,4 +206,32 @@ func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusReque
 		resp.Delegations = append(resp.Delegations, ds)
 	}
 	return resp, nil
+}
+
+// voterStatus lists the voters of this node's Raft configuration, with
+// the gRPC endpoint and region the applied topology gives them, then the
+// voters the topology lists that have not joined yet. configured is false
+// while the node has no configuration (it has not bootstrapped or joined).
+func (n *Node) voterStatus(leaderID string) (voters []*globalv1.GlobalVoter, configured bool) {
+	listed := map[string]globalstate.Voter{}
+	for _, v := range n.state.Voters() {
+		listed[v.ID] = v
+	}
+	servers, err := n.raft.Servers()
+	if err != nil || len(servers) == 0 {
+		return nil, false
+	}
+	in := map[string]bool{}
+	for _, s := range servers {
+		id := string(s.ID)
+		in[id] = true
+		v := listed[id]
+		voters = append(voters, &globalv1.GlobalVoter{Id: id, RaftAddress: string(s.Address), Leader: id == leaderID, Grpc: v.GRPC, Region: v.Region})
+	}
+	for _, v := range n.state.Voters() {
+		if !in[v.ID] {
+			voters = append(voters, &globalv1.GlobalVoter{Id: v.ID, RaftAddress: v.Raft, Grpc: v.GRPC, Region: v.Region, Joining: true})
+		}
+	}
+	return voters, true
 }

@@ -64,6 +64,12 @@ type Config struct {
 	// with); later changes go through `wds topology apply`.
 	Bootstrap *globalv1.ApplyTopology
 
+	// FixedVoters: the voters are Peers for good (wds dev, whose regions
+	// are its flags). A data dir whose stored voters differ is refused
+	// (raftnode.ErrVoterMismatch) instead of taken as the group's later
+	// configuration.
+	FixedVoters bool
+
 	// Raft tunes the Raft member (WAN timings by default). ID, Dir, Bind
 	// and Peers are filled in from the fields above.
 	Raft raftnode.Config

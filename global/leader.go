@@ -78,8 +78,9 @@ func newLeader(n *Node, accession time.Time) *leader {
 }
 
 func (l *leader) start() {
-	l.wg.Add(1)
+	l.wg.Add(2)
 	go l.placeLoop()
+	go l.voterLoop()
 	if b := l.n.cfg.Bootstrap; b != nil && len(l.n.state.Regions()) == 0 {
 		l.wg.Add(1)
 		go l.bootstrap(b)

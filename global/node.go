@@ -45,6 +45,9 @@ type Node struct {
 	peerConns map[string]*grpc.ClientConn
 
 	keySpaces *keySpaceMetrics
+	// stopMembership ends membershipLoop.
+	stopMembership context.CancelFunc
+	membershipDone chan struct{}
 }
 
 // NewNode starts a global voter: it opens the data dir and starts the Raft
@@ -81,6 +84,10 @@ func NewNode(cfg Config) (*Node, error) {
 		}
 		rc.Advertise = self.Raft
 	}
+	// The voters change with the topology (membership.go): the node
+	// bootstraps, joins or waits once it has asked its peers.
+	rc.ChangingVoters = true
+	rc.CheckStoredVoters = cfg.FixedVoters
 	rc.Peers = nil
 	for _, p := range cfg.Peers {
 		rc.Peers = append(rc.Peers, raftnode.Peer{ID: p.ID, Address: p.Raft})
@@ -96,6 +103,12 @@ func NewNode(cfg Config) (*Node, error) {
 	n.raft = rn
 	n.batcher = raftnode.NewBatcher[*globalv1.Op, globalstate.Result](rn, raftnode.BatcherConfig{}, globalstate.EncodeEntry)
 	close(n.wired)
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopMembership, n.membershipDone = cancel, make(chan struct{})
+	go func() {
+		defer close(n.membershipDone)
+		n.membershipLoop(ctx)
+	}()
 	n.log.Info("global voter started", "raft", rn.Addr())
 	return n, nil
 }
@@ -137,6 +150,16 @@ func (n *Node) currentLeader() *leader {
 // knows it fresh ("" if none).
 func (n *Node) leaderEndpoint() (id, endpoint string) {
 	id, _ = n.raft.FreshLeader()
+	if id == "" {
+		return "", ""
+	}
+	// The applied topology first: it lists voters added after this node's
+	// file was written.
+	for _, v := range n.state.Voters() {
+		if v.ID == id {
+			return id, v.GRPC
+		}
+	}
 	for _, p := range n.cfg.Peers {
 		if p.ID == id {
 			return id, p.GRPC
@@ -298,6 +321,21 @@ func WaitLeader(ctx context.Context, nodes ...*Node) (*Node, error) {
 	}
 }
 
+// Shutdown stops the node gracefully: the leader hands leadership over
+// first (bounded by ctx), so the group does not wait out an election
+// timeout; then Close.
+func (n *Node) Shutdown(ctx context.Context) error {
+	if n.IsLeader() {
+		start := time.Now()
+		if err := n.raft.TransferLeadership(ctx); err != nil {
+			n.log.Warn("global leadership not handed over before stopping", "err", err)
+		} else if id, _ := n.raft.FreshLeader(); id != "" && id != n.cfg.NodeID {
+			n.log.Info("global leadership handed over", "to", id, "took", time.Since(start).Round(time.Millisecond))
+		}
+	}
+	return n.Close()
+}
+
 // Close stops the node: the leader's streams end, Raft shuts down, the data
 // dir stays.
 func (n *Node) Close() error {
@@ -313,6 +351,8 @@ func (n *Node) Close() error {
 	if l != nil {
 		l.stop()
 	}
+	n.stopMembership()
+	<-n.membershipDone
 	n.batcher.Close()
 	err := n.raft.Shutdown()
 	n.peerMu.Lock()

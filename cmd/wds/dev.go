@@ -428,6 +428,9 @@ func runDevFederation(cmd *cobra.Command, g *globals, o devOptions, log *slog.Lo
 				rc := raftnode.DefaultLANConfig()
 				rc.Group = fc.Global.Raft.Group
 				fc.Global.Raft = rc
+				// Its regions are the flags': a data dir made with
+				// others is a mistake, not a voter change.
+				fc.Global.FixedVoters = true
 			}
 			n, proc, err := federation.Start(fc)
 			if errors.Is(err, raftnode.ErrVoterMismatch) {

@@ -70,8 +70,13 @@ type globalJSON struct {
 
 type globalVoterJSON struct {
 	ID          string `json:"id"`
+	Region      string `json:"region"`
 	RaftAddress string `json:"raft_address"`
+	GRPC        string `json:"grpc"`
 	Leader      bool   `json:"leader"`
+	// Joining: the applied topology lists the voter, but it is not in the
+	// group's Raft configuration yet (not started, or not joined).
+	Joining bool `json:"joining"`
 }
 
 type regionStatusJSON struct {
@@ -142,7 +147,7 @@ func globalToJSON(v *globalView) *globalJSON {
 		Term: s.GetTerm(), AppliedIndex: s.GetAppliedIndex(),
 		Voters: []globalVoterJSON{}, Regions: []regionStatusJSON{}, Delegations: []delegationJSON{}}
 	for _, vo := range s.GetVoters() {
-		out.Voters = append(out.Voters, globalVoterJSON{ID: vo.GetId(), RaftAddress: vo.GetRaftAddress(), Leader: vo.GetLeader()})
+		out.Voters = append(out.Voters, globalVoterJSON{ID: vo.GetId(), Region: vo.GetRegion(), RaftAddress: vo.GetRaftAddress(), GRPC: vo.GetGrpc(), Leader: vo.GetLeader(), Joining: vo.GetJoining()})
 	}
 	if v.leader == nil {
 		return out
@@ -219,13 +224,19 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 	}
 	fmt.Fprintln(w)
 	tw = newTable(w)
-	fmt.Fprintln(tw, "VOTER\tRAFT\tLEADER")
+	fmt.Fprintln(tw, "VOTER\tREGION\tRAFT\tGRPC\tLEADER")
+	if len(v.Voters) == 0 {
+		fmt.Fprintln(tw, "(this voter has not bootstrapped or joined the group yet)")
+	}
 	for _, vo := range v.Voters {
 		l := ""
-		if vo.Leader {
+		switch {
+		case vo.Leader:
 			l = "*"
+		case vo.Joining:
+			l = "joining (listed by the topology, not in the group yet)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", vo.ID, vo.RaftAddress, l)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", vo.ID, dash(vo.Region), vo.RaftAddress, dash(vo.GRPC), l)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -117,8 +117,9 @@ func newTopologyPlanCommand(g *globals) *cobra.Command {
 		Use:   "plan FILE",
 		Short: "Show what applying a topology file would change",
 		Long: `Show what applying a topology file would change, applying nothing: regions
-added, removed or changed (failover order), domains created, changed
-(regions, failover, pins) or deleted (a domain absent from the file starts
+added, removed or changed (failover order), global voters added or removed
+(a node given a global address, or no longer given one), domains created,
+changed (regions, failover, pins) or deleted (a domain absent from the file starts
 deleting: every grant in it is revoked), and the delegation moves placement
 would start at once with the regions live now: which shards of which key
 space go from which region to which, and how many consumers hold shards of
@@ -133,7 +134,8 @@ and ttl cannot change. The file is validated first, as by
 The file's global voters are asked (their grpc endpoints, in file order)
 unless --endpoint is given. With -o json it prints regions_added,
 regions_removed, regions_changed, domains_created, domains_changed
-(domains as "wds domain list -o json" prints them), domains_deleted, moves
+(domains as "wds domain list -o json" prints them), domains_deleted,
+voters_added, voters_removed (node ids), moves
 (domain, region, from_region, to_region, shards, consumers_affected) and
 changes (false when nothing would change).`,
 		Example: `  wds topology plan wds.yaml
@@ -267,15 +269,16 @@ func newTopologyShowCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "show",
 		Short: "Print the global group's topology as a topology file",
-		Long: `Print the regions (with their failover order) and the domains (kind,
-shards, ttl, regions, failover, pins) the global group holds now, as a
-topology file. The global group does not know nodes: add each region's
+		Long: `Print the regions (with their failover order and global voters) and the
+domains (kind, shards, ttl, regions, failover, pins) the global group holds
+now, as a topology file. The global group knows only the nodes that are its
+voters (id, grpc, global), and shows them as comments: add each region's
 nodes (id, raft, grpc, and global for the global voters) to use the output
 as a file for wds server or wds topology apply.
 
 It asks the first global voter of --endpoint, which answers from its own
 copy of the global state. With -o json it prints {"index", "regions":
-[{"name", "failover"}], "domains"} (domains as "wds domain list -o json"
+[{"name", "failover", "voters": [{"id", "grpc", "global"}]}], "domains"} (domains as "wds domain list -o json"
 prints them).`,
 		Example: `  wds topology show --endpoint 10.1.0.1:7100
   wds topology show -o json | jq '.domains[].name'`,
@@ -341,14 +344,26 @@ type topologyJSON struct {
 }
 
 type regionJSON struct {
-	Name     string   `json:"name"`
-	Failover []string `json:"failover"`
+	Name     string      `json:"name"`
+	Failover []string    `json:"failover"`
+	Voters   []voterJSON `json:"voters"`
+}
+
+// voterJSON is a region's global voter as the applied topology lists it.
+type voterJSON struct {
+	ID     string `json:"id"`
+	GRPC   string `json:"grpc"`
+	Global string `json:"global"`
 }
 
 func topologyToJSON(res *globalv1.GetTopologyResponse) topologyJSON {
 	v := topologyJSON{Index: res.GetIndex(), Regions: []regionJSON{}, Domains: []domainJSON{}}
 	for _, r := range res.GetRegions() {
-		v.Regions = append(v.Regions, regionJSON{Name: r.GetName(), Failover: append([]string{}, r.GetFailover()...)})
+		rj := regionJSON{Name: r.GetName(), Failover: append([]string{}, r.GetFailover()...), Voters: []voterJSON{}}
+		for _, vo := range r.GetVoters() {
+			rj.Voters = append(rj.Voters, voterJSON{ID: vo.GetId(), GRPC: vo.GetGrpc(), Global: vo.GetRaft()})
+		}
+		v.Regions = append(v.Regions, rj)
 	}
 	for _, d := range res.GetDomains() {
 		v.Domains = append(v.Domains, domainToJSON(d))
@@ -377,6 +392,15 @@ func writeTopologyYAML(w io.Writer, res *globalv1.GetTopologyResponse, from stri
 		m := mapping(0, str("name"), str(r.GetName()))
 		if len(r.GetFailover()) > 0 {
 			m.Content = append(m.Content, str("failover"), flowList(r.GetFailover()))
+		}
+		if len(r.GetVoters()) > 0 {
+			// A comment, not nodes: the state knows no node's raft
+			// address, and a partial node would not parse.
+			var vs []string
+			for _, vo := range r.GetVoters() {
+				vs = append(vs, fmt.Sprintf("%s (grpc %s, global %s)", vo.GetId(), vo.GetGrpc(), vo.GetRaft()))
+			}
+			m.Content[1].LineComment = "global voters: " + strings.Join(vs, ", ")
 		}
 		regions.Content = append(regions.Content, m)
 	}
@@ -418,8 +442,9 @@ func writeTopologyYAML(w io.Writer, res *globalv1.GetTopologyResponse, from stri
 	root := mapping(0, str("regions"), regions, str("domains"), domains)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "# The global group's topology at global index %d,\n# as %s holds it.\n", res.GetIndex(), from)
-	b.WriteString("# Nodes are not known to the global state: add each region's nodes (id, raft,\n")
-	b.WriteString("# grpc, and global for the global voters) to use this as a topology file.\n")
+	b.WriteString("# The global state knows only the global voters (in comments): add each\n")
+	b.WriteString("# region's nodes (id, raft, grpc, and global for the global voters) to use\n")
+	b.WriteString("# this as a topology file.\n")
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
 	if err := enc.Encode(root); err != nil {
@@ -626,7 +651,8 @@ func (a *globalAdmin) plan(ctx context.Context, tf *topologyFile) (*topologyPlan
 func (p *topologyPlan) changes() bool {
 	r := p.res
 	return len(r.GetRegionsAdded())+len(r.GetRegionsRemoved())+len(r.GetRegionsChanged())+
-		len(r.GetDomainsCreated())+len(r.GetDomainsChanged())+len(r.GetDomainsDeleted()) > 0
+		len(r.GetDomainsCreated())+len(r.GetDomainsChanged())+len(r.GetDomainsDeleted())+
+		len(r.GetVotersAdded())+len(r.GetVotersRemoved()) > 0
 }
 
 // planJSON is `wds topology plan -o json`: the global leader's answer.
@@ -637,7 +663,12 @@ type planJSON struct {
 	DomainsCreated []domainJSON `json:"domains_created"`
 	DomainsChanged []domainJSON `json:"domains_changed"`
 	DomainsDeleted []string     `json:"domains_deleted"`
-	Moves          []moveJSON   `json:"moves"`
+	// VotersAdded and VotersRemoved are the global voters (node ids) the
+	// file adds (each joins the group once started) and removes (the
+	// global leader takes it out of the group).
+	VotersAdded   []string   `json:"voters_added"`
+	VotersRemoved []string   `json:"voters_removed"`
+	Moves         []moveJSON `json:"moves"`
 	// Changes is false when applying the file would change nothing (moves
 	// may still be listed: placement makes them anyway, it has not
 	// settled).
@@ -662,6 +693,8 @@ func (p *topologyPlan) json() planJSON {
 		RegionsChanged: append([]string{}, r.GetRegionsChanged()...),
 		DomainsCreated: []domainJSON{}, DomainsChanged: []domainJSON{},
 		DomainsDeleted: append([]string{}, r.GetDomainsDeleted()...),
+		VotersAdded:    voterIDs(r.GetVotersAdded()),
+		VotersRemoved:  voterIDs(r.GetVotersRemoved()),
 		Moves:          []moveJSON{},
 		Changes:        p.changes(),
 	}
@@ -719,6 +752,15 @@ func (p *topologyPlan) write(w io.Writer) error {
 			fmt.Fprintf(&b, "  - %s\n", name)
 		}
 	}
+	if len(r.GetVotersAdded())+len(r.GetVotersRemoved()) > 0 {
+		b.WriteString("\nGlobal voters:\n")
+		for _, v := range r.GetVotersAdded() {
+			fmt.Fprintf(&b, "  + %s (global %s, grpc %s): joins the global group once started with this file\n", v.GetId(), v.GetRaft(), v.GetGrpc())
+		}
+		for _, v := range r.GetVotersRemoved() {
+			fmt.Fprintf(&b, "  - %s (global %s): the global leader removes it from the group\n", v.GetId(), v.GetRaft())
+		}
+	}
 	if len(r.GetDomainsCreated())+len(r.GetDomainsChanged())+len(r.GetDomainsDeleted()) > 0 {
 		b.WriteString("\nDomains:\n")
 		for _, d := range r.GetDomainsCreated() {
@@ -744,6 +786,15 @@ func (p *topologyPlan) write(w io.Writer) error {
 	}
 	fmt.Fprintln(w, "\nDelegation moves (placement starts them once applied, with the regions live now):")
 	return writeMoves(w, r.GetMoves())
+}
+
+// voterIDs are the voters' ids (never nil, for JSON).
+func voterIDs(vs []*globalv1.Voter) []string {
+	out := []string{}
+	for _, v := range vs {
+		out = append(out, v.GetId())
+	}
+	return out
 }
 
 // writeMoves prints planned delegation moves as a table.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -304,7 +305,7 @@ func TestTopologyFederation(t *testing.T) {
 	if out := mustWDS(t, "topology", "plan", shrunk); !strings.HasPrefix(out, shrunk+": no changes") {
 		t.Errorf("plan of the applied shrunk file:\n%s", out)
 	}
-	if out := mustWDS(t, ep, "topology", "show"); !strings.Contains(out, "  - name: us-east\n    failover: [ap-south]\n") || strings.Contains(out, "name: prices") {
+	if out := mustWDS(t, ep, "topology", "show"); !regexp.MustCompile(`\n  - name: us-east # global voters: us-east-1 \(grpc [0-9.:]+, global [0-9.:]+\)\n    failover: \[ap-south\]\n`).MatchString(out) || strings.Contains(out, "name: prices") {
 		t.Errorf("show after apply:\n%s", out)
 	}
 
@@ -349,7 +350,8 @@ func sameTopology(a, b *globalv1.GetTopologyResponse) bool {
 // gets its nodes; -o json says the same.
 func checkShowRoundTrip(t *testing.T, f *testFed, ep string) {
 	out := mustWDS(t, ep, "topology", "show")
-	if !strings.HasPrefix(out, "# The global group's topology at global index ") || !strings.Contains(out, "# Nodes are not known to the global state") {
+	if !strings.HasPrefix(out, "# The global group's topology at global index ") || !strings.Contains(out, "# The global state knows only the global voters") ||
+		!strings.Contains(out, "name: us-east # global voters: us-east-1 (grpc "+f.grpc[0]+", global ") {
 		t.Errorf("show has no header comment:\n%s", out)
 	}
 	if _, err := topology.Parse("show.yaml", []byte(out)); err == nil || !strings.Contains(err.Error(), "regions[0].nodes: required") {
@@ -479,7 +481,7 @@ func checkFedStatus(t *testing.T, f *testFed) {
 		t.Errorf("status of %s: node %s, global node %s", f.grpc[0], st.Node, st.Global.Node)
 	}
 	out := mustWDS(t, f.endpoint(0), "status")
-	for _, w := range []string{"\nGlobal group (voter us-east-1, ", "\nLeader:   " + st.Global.Leader + " (", "VOTER       RAFT", "\nap-south-1  ", "REGION    CELL LEADER  RENEWING  ", "\nus-east   us-east-1    yes, for ",
+	for _, w := range []string{"\nGlobal group (voter us-east-1, ", "\nLeader:   " + st.Global.Leader + " (", "VOTER       REGION    RAFT", "\nap-south-1  ", "REGION    CELL LEADER  RENEWING  ", "\nus-east   us-east-1    yes, for ",
 		"DOMAIN  KEY SPACE  HOLDER    GENERATION  RANGES  WITHDRAWING  EXPIRES IN", "\ncarts   us-east    us-east   "} {
 		if !strings.Contains(out, w) {
 			t.Errorf("status does not say %q:\n%s", w, out)

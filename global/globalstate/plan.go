@@ -49,6 +49,7 @@ func PlanTopology(s *State, topology *globalv1.ApplyTopology, in PlaceInput) (*g
 		}
 	}
 	sort.Strings(plan.RegionsRemoved)
+	plan.VotersAdded, plan.VotersRemoved = voterChanges(before.GetRegions(), after.GetRegions())
 
 	oldDomains := map[string]*globalv1.DomainState{}
 	for _, d := range before.GetDomains() {
@@ -144,4 +145,34 @@ func shardHolders(s *State) map[shardKey]string {
 		}
 	}
 	return out
+}
+
+// voterChanges are the global voters after lists and before does not
+// (added), and the other way round (removed), by id.
+func voterChanges(before, after []*globalv1.Region) (added, removed []*globalv1.Voter) {
+	ids := func(rs []*globalv1.Region) map[string]bool {
+		out := map[string]bool{}
+		for _, r := range rs {
+			for _, v := range r.GetVoters() {
+				out[v.GetId()] = true
+			}
+		}
+		return out
+	}
+	was, is := ids(before), ids(after)
+	for _, r := range after {
+		for _, v := range r.GetVoters() {
+			if !was[v.GetId()] {
+				added = append(added, v)
+			}
+		}
+	}
+	for _, r := range before {
+		for _, v := range r.GetVoters() {
+			if !is[v.GetId()] {
+				removed = append(removed, v)
+			}
+		}
+	}
+	return added, removed
 }

@@ -53,7 +53,20 @@ func (s *State) Regions() []Region {
 	defer s.mu.RUnlock()
 	out := make([]Region, len(s.regions))
 	for i, r := range s.regions {
-		out[i] = Region{Name: r.Name, Failover: slices.Clone(r.Failover)}
+		out[i] = r.clone()
+	}
+	return out
+}
+
+// Voters are the global voters the regions list, region by region (empty
+// for a state whose topology lists none: one applied before voters were
+// recorded).
+func (s *State) Voters() []Voter {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []Voter
+	for _, r := range s.regions {
+		out = append(out, r.Voters...)
 	}
 	return out
 }

@@ -15,7 +15,7 @@ func (s *State) snapshot() *globalv1.Snapshot {
 	defer s.mu.RUnlock()
 	snap := &globalv1.Snapshot{Index: s.index, CatalogIndex: s.catalogIndex}
 	for _, r := range s.regions {
-		snap.Regions = append(snap.Regions, &globalv1.Region{Name: r.Name, Failover: slices.Clone(r.Failover)})
+		snap.Regions = append(snap.Regions, r.Proto())
 	}
 	for _, name := range sortedNames(s) {
 		d := s.domains[name]
@@ -40,7 +40,7 @@ func (s *State) restore(snap *globalv1.Snapshot) error {
 	var regions []Region
 	names := map[string]bool{}
 	for _, r := range snap.GetRegions() {
-		regions = append(regions, Region{Name: r.GetName(), Failover: slices.Clone(r.GetFailover())})
+		regions = append(regions, regionFromProto(r))
 		names[r.GetName()] = true
 	}
 	domains := map[string]*domain{}

@@ -19,6 +19,35 @@ type Region struct {
 	// Failover lists the regions that serve this region's REGIONAL key
 	// spaces while it is down, in order. Not transitive.
 	Failover []string
+	// Voters are the region's voters of the global group.
+	Voters []Voter
+}
+
+// Voter is one node's place in the global group.
+type Voter struct {
+	ID, Raft, GRPC string
+	Region         string
+}
+
+func (r Region) clone() Region {
+	return Region{Name: r.Name, Failover: slices.Clone(r.Failover), Voters: slices.Clone(r.Voters)}
+}
+
+// Proto is r on the wire.
+func (r Region) Proto() *globalv1.Region {
+	p := &globalv1.Region{Name: r.Name, Failover: slices.Clone(r.Failover)}
+	for _, v := range r.Voters {
+		p.Voters = append(p.Voters, &globalv1.Voter{Id: v.ID, Raft: v.Raft, Grpc: v.GRPC})
+	}
+	return p
+}
+
+func regionFromProto(r *globalv1.Region) Region {
+	out := Region{Name: r.GetName(), Failover: slices.Clone(r.GetFailover())}
+	for _, v := range r.GetVoters() {
+		out.Voters = append(out.Voters, Voter{ID: v.GetId(), Raft: v.GetRaft(), GRPC: v.GetGrpc(), Region: r.GetName()})
+	}
+	return out
 }
 
 // domain is one domain of the catalog.
@@ -350,6 +379,53 @@ func (d *domain) allFree() bool {
 	return true
 }
 
+// checkVoters validates the global voters of a topology's regions against
+// each other and against the voters the state lists now: every voter has an
+// id, a Raft address and a gRPC endpoint, ids and Raft addresses are
+// unique, a voter keeps its Raft address (the group's Raft configuration
+// names it there), and a topology may not remove every voter.
+func (s *State) checkVoters(regions []Region) error {
+	current := map[string]Voter{}
+	for _, r := range s.regions {
+		for _, v := range r.Voters {
+			current[v.ID] = v
+		}
+	}
+	ids := map[string]string{}   // id → region
+	addrs := map[string]string{} // raft address → id
+	total := 0
+	for i, r := range regions {
+		for j, v := range r.Voters {
+			total++
+			f := fmt.Sprintf("regions[%d].voters[%d]", i, j)
+			if err := topology.ValidateConsumerID(f+".id", v.ID); err != nil {
+				return err
+			}
+			if v.Raft == "" {
+				return topology.Invalid(f+".raft", "", "required (voter %q)", v.ID)
+			}
+			if v.GRPC == "" {
+				return topology.Invalid(f+".grpc", "", "required (voter %q)", v.ID)
+			}
+			if other, dup := ids[v.ID]; dup {
+				return topology.Invalid(f+".id", v.ID, "duplicate voter (also in region %s)", other)
+			}
+			ids[v.ID] = r.Name
+			if other, dup := addrs[v.Raft]; dup {
+				return topology.Invalid(f+".raft", v.Raft, "voters %q and %q share a global Raft address", other, v.ID)
+			}
+			addrs[v.Raft] = v.ID
+			if c, ok := current[v.ID]; ok && c.Raft != v.Raft {
+				return fmt.Errorf("%w: %s.raft: voter %q is in the global group at %s; a voter's global Raft address cannot change (remove it, then add it under a new id)", ErrFailedPrecondition, f, v.ID, c.Raft)
+			}
+		}
+	}
+	if total == 0 && len(current) > 0 {
+		return fmt.Errorf("%w: regions: the topology lists no global voter; it would remove every voter of the global group (%d now)", ErrFailedPrecondition, len(current))
+	}
+	return nil
+}
+
 // applyTopology makes the regions and catalog what the topology says: all
 // or nothing.
 func (s *State) applyTopology(index uint64, op *globalv1.ApplyTopology, res *ApplyResult) error {
@@ -364,7 +440,10 @@ func (s *State) applyTopology(index uint64, op *globalv1.ApplyTopology, res *App
 			return topology.Invalid(f+".name", r.GetName(), "duplicate region")
 		}
 		names[r.GetName()] = true
-		regions = append(regions, Region{Name: r.GetName(), Failover: slices.Clone(r.GetFailover())})
+		regions = append(regions, regionFromProto(r))
+	}
+	if err := s.checkVoters(regions); err != nil {
+		return err
 	}
 	for i, r := range regions {
 		for j, fo := range r.Failover {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -481,4 +482,58 @@ func TestConfirm(t *testing.T) {
 		t.Fatalf("a new delegation of released shards starts confirmed: %v", fresh)
 	}
 	h.check()
+}
+
+// TestTopologyVoters: a topology's regions carry the global voters; the
+// state keeps them (and its snapshots do), and refuses a voter without an
+// address, a duplicate id or Raft address, a voter that moves address,
+// and a topology that would remove every voter. A plan names the voters
+// added and removed.
+func TestTopologyVoters(t *testing.T) {
+	h := newHarness(t)
+	voter := func(id, raft string) *globalv1.Voter {
+		return &globalv1.Voter{Id: id, Raft: raft, Grpc: "grpc-" + raft}
+	}
+	regions := func(a, b []*globalv1.Voter) []*globalv1.Region {
+		return []*globalv1.Region{{Name: "a", Voters: a}, {Name: "b", Voters: b}}
+	}
+	// A state whose topology lists no voter (before voters were recorded)
+	// may go on without.
+	h.ok(opTopology(regions(nil, nil)))
+	h.ok(opTopology(regions([]*globalv1.Voter{voter("a-1", "r1")}, []*globalv1.Voter{voter("b-1", "r2")})))
+	if got := h.state().Voters(); len(got) != 2 || got[0] != (Voter{ID: "a-1", Raft: "r1", GRPC: "grpc-r1", Region: "a"}) || got[1].Region != "b" {
+		t.Fatalf("voters: %+v", got)
+	}
+	for _, c := range []struct {
+		name    string
+		regions []*globalv1.Region
+		want    string
+	}{
+		{"no raft address", regions([]*globalv1.Voter{{Id: "a-1", Grpc: "g"}}, nil), "regions[0].voters[0].raft"},
+		{"no grpc endpoint", regions([]*globalv1.Voter{{Id: "a-1", Raft: "r1"}}, nil), "regions[0].voters[0].grpc"},
+		{"duplicate id", regions([]*globalv1.Voter{voter("a-1", "r1")}, []*globalv1.Voter{voter("a-1", "r3")}), "duplicate voter (also in region a)"},
+		{"shared raft address", regions([]*globalv1.Voter{voter("a-1", "r1")}, []*globalv1.Voter{voter("b-1", "r1")}), "share a global Raft address"},
+		{"moved voter", regions([]*globalv1.Voter{voter("a-1", "r9")}, []*globalv1.Voter{voter("b-1", "r2")}), "cannot change"},
+		{"no voter left", regions(nil, nil), "would remove every voter"},
+	} {
+		err := h.fails(opTopology(c.regions), nil)
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want it to say %q", c.name, err, c.want)
+		}
+	}
+	next := &globalv1.ApplyTopology{Regions: regions([]*globalv1.Voter{voter("a-1", "r1"), voter("a-2", "r3")}, nil)}
+	plan, err := PlanTopology(h.state(), next, PlaceInput{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.GetVotersAdded()) != 1 || plan.GetVotersAdded()[0].GetId() != "a-2" || len(plan.GetVotersRemoved()) != 1 || plan.GetVotersRemoved()[0].GetId() != "b-1" {
+		t.Fatalf("plan voters: added %v removed %v", plan.GetVotersAdded(), plan.GetVotersRemoved())
+	}
+	if len(plan.GetRegionsChanged()) != 0 {
+		t.Fatalf("a voter change is not a region change: %v", plan.GetRegionsChanged())
+	}
+	h.ok(&globalv1.Op{Op: &globalv1.Op_ApplyTopology{ApplyTopology: next}})
+	if got := h.state().Voters(); len(got) != 2 || got[1].ID != "a-2" {
+		t.Fatalf("voters after the change: %+v", got)
+	}
 }

@@ -53,6 +53,17 @@ type Config struct {
 	// Peers are the voters the group is bootstrapped with on first start.
 	// Ignored once the data dir holds state.
 	Peers []Peer
+	// ChangingVoters is for a group whose voters change at run time
+	// (AddVoter, RemoveServer): the configuration a data dir stores is
+	// not checked against Peers, Start does not bootstrap (the caller
+	// calls Bootstrap once it knows the group does not exist yet, or
+	// waits for a leader to add the node), and a node removed from the
+	// group keeps running, idle, instead of shutting Raft down.
+	ChangingVoters bool
+	// CheckStoredVoters keeps, with ChangingVoters, the check that a data
+	// dir's stored voters are Peers (ErrVoterMismatch otherwise): for a
+	// group whose voters could change but never do (wds dev).
+	CheckStoredVoters bool
 
 	// HeartbeatTimeout, ElectionTimeout and LeaderLeaseTimeout are passed to
 	// hashicorp/raft (see raft.Config).
@@ -275,8 +286,11 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 	rc.Logger = hl
 	rc.NoLegacyTelemetry = true
 
+	if cfg.ChangingVoters {
+		rc.ShutdownOnRemove = false
+	}
 	existing, err := raft.HasExistingState(w, w, snaps)
-	if err == nil && existing {
+	if err == nil && existing && (!cfg.ChangingVoters || cfg.CheckStoredVoters) {
 		err = checkStoredVoters(rc, w, snaps, cfg, string(trans.LocalAddr()))
 	}
 	if err != nil {
@@ -293,23 +307,91 @@ func Start(cfg Config, fsm raft.FSM) (*Node, error) {
 		return nil, fmt.Errorf("raftnode: %w", err)
 	}
 	n.raft = r
-	if !existing {
-		var servers []raft.Server
-		for _, p := range cfg.Peers {
-			addr := p.Address
-			if p.ID == cfg.ID {
-				addr = string(trans.LocalAddr())
-			}
-			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
-		}
-		if err := r.BootstrapCluster(raft.Configuration{Servers: servers}).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+	if !existing && !cfg.ChangingVoters {
+		if _, err := n.Bootstrap(); err != nil {
 			n.Shutdown()
-			return nil, fmt.Errorf("raftnode: bootstrap: %w", err)
+			return nil, err
 		}
 	}
 	n.wg.Add(1)
 	go n.watchLeadership()
 	return n, nil
+}
+
+// Bootstrap makes Peers the group's first configuration, if the node has
+// no state yet; it reports whether it did. Every initial voter must
+// bootstrap with the same Peers: two different first configurations at
+// index 1 would break Raft's log matching.
+func (n *Node) Bootstrap() (bool, error) {
+	var servers []raft.Server
+	for _, p := range n.cfg.Peers {
+		addr := p.Address
+		if p.ID == n.cfg.ID {
+			addr = n.Addr()
+		}
+		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(addr)})
+	}
+	err := n.await(n.raft.BootstrapCluster(raft.Configuration{Servers: servers}))
+	switch {
+	case errors.Is(err, raft.ErrCantBootstrap):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("raftnode: bootstrap: %w", err)
+	}
+	return true, nil
+}
+
+// Configured reports whether the node has a configuration: it
+// bootstrapped, or a leader sent it the group's log.
+func (n *Node) Configured() bool {
+	servers, err := n.Servers()
+	return err == nil && len(servers) > 0
+}
+
+// AddVoter adds a voter to the group (leader only) and waits until the
+// new configuration is committed; it returns that configuration's index.
+// Adding a voter already in the configuration at addr is a no-op.
+func (n *Node) AddVoter(ctx context.Context, id, addr string) (uint64, error) {
+	return n.changeConfiguration(ctx, func(timeout time.Duration) raft.IndexFuture {
+		return n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, timeout)
+	})
+}
+
+// RemoveServer removes a server from the group (leader only) and waits
+// until the new configuration is committed. A leader that removes itself
+// steps down once it is.
+func (n *Node) RemoveServer(ctx context.Context, id string) (uint64, error) {
+	return n.changeConfiguration(ctx, func(timeout time.Duration) raft.IndexFuture {
+		return n.raft.RemoveServer(raft.ServerID(id), 0, timeout)
+	})
+}
+
+func (n *Node) changeConfiguration(ctx context.Context, change func(time.Duration) raft.IndexFuture) (uint64, error) {
+	if n.raft.State() != raft.Leader {
+		return 0, ErrNotLeader
+	}
+	timeout := n.cfg.TransportTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+	}
+	if timeout <= 0 {
+		return 0, ctx.Err()
+	}
+	f := change(timeout)
+	done := make(chan error, 1)
+	go func() { done <- n.await(f) }()
+	select {
+	case err := <-done:
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("raftnode: configuration change: %w", err)
+		}
+		return f.Index(), nil
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
 // Addr is the transport's advertised address.

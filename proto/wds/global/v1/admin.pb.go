@@ -22,6 +22,103 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *JoinRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetRaftAddress() string {
+	if x != nil {
+		return x.RaftAddress
+	}
+	return ""
+}
+
+type JoinResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The Raft configuration's index once the node is in it.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *JoinResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type FailoverRequest struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Domain string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -35,7 +132,7 @@ type FailoverRequest struct {
 
 func (x *FailoverRequest) Reset() {
 	*x = FailoverRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +144,7 @@ func (x *FailoverRequest) String() string {
 func (*FailoverRequest) ProtoMessage() {}
 
 func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[0]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +157,7 @@ func (x *FailoverRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverRequest.ProtoReflect.Descriptor instead.
 func (*FailoverRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{0}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *FailoverRequest) GetDomain() string {
@@ -94,7 +191,7 @@ type FailoverResponse struct {
 
 func (x *FailoverResponse) Reset() {
 	*x = FailoverResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -106,7 +203,7 @@ func (x *FailoverResponse) String() string {
 func (*FailoverResponse) ProtoMessage() {}
 
 func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[1]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -119,7 +216,7 @@ func (x *FailoverResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FailoverResponse.ProtoReflect.Descriptor instead.
 func (*FailoverResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{1}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *FailoverResponse) GetIndex() uint64 {
@@ -138,7 +235,7 @@ type ApplyTopologyRequest struct {
 
 func (x *ApplyTopologyRequest) Reset() {
 	*x = ApplyTopologyRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +247,7 @@ func (x *ApplyTopologyRequest) String() string {
 func (*ApplyTopologyRequest) ProtoMessage() {}
 
 func (x *ApplyTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[2]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +260,7 @@ func (x *ApplyTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyTopologyRequest.ProtoReflect.Descriptor instead.
 func (*ApplyTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{2}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApplyTopologyRequest) GetTopology() *ApplyTopology {
@@ -183,7 +280,7 @@ type ApplyTopologyResponse struct {
 
 func (x *ApplyTopologyResponse) Reset() {
 	*x = ApplyTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +292,7 @@ func (x *ApplyTopologyResponse) String() string {
 func (*ApplyTopologyResponse) ProtoMessage() {}
 
 func (x *ApplyTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[3]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +305,7 @@ func (x *ApplyTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyTopologyResponse.ProtoReflect.Descriptor instead.
 func (*ApplyTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{3}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ApplyTopologyResponse) GetIndex() uint64 {
@@ -230,14 +327,18 @@ type PlanTopologyResponse struct {
 	DomainsDeleted []string               `protobuf:"bytes,6,rep,name=domains_deleted,json=domainsDeleted,proto3" json:"domains_deleted,omitempty"`
 	// Delegation moves placement would start at once with the regions live
 	// now (a move withdraws ranges from one region for another).
-	Moves         []*PlannedMove `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
+	Moves []*PlannedMove `protobuf:"bytes,7,rep,name=moves,proto3" json:"moves,omitempty"`
+	// Global voters the topology adds (they join once started) and removes
+	// (the leader takes them out of the Raft configuration).
+	VotersAdded   []*Voter `protobuf:"bytes,8,rep,name=voters_added,json=votersAdded,proto3" json:"voters_added,omitempty"`
+	VotersRemoved []*Voter `protobuf:"bytes,9,rep,name=voters_removed,json=votersRemoved,proto3" json:"voters_removed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PlanTopologyResponse) Reset() {
 	*x = PlanTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +350,7 @@ func (x *PlanTopologyResponse) String() string {
 func (*PlanTopologyResponse) ProtoMessage() {}
 
 func (x *PlanTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[4]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +363,7 @@ func (x *PlanTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlanTopologyResponse.ProtoReflect.Descriptor instead.
 func (*PlanTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{4}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *PlanTopologyResponse) GetRegionsAdded() []string {
@@ -314,6 +415,20 @@ func (x *PlanTopologyResponse) GetMoves() []*PlannedMove {
 	return nil
 }
 
+func (x *PlanTopologyResponse) GetVotersAdded() []*Voter {
+	if x != nil {
+		return x.VotersAdded
+	}
+	return nil
+}
+
+func (x *PlanTopologyResponse) GetVotersRemoved() []*Voter {
+	if x != nil {
+		return x.VotersRemoved
+	}
+	return nil
+}
+
 type PlannedMove struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Domain     string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
@@ -330,7 +445,7 @@ type PlannedMove struct {
 
 func (x *PlannedMove) Reset() {
 	*x = PlannedMove{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +457,7 @@ func (x *PlannedMove) String() string {
 func (*PlannedMove) ProtoMessage() {}
 
 func (x *PlannedMove) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[5]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +470,7 @@ func (x *PlannedMove) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlannedMove.ProtoReflect.Descriptor instead.
 func (*PlannedMove) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{5}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *PlannedMove) GetDomain() string {
@@ -408,7 +523,7 @@ type GetTopologyRequest struct {
 
 func (x *GetTopologyRequest) Reset() {
 	*x = GetTopologyRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -420,7 +535,7 @@ func (x *GetTopologyRequest) String() string {
 func (*GetTopologyRequest) ProtoMessage() {}
 
 func (x *GetTopologyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[6]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -433,7 +548,7 @@ func (x *GetTopologyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopologyRequest.ProtoReflect.Descriptor instead.
 func (*GetTopologyRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{6}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{8}
 }
 
 type GetTopologyResponse struct {
@@ -447,7 +562,7 @@ type GetTopologyResponse struct {
 
 func (x *GetTopologyResponse) Reset() {
 	*x = GetTopologyResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -459,7 +574,7 @@ func (x *GetTopologyResponse) String() string {
 func (*GetTopologyResponse) ProtoMessage() {}
 
 func (x *GetTopologyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[7]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -472,7 +587,7 @@ func (x *GetTopologyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTopologyResponse.ProtoReflect.Descriptor instead.
 func (*GetTopologyResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{7}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetTopologyResponse) GetIndex() uint64 {
@@ -504,7 +619,7 @@ type GlobalStatusRequest struct {
 
 func (x *GlobalStatusRequest) Reset() {
 	*x = GlobalStatusRequest{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -516,7 +631,7 @@ func (x *GlobalStatusRequest) String() string {
 func (*GlobalStatusRequest) ProtoMessage() {}
 
 func (x *GlobalStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[8]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -529,7 +644,7 @@ func (x *GlobalStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalStatusRequest.ProtoReflect.Descriptor instead.
 func (*GlobalStatusRequest) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{8}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{10}
 }
 
 type GlobalStatusResponse struct {
@@ -544,15 +659,19 @@ type GlobalStatusResponse struct {
 	Voters         []*GlobalVoter `protobuf:"bytes,7,rep,name=voters,proto3" json:"voters,omitempty"`
 	// On the leader (or as the leader answered a forwarded call): regions
 	// and delegations.
-	Regions       []*RegionStatus     `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
-	Delegations   []*DelegationStatus `protobuf:"bytes,9,rep,name=delegations,proto3" json:"delegations,omitempty"`
+	Regions     []*RegionStatus     `protobuf:"bytes,8,rep,name=regions,proto3" json:"regions,omitempty"`
+	Delegations []*DelegationStatus `protobuf:"bytes,9,rep,name=delegations,proto3" json:"delegations,omitempty"`
+	// This node has a Raft configuration (it bootstrapped the group or was
+	// added to it). A node started on an empty data dir has none until it
+	// bootstraps or joins; voters are then empty.
+	Configured    bool `protobuf:"varint,10,opt,name=configured,proto3" json:"configured,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GlobalStatusResponse) Reset() {
 	*x = GlobalStatusResponse{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -564,7 +683,7 @@ func (x *GlobalStatusResponse) String() string {
 func (*GlobalStatusResponse) ProtoMessage() {}
 
 func (x *GlobalStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[9]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -577,7 +696,7 @@ func (x *GlobalStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalStatusResponse.ProtoReflect.Descriptor instead.
 func (*GlobalStatusResponse) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{9}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GlobalStatusResponse) GetNodeId() string {
@@ -643,18 +762,32 @@ func (x *GlobalStatusResponse) GetDelegations() []*DelegationStatus {
 	return nil
 }
 
+func (x *GlobalStatusResponse) GetConfigured() bool {
+	if x != nil {
+		return x.Configured
+	}
+	return false
+}
+
 type GlobalVoter struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	RaftAddress   string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
-	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	RaftAddress string                 `protobuf:"bytes,2,opt,name=raft_address,json=raftAddress,proto3" json:"raft_address,omitempty"`
+	Leader      bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The voter's gRPC endpoint and region, as the applied topology lists
+	// them (empty for a voter it does not list: one being removed).
+	Grpc   string `protobuf:"bytes,4,opt,name=grpc,proto3" json:"grpc,omitempty"`
+	Region string `protobuf:"bytes,5,opt,name=region,proto3" json:"region,omitempty"`
+	// In the applied topology but not yet in the Raft configuration: the
+	// node has not joined (it is not running, or not started since).
+	Joining       bool `protobuf:"varint,6,opt,name=joining,proto3" json:"joining,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GlobalVoter) Reset() {
 	*x = GlobalVoter{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -666,7 +799,7 @@ func (x *GlobalVoter) String() string {
 func (*GlobalVoter) ProtoMessage() {}
 
 func (x *GlobalVoter) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[10]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -679,7 +812,7 @@ func (x *GlobalVoter) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalVoter.ProtoReflect.Descriptor instead.
 func (*GlobalVoter) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{10}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GlobalVoter) GetId() string {
@@ -699,6 +832,27 @@ func (x *GlobalVoter) GetRaftAddress() string {
 func (x *GlobalVoter) GetLeader() bool {
 	if x != nil {
 		return x.Leader
+	}
+	return false
+}
+
+func (x *GlobalVoter) GetGrpc() string {
+	if x != nil {
+		return x.Grpc
+	}
+	return ""
+}
+
+func (x *GlobalVoter) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *GlobalVoter) GetJoining() bool {
+	if x != nil {
+		return x.Joining
 	}
 	return false
 }
@@ -728,7 +882,7 @@ type RegionStatus struct {
 
 func (x *RegionStatus) Reset() {
 	*x = RegionStatus{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -740,7 +894,7 @@ func (x *RegionStatus) String() string {
 func (*RegionStatus) ProtoMessage() {}
 
 func (x *RegionStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[11]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -753,7 +907,7 @@ func (x *RegionStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegionStatus.ProtoReflect.Descriptor instead.
 func (*RegionStatus) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{11}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RegionStatus) GetName() string {
@@ -823,7 +977,7 @@ type KeySpaceRef struct {
 
 func (x *KeySpaceRef) Reset() {
 	*x = KeySpaceRef{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +989,7 @@ func (x *KeySpaceRef) String() string {
 func (*KeySpaceRef) ProtoMessage() {}
 
 func (x *KeySpaceRef) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[12]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +1002,7 @@ func (x *KeySpaceRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpaceRef.ProtoReflect.Descriptor instead.
 func (*KeySpaceRef) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{12}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeySpaceRef) GetDomain() string {
@@ -881,7 +1035,7 @@ type AwayKeySpace struct {
 
 func (x *AwayKeySpace) Reset() {
 	*x = AwayKeySpace{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1047,7 @@ func (x *AwayKeySpace) String() string {
 func (*AwayKeySpace) ProtoMessage() {}
 
 func (x *AwayKeySpace) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[13]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1060,7 @@ func (x *AwayKeySpace) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AwayKeySpace.ProtoReflect.Descriptor instead.
 func (*AwayKeySpace) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{13}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AwayKeySpace) GetDomain() string {
@@ -953,7 +1107,7 @@ type DelegationStatus struct {
 
 func (x *DelegationStatus) Reset() {
 	*x = DelegationStatus{}
-	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -965,7 +1119,7 @@ func (x *DelegationStatus) String() string {
 func (*DelegationStatus) ProtoMessage() {}
 
 func (x *DelegationStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_admin_proto_msgTypes[14]
+	mi := &file_wds_global_v1_admin_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -978,7 +1132,7 @@ func (x *DelegationStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DelegationStatus.ProtoReflect.Descriptor instead.
 func (*DelegationStatus) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{14}
+	return file_wds_global_v1_admin_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DelegationStatus) GetDomain() string {
@@ -1034,7 +1188,12 @@ var File_wds_global_v1_admin_proto protoreflect.FileDescriptor
 
 const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\n" +
-	"\x19wds/global/v1/admin.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\x1a\x17wds/global/v1/log.proto\"Q\n" +
+	"\x19wds/global/v1/admin.proto\x12\rwds.global.v1\x1a\x12wds/v1/types.proto\x1a\x12wds/v1/admin.proto\x1a\x17wds/global/v1/log.proto\"I\n" +
+	"\vJoinRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
+	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\"$\n" +
+	"\fJoinResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"Q\n" +
 	"\x0fFailoverRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x0e\n" +
@@ -1044,7 +1203,7 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\x14ApplyTopologyRequest\x128\n" +
 	"\btopology\x18\x01 \x01(\v2\x1c.wds.global.v1.ApplyTopologyR\btopology\"-\n" +
 	"\x15ApplyTopologyResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index\"\xda\x02\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\xd0\x03\n" +
 	"\x14PlanTopologyResponse\x12#\n" +
 	"\rregions_added\x18\x01 \x03(\tR\fregionsAdded\x12'\n" +
 	"\x0fregions_removed\x18\x02 \x03(\tR\x0eregionsRemoved\x12'\n" +
@@ -1052,7 +1211,9 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\x0fdomains_created\x18\x04 \x03(\v2\x0e.wds.v1.DomainR\x0edomainsCreated\x127\n" +
 	"\x0fdomains_changed\x18\x05 \x03(\v2\x0e.wds.v1.DomainR\x0edomainsChanged\x12'\n" +
 	"\x0fdomains_deleted\x18\x06 \x03(\tR\x0edomainsDeleted\x120\n" +
-	"\x05moves\x18\a \x03(\v2\x1a.wds.global.v1.PlannedMoveR\x05moves\"\xc2\x01\n" +
+	"\x05moves\x18\a \x03(\v2\x1a.wds.global.v1.PlannedMoveR\x05moves\x127\n" +
+	"\fvoters_added\x18\b \x03(\v2\x14.wds.global.v1.VoterR\vvotersAdded\x12;\n" +
+	"\x0evoters_removed\x18\t \x03(\v2\x14.wds.global.v1.VoterR\rvotersRemoved\"\xc2\x01\n" +
 	"\vPlannedMove\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x12\x1f\n" +
@@ -1066,7 +1227,7 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aregions\x18\x02 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x12(\n" +
 	"\adomains\x18\x03 \x03(\v2\x0e.wds.v1.DomainR\adomains\"\x15\n" +
-	"\x13GlobalStatusRequest\"\xf2\x02\n" +
+	"\x13GlobalStatusRequest\"\x92\x03\n" +
 	"\x14GlobalStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -1076,11 +1237,18 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x122\n" +
 	"\x06voters\x18\a \x03(\v2\x1a.wds.global.v1.GlobalVoterR\x06voters\x125\n" +
 	"\aregions\x18\b \x03(\v2\x1b.wds.global.v1.RegionStatusR\aregions\x12A\n" +
-	"\vdelegations\x18\t \x03(\v2\x1f.wds.global.v1.DelegationStatusR\vdelegations\"X\n" +
+	"\vdelegations\x18\t \x03(\v2\x1f.wds.global.v1.DelegationStatusR\vdelegations\x12\x1e\n" +
+	"\n" +
+	"configured\x18\n" +
+	" \x01(\bR\n" +
+	"configured\"\x9e\x01\n" +
 	"\vGlobalVoter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x16\n" +
-	"\x06leader\x18\x03 \x01(\bR\x06leader\"\xc9\x03\n" +
+	"\x06leader\x18\x03 \x01(\bR\x06leader\x12\x12\n" +
+	"\x04grpc\x18\x04 \x01(\tR\x04grpc\x12\x16\n" +
+	"\x06region\x18\x05 \x01(\tR\x06region\x12\x18\n" +
+	"\ajoining\x18\x06 \x01(\bR\ajoining\"\xc9\x03\n" +
 	"\fRegionStatus\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\brenewing\x18\x02 \x01(\bR\brenewing\x125\n" +
@@ -1111,7 +1279,7 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"generation\x12(\n" +
 	"\x06ranges\x18\x05 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\x12 \n" +
 	"\vwithdrawing\x18\x06 \x01(\bR\vwithdrawing\x12*\n" +
-	"\x11expires_in_millis\x18\a \x01(\x03R\x0fexpiresInMillis2\x9d\x05\n" +
+	"\x11expires_in_millis\x18\a \x01(\x03R\x0fexpiresInMillis2\xde\x05\n" +
 	"\vGlobalAdmin\x12I\n" +
 	"\fCreateDomain\x12\x1b.wds.v1.CreateDomainRequest\x1a\x1c.wds.v1.CreateDomainResponse\x12I\n" +
 	"\fDeleteDomain\x12\x1b.wds.v1.DeleteDomainRequest\x1a\x1c.wds.v1.DeleteDomainResponse\x12F\n" +
@@ -1120,7 +1288,8 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\fPlanTopology\x12#.wds.global.v1.ApplyTopologyRequest\x1a#.wds.global.v1.PlanTopologyResponse\x12T\n" +
 	"\vGetTopology\x12!.wds.global.v1.GetTopologyRequest\x1a\".wds.global.v1.GetTopologyResponse\x12W\n" +
 	"\fGlobalStatus\x12\".wds.global.v1.GlobalStatusRequest\x1a#.wds.global.v1.GlobalStatusResponse\x12K\n" +
-	"\bFailover\x12\x1e.wds.global.v1.FailoverRequest\x1a\x1f.wds.global.v1.FailoverResponseB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
+	"\bFailover\x12\x1e.wds.global.v1.FailoverRequest\x1a\x1f.wds.global.v1.FailoverResponse\x12?\n" +
+	"\x04Join\x12\x1a.wds.global.v1.JoinRequest\x1a\x1b.wds.global.v1.JoinResponseB3Z1github.com/wdsio/wds/proto/wds/global/v1;globalv1b\x06proto3"
 
 var (
 	file_wds_global_v1_admin_proto_rawDescOnce sync.Once
@@ -1134,70 +1303,77 @@ func file_wds_global_v1_admin_proto_rawDescGZIP() []byte {
 	return file_wds_global_v1_admin_proto_rawDescData
 }
 
-var file_wds_global_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wds_global_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_wds_global_v1_admin_proto_goTypes = []any{
-	(*FailoverRequest)(nil),         // 0: wds.global.v1.FailoverRequest
-	(*FailoverResponse)(nil),        // 1: wds.global.v1.FailoverResponse
-	(*ApplyTopologyRequest)(nil),    // 2: wds.global.v1.ApplyTopologyRequest
-	(*ApplyTopologyResponse)(nil),   // 3: wds.global.v1.ApplyTopologyResponse
-	(*PlanTopologyResponse)(nil),    // 4: wds.global.v1.PlanTopologyResponse
-	(*PlannedMove)(nil),             // 5: wds.global.v1.PlannedMove
-	(*GetTopologyRequest)(nil),      // 6: wds.global.v1.GetTopologyRequest
-	(*GetTopologyResponse)(nil),     // 7: wds.global.v1.GetTopologyResponse
-	(*GlobalStatusRequest)(nil),     // 8: wds.global.v1.GlobalStatusRequest
-	(*GlobalStatusResponse)(nil),    // 9: wds.global.v1.GlobalStatusResponse
-	(*GlobalVoter)(nil),             // 10: wds.global.v1.GlobalVoter
-	(*RegionStatus)(nil),            // 11: wds.global.v1.RegionStatus
-	(*KeySpaceRef)(nil),             // 12: wds.global.v1.KeySpaceRef
-	(*AwayKeySpace)(nil),            // 13: wds.global.v1.AwayKeySpace
-	(*DelegationStatus)(nil),        // 14: wds.global.v1.DelegationStatus
-	nil,                             // 15: wds.global.v1.RegionStatus.ConsumersEntry
-	(*ApplyTopology)(nil),           // 16: wds.global.v1.ApplyTopology
-	(*v1.Domain)(nil),               // 17: wds.v1.Domain
-	(*Region)(nil),                  // 18: wds.global.v1.Region
-	(*v1.KeyRange)(nil),             // 19: wds.v1.KeyRange
-	(*v1.CreateDomainRequest)(nil),  // 20: wds.v1.CreateDomainRequest
-	(*v1.DeleteDomainRequest)(nil),  // 21: wds.v1.DeleteDomainRequest
-	(*v1.ListDomainsRequest)(nil),   // 22: wds.v1.ListDomainsRequest
-	(*v1.CreateDomainResponse)(nil), // 23: wds.v1.CreateDomainResponse
-	(*v1.DeleteDomainResponse)(nil), // 24: wds.v1.DeleteDomainResponse
-	(*v1.ListDomainsResponse)(nil),  // 25: wds.v1.ListDomainsResponse
+	(*JoinRequest)(nil),             // 0: wds.global.v1.JoinRequest
+	(*JoinResponse)(nil),            // 1: wds.global.v1.JoinResponse
+	(*FailoverRequest)(nil),         // 2: wds.global.v1.FailoverRequest
+	(*FailoverResponse)(nil),        // 3: wds.global.v1.FailoverResponse
+	(*ApplyTopologyRequest)(nil),    // 4: wds.global.v1.ApplyTopologyRequest
+	(*ApplyTopologyResponse)(nil),   // 5: wds.global.v1.ApplyTopologyResponse
+	(*PlanTopologyResponse)(nil),    // 6: wds.global.v1.PlanTopologyResponse
+	(*PlannedMove)(nil),             // 7: wds.global.v1.PlannedMove
+	(*GetTopologyRequest)(nil),      // 8: wds.global.v1.GetTopologyRequest
+	(*GetTopologyResponse)(nil),     // 9: wds.global.v1.GetTopologyResponse
+	(*GlobalStatusRequest)(nil),     // 10: wds.global.v1.GlobalStatusRequest
+	(*GlobalStatusResponse)(nil),    // 11: wds.global.v1.GlobalStatusResponse
+	(*GlobalVoter)(nil),             // 12: wds.global.v1.GlobalVoter
+	(*RegionStatus)(nil),            // 13: wds.global.v1.RegionStatus
+	(*KeySpaceRef)(nil),             // 14: wds.global.v1.KeySpaceRef
+	(*AwayKeySpace)(nil),            // 15: wds.global.v1.AwayKeySpace
+	(*DelegationStatus)(nil),        // 16: wds.global.v1.DelegationStatus
+	nil,                             // 17: wds.global.v1.RegionStatus.ConsumersEntry
+	(*ApplyTopology)(nil),           // 18: wds.global.v1.ApplyTopology
+	(*v1.Domain)(nil),               // 19: wds.v1.Domain
+	(*Voter)(nil),                   // 20: wds.global.v1.Voter
+	(*Region)(nil),                  // 21: wds.global.v1.Region
+	(*v1.KeyRange)(nil),             // 22: wds.v1.KeyRange
+	(*v1.CreateDomainRequest)(nil),  // 23: wds.v1.CreateDomainRequest
+	(*v1.DeleteDomainRequest)(nil),  // 24: wds.v1.DeleteDomainRequest
+	(*v1.ListDomainsRequest)(nil),   // 25: wds.v1.ListDomainsRequest
+	(*v1.CreateDomainResponse)(nil), // 26: wds.v1.CreateDomainResponse
+	(*v1.DeleteDomainResponse)(nil), // 27: wds.v1.DeleteDomainResponse
+	(*v1.ListDomainsResponse)(nil),  // 28: wds.v1.ListDomainsResponse
 }
 var file_wds_global_v1_admin_proto_depIdxs = []int32{
-	16, // 0: wds.global.v1.ApplyTopologyRequest.topology:type_name -> wds.global.v1.ApplyTopology
-	17, // 1: wds.global.v1.PlanTopologyResponse.domains_created:type_name -> wds.v1.Domain
-	17, // 2: wds.global.v1.PlanTopologyResponse.domains_changed:type_name -> wds.v1.Domain
-	5,  // 3: wds.global.v1.PlanTopologyResponse.moves:type_name -> wds.global.v1.PlannedMove
-	18, // 4: wds.global.v1.GetTopologyResponse.regions:type_name -> wds.global.v1.Region
-	17, // 5: wds.global.v1.GetTopologyResponse.domains:type_name -> wds.v1.Domain
-	10, // 6: wds.global.v1.GlobalStatusResponse.voters:type_name -> wds.global.v1.GlobalVoter
-	11, // 7: wds.global.v1.GlobalStatusResponse.regions:type_name -> wds.global.v1.RegionStatus
-	14, // 8: wds.global.v1.GlobalStatusResponse.delegations:type_name -> wds.global.v1.DelegationStatus
-	15, // 9: wds.global.v1.RegionStatus.consumers:type_name -> wds.global.v1.RegionStatus.ConsumersEntry
-	12, // 10: wds.global.v1.RegionStatus.serving_for_others:type_name -> wds.global.v1.KeySpaceRef
-	13, // 11: wds.global.v1.RegionStatus.away:type_name -> wds.global.v1.AwayKeySpace
-	19, // 12: wds.global.v1.DelegationStatus.ranges:type_name -> wds.v1.KeyRange
-	20, // 13: wds.global.v1.GlobalAdmin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
-	21, // 14: wds.global.v1.GlobalAdmin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
-	22, // 15: wds.global.v1.GlobalAdmin.ListDomains:input_type -> wds.v1.ListDomainsRequest
-	2,  // 16: wds.global.v1.GlobalAdmin.ApplyTopology:input_type -> wds.global.v1.ApplyTopologyRequest
-	2,  // 17: wds.global.v1.GlobalAdmin.PlanTopology:input_type -> wds.global.v1.ApplyTopologyRequest
-	6,  // 18: wds.global.v1.GlobalAdmin.GetTopology:input_type -> wds.global.v1.GetTopologyRequest
-	8,  // 19: wds.global.v1.GlobalAdmin.GlobalStatus:input_type -> wds.global.v1.GlobalStatusRequest
-	0,  // 20: wds.global.v1.GlobalAdmin.Failover:input_type -> wds.global.v1.FailoverRequest
-	23, // 21: wds.global.v1.GlobalAdmin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
-	24, // 22: wds.global.v1.GlobalAdmin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
-	25, // 23: wds.global.v1.GlobalAdmin.ListDomains:output_type -> wds.v1.ListDomainsResponse
-	3,  // 24: wds.global.v1.GlobalAdmin.ApplyTopology:output_type -> wds.global.v1.ApplyTopologyResponse
-	4,  // 25: wds.global.v1.GlobalAdmin.PlanTopology:output_type -> wds.global.v1.PlanTopologyResponse
-	7,  // 26: wds.global.v1.GlobalAdmin.GetTopology:output_type -> wds.global.v1.GetTopologyResponse
-	9,  // 27: wds.global.v1.GlobalAdmin.GlobalStatus:output_type -> wds.global.v1.GlobalStatusResponse
-	1,  // 28: wds.global.v1.GlobalAdmin.Failover:output_type -> wds.global.v1.FailoverResponse
-	21, // [21:29] is the sub-list for method output_type
-	13, // [13:21] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 0: wds.global.v1.ApplyTopologyRequest.topology:type_name -> wds.global.v1.ApplyTopology
+	19, // 1: wds.global.v1.PlanTopologyResponse.domains_created:type_name -> wds.v1.Domain
+	19, // 2: wds.global.v1.PlanTopologyResponse.domains_changed:type_name -> wds.v1.Domain
+	7,  // 3: wds.global.v1.PlanTopologyResponse.moves:type_name -> wds.global.v1.PlannedMove
+	20, // 4: wds.global.v1.PlanTopologyResponse.voters_added:type_name -> wds.global.v1.Voter
+	20, // 5: wds.global.v1.PlanTopologyResponse.voters_removed:type_name -> wds.global.v1.Voter
+	21, // 6: wds.global.v1.GetTopologyResponse.regions:type_name -> wds.global.v1.Region
+	19, // 7: wds.global.v1.GetTopologyResponse.domains:type_name -> wds.v1.Domain
+	12, // 8: wds.global.v1.GlobalStatusResponse.voters:type_name -> wds.global.v1.GlobalVoter
+	13, // 9: wds.global.v1.GlobalStatusResponse.regions:type_name -> wds.global.v1.RegionStatus
+	16, // 10: wds.global.v1.GlobalStatusResponse.delegations:type_name -> wds.global.v1.DelegationStatus
+	17, // 11: wds.global.v1.RegionStatus.consumers:type_name -> wds.global.v1.RegionStatus.ConsumersEntry
+	14, // 12: wds.global.v1.RegionStatus.serving_for_others:type_name -> wds.global.v1.KeySpaceRef
+	15, // 13: wds.global.v1.RegionStatus.away:type_name -> wds.global.v1.AwayKeySpace
+	22, // 14: wds.global.v1.DelegationStatus.ranges:type_name -> wds.v1.KeyRange
+	23, // 15: wds.global.v1.GlobalAdmin.CreateDomain:input_type -> wds.v1.CreateDomainRequest
+	24, // 16: wds.global.v1.GlobalAdmin.DeleteDomain:input_type -> wds.v1.DeleteDomainRequest
+	25, // 17: wds.global.v1.GlobalAdmin.ListDomains:input_type -> wds.v1.ListDomainsRequest
+	4,  // 18: wds.global.v1.GlobalAdmin.ApplyTopology:input_type -> wds.global.v1.ApplyTopologyRequest
+	4,  // 19: wds.global.v1.GlobalAdmin.PlanTopology:input_type -> wds.global.v1.ApplyTopologyRequest
+	8,  // 20: wds.global.v1.GlobalAdmin.GetTopology:input_type -> wds.global.v1.GetTopologyRequest
+	10, // 21: wds.global.v1.GlobalAdmin.GlobalStatus:input_type -> wds.global.v1.GlobalStatusRequest
+	2,  // 22: wds.global.v1.GlobalAdmin.Failover:input_type -> wds.global.v1.FailoverRequest
+	0,  // 23: wds.global.v1.GlobalAdmin.Join:input_type -> wds.global.v1.JoinRequest
+	26, // 24: wds.global.v1.GlobalAdmin.CreateDomain:output_type -> wds.v1.CreateDomainResponse
+	27, // 25: wds.global.v1.GlobalAdmin.DeleteDomain:output_type -> wds.v1.DeleteDomainResponse
+	28, // 26: wds.global.v1.GlobalAdmin.ListDomains:output_type -> wds.v1.ListDomainsResponse
+	5,  // 27: wds.global.v1.GlobalAdmin.ApplyTopology:output_type -> wds.global.v1.ApplyTopologyResponse
+	6,  // 28: wds.global.v1.GlobalAdmin.PlanTopology:output_type -> wds.global.v1.PlanTopologyResponse
+	9,  // 29: wds.global.v1.GlobalAdmin.GetTopology:output_type -> wds.global.v1.GetTopologyResponse
+	11, // 30: wds.global.v1.GlobalAdmin.GlobalStatus:output_type -> wds.global.v1.GlobalStatusResponse
+	3,  // 31: wds.global.v1.GlobalAdmin.Failover:output_type -> wds.global.v1.FailoverResponse
+	1,  // 32: wds.global.v1.GlobalAdmin.Join:output_type -> wds.global.v1.JoinResponse
+	24, // [24:33] is the sub-list for method output_type
+	15, // [15:24] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_admin_proto_init() }
@@ -1212,7 +1388,7 @@ func file_wds_global_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_global_v1_admin_proto_rawDesc), len(file_wds_global_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

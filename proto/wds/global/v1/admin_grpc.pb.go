@@ -28,6 +28,7 @@ const (
 	GlobalAdmin_GetTopology_FullMethodName   = "/wds.global.v1.GlobalAdmin/GetTopology"
 	GlobalAdmin_GlobalStatus_FullMethodName  = "/wds.global.v1.GlobalAdmin/GlobalStatus"
 	GlobalAdmin_Failover_FullMethodName      = "/wds.global.v1.GlobalAdmin/Failover"
+	GlobalAdmin_Join_FullMethodName          = "/wds.global.v1.GlobalAdmin/Join"
 )
 
 // GlobalAdminClient is the client API for GlobalAdmin service.
@@ -52,6 +53,12 @@ type GlobalAdminClient interface {
 	// is refused while region renews, or while it still holds any of the
 	// key space (its delegation may be live): FAILED_PRECONDITION.
 	Failover(ctx context.Context, in *FailoverRequest, opts ...grpc.CallOption) (*FailoverResponse, error)
+	// Join asks the leader to add the calling node to the group's Raft
+	// configuration as a voter. It is accepted only for a voter that the
+	// applied topology lists with that Raft address (FAILED_PRECONDITION
+	// otherwise: apply the topology that adds it first). Joining a node that
+	// is already a voter at that address is a no-op.
+	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
 }
 
 type globalAdminClient struct {
@@ -142,6 +149,16 @@ func (c *globalAdminClient) Failover(ctx context.Context, in *FailoverRequest, o
 	return out, nil
 }
 
+func (c *globalAdminClient) Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinResponse)
+	err := c.cc.Invoke(ctx, GlobalAdmin_Join_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // GlobalAdminServer is the server API for GlobalAdmin service.
 // All implementations must embed UnimplementedGlobalAdminServer
 // for forward compatibility.
@@ -164,6 +181,12 @@ type GlobalAdminServer interface {
 	// is refused while region renews, or while it still holds any of the
 	// key space (its delegation may be live): FAILED_PRECONDITION.
 	Failover(context.Context, *FailoverRequest) (*FailoverResponse, error)
+	// Join asks the leader to add the calling node to the group's Raft
+	// configuration as a voter. It is accepted only for a voter that the
+	// applied topology lists with that Raft address (FAILED_PRECONDITION
+	// otherwise: apply the topology that adds it first). Joining a node that
+	// is already a voter at that address is a no-op.
+	Join(context.Context, *JoinRequest) (*JoinResponse, error)
 	mustEmbedUnimplementedGlobalAdminServer()
 }
 
@@ -197,6 +220,9 @@ func (UnimplementedGlobalAdminServer) GlobalStatus(context.Context, *GlobalStatu
 }
 func (UnimplementedGlobalAdminServer) Failover(context.Context, *FailoverRequest) (*FailoverResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Failover not implemented")
+}
+func (UnimplementedGlobalAdminServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Join not implemented")
 }
 func (UnimplementedGlobalAdminServer) mustEmbedUnimplementedGlobalAdminServer() {}
 func (UnimplementedGlobalAdminServer) testEmbeddedByValue()                     {}
@@ -363,6 +389,24 @@ func _GlobalAdmin_Failover_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _GlobalAdmin_Join_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(GlobalAdminServer).Join(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: GlobalAdmin_Join_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(GlobalAdminServer).Join(ctx, req.(*JoinRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // GlobalAdmin_ServiceDesc is the grpc.ServiceDesc for GlobalAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,6 +445,10 @@ var GlobalAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Failover",
 			Handler:    _GlobalAdmin_Failover_Handler,
+		},
+		{
+			MethodName: "Join",
+			Handler:    _GlobalAdmin_Join_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -283,7 +283,13 @@ type Region struct {
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Regions that serve this region's REGIONAL key spaces while it is down,
 	// in order (not transitive).
-	Failover      []string `protobuf:"bytes,2,rep,name=failover,proto3" json:"failover,omitempty"`
+	Failover []string `protobuf:"bytes,2,rep,name=failover,proto3" json:"failover,omitempty"`
+	// The region's voters of the global group. The global leader makes the
+	// group's Raft configuration follow the voters of every region: it adds
+	// a listed node when that node asks to join, and removes one no region
+	// lists any more. A state whose regions list no voter leaves the
+	// configuration as it is.
+	Voters        []*Voter `protobuf:"bytes,3,rep,name=voters,proto3" json:"voters,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -332,6 +338,78 @@ func (x *Region) GetFailover() []string {
 	return nil
 }
 
+func (x *Region) GetVoters() []*Voter {
+	if x != nil {
+		return x.Voters
+	}
+	return nil
+}
+
+// Voter is one node's place in the global group.
+type Voter struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The node id (the global group's Raft server id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The global Raft transport address (host:port).
+	Raft string `protobuf:"bytes,2,opt,name=raft,proto3" json:"raft,omitempty"`
+	// The node's gRPC endpoint: forwarded calls and cells' coordinator
+	// streams go there.
+	Grpc          string `protobuf:"bytes,3,opt,name=grpc,proto3" json:"grpc,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Voter) Reset() {
+	*x = Voter{}
+	mi := &file_wds_global_v1_log_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Voter) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Voter) ProtoMessage() {}
+
+func (x *Voter) ProtoReflect() protoreflect.Message {
+	mi := &file_wds_global_v1_log_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Voter.ProtoReflect.Descriptor instead.
+func (*Voter) Descriptor() ([]byte, []int) {
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Voter) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Voter) GetRaft() string {
+	if x != nil {
+		return x.Raft
+	}
+	return ""
+}
+
+func (x *Voter) GetGrpc() string {
+	if x != nil {
+		return x.Grpc
+	}
+	return ""
+}
+
 // ApplyTopology makes the catalog and the regions what a topology file
 // says, as one change (all or nothing): regions are replaced, domains
 // absent from the state are created, domains present are updated (pins,
@@ -352,7 +430,7 @@ type ApplyTopology struct {
 
 func (x *ApplyTopology) Reset() {
 	*x = ApplyTopology{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[3]
+	mi := &file_wds_global_v1_log_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -364,7 +442,7 @@ func (x *ApplyTopology) String() string {
 func (*ApplyTopology) ProtoMessage() {}
 
 func (x *ApplyTopology) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[3]
+	mi := &file_wds_global_v1_log_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -377,7 +455,7 @@ func (x *ApplyTopology) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ApplyTopology.ProtoReflect.Descriptor instead.
 func (*ApplyTopology) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{3}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ApplyTopology) GetRegions() []*Region {
@@ -412,7 +490,7 @@ type CreateDomain struct {
 
 func (x *CreateDomain) Reset() {
 	*x = CreateDomain{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[4]
+	mi := &file_wds_global_v1_log_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +502,7 @@ func (x *CreateDomain) String() string {
 func (*CreateDomain) ProtoMessage() {}
 
 func (x *CreateDomain) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[4]
+	mi := &file_wds_global_v1_log_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +515,7 @@ func (x *CreateDomain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateDomain.ProtoReflect.Descriptor instead.
 func (*CreateDomain) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{4}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateDomain) GetDomain() *v1.Domain {
@@ -461,7 +539,7 @@ type DeleteDomain struct {
 
 func (x *DeleteDomain) Reset() {
 	*x = DeleteDomain{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[5]
+	mi := &file_wds_global_v1_log_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -473,7 +551,7 @@ func (x *DeleteDomain) String() string {
 func (*DeleteDomain) ProtoMessage() {}
 
 func (x *DeleteDomain) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[5]
+	mi := &file_wds_global_v1_log_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -486,7 +564,7 @@ func (x *DeleteDomain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDomain.ProtoReflect.Descriptor instead.
 func (*DeleteDomain) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{5}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteDomain) GetName() string {
@@ -521,7 +599,7 @@ type Delegate struct {
 
 func (x *Delegate) Reset() {
 	*x = Delegate{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[6]
+	mi := &file_wds_global_v1_log_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +611,7 @@ func (x *Delegate) String() string {
 func (*Delegate) ProtoMessage() {}
 
 func (x *Delegate) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[6]
+	mi := &file_wds_global_v1_log_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +624,7 @@ func (x *Delegate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Delegate.ProtoReflect.Descriptor instead.
 func (*Delegate) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{6}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Delegate) GetDomain() string {
@@ -594,7 +672,7 @@ type Withdraw struct {
 
 func (x *Withdraw) Reset() {
 	*x = Withdraw{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[7]
+	mi := &file_wds_global_v1_log_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -606,7 +684,7 @@ func (x *Withdraw) String() string {
 func (*Withdraw) ProtoMessage() {}
 
 func (x *Withdraw) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[7]
+	mi := &file_wds_global_v1_log_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -619,7 +697,7 @@ func (x *Withdraw) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Withdraw.ProtoReflect.Descriptor instead.
 func (*Withdraw) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{7}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Withdraw) GetDomain() string {
@@ -674,7 +752,7 @@ type Released struct {
 
 func (x *Released) Reset() {
 	*x = Released{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[8]
+	mi := &file_wds_global_v1_log_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -686,7 +764,7 @@ func (x *Released) String() string {
 func (*Released) ProtoMessage() {}
 
 func (x *Released) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[8]
+	mi := &file_wds_global_v1_log_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -699,7 +777,7 @@ func (x *Released) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Released.ProtoReflect.Descriptor instead.
 func (*Released) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{8}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Released) GetDomain() string {
@@ -754,7 +832,7 @@ type SetFailover struct {
 
 func (x *SetFailover) Reset() {
 	*x = SetFailover{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -766,7 +844,7 @@ func (x *SetFailover) String() string {
 func (*SetFailover) ProtoMessage() {}
 
 func (x *SetFailover) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[9]
+	mi := &file_wds_global_v1_log_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -779,7 +857,7 @@ func (x *SetFailover) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetFailover.ProtoReflect.Descriptor instead.
 func (*SetFailover) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{9}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *SetFailover) GetDomain() string {
@@ -821,7 +899,7 @@ type Confirm struct {
 
 func (x *Confirm) Reset() {
 	*x = Confirm{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -833,7 +911,7 @@ func (x *Confirm) String() string {
 func (*Confirm) ProtoMessage() {}
 
 func (x *Confirm) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[10]
+	mi := &file_wds_global_v1_log_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -846,7 +924,7 @@ func (x *Confirm) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Confirm.ProtoReflect.Descriptor instead.
 func (*Confirm) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{10}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Confirm) GetHolder() string {
@@ -896,7 +974,7 @@ type Expire struct {
 
 func (x *Expire) Reset() {
 	*x = Expire{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +986,7 @@ func (x *Expire) String() string {
 func (*Expire) ProtoMessage() {}
 
 func (x *Expire) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[11]
+	mi := &file_wds_global_v1_log_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +999,7 @@ func (x *Expire) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Expire.ProtoReflect.Descriptor instead.
 func (*Expire) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{11}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Expire) GetHolder() string {
@@ -973,7 +1051,7 @@ type Snapshot struct {
 
 func (x *Snapshot) Reset() {
 	*x = Snapshot{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1063,7 @@ func (x *Snapshot) String() string {
 func (*Snapshot) ProtoMessage() {}
 
 func (x *Snapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[12]
+	mi := &file_wds_global_v1_log_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1076,7 @@ func (x *Snapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Snapshot.ProtoReflect.Descriptor instead.
 func (*Snapshot) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{12}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Snapshot) GetIndex() uint64 {
@@ -1041,7 +1119,7 @@ type DomainState struct {
 
 func (x *DomainState) Reset() {
 	*x = DomainState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1053,7 +1131,7 @@ func (x *DomainState) String() string {
 func (*DomainState) ProtoMessage() {}
 
 func (x *DomainState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[13]
+	mi := &file_wds_global_v1_log_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1066,7 +1144,7 @@ func (x *DomainState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DomainState.ProtoReflect.Descriptor instead.
 func (*DomainState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *DomainState) GetDomain() *v1.Domain {
@@ -1103,7 +1181,7 @@ type KeySpaceState struct {
 
 func (x *KeySpaceState) Reset() {
 	*x = KeySpaceState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[14]
+	mi := &file_wds_global_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1115,7 +1193,7 @@ func (x *KeySpaceState) String() string {
 func (*KeySpaceState) ProtoMessage() {}
 
 func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[14]
+	mi := &file_wds_global_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1128,7 +1206,7 @@ func (x *KeySpaceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeySpaceState.ProtoReflect.Descriptor instead.
 func (*KeySpaceState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KeySpaceState) GetRegion() string {
@@ -1168,7 +1246,7 @@ type ShardState struct {
 
 func (x *ShardState) Reset() {
 	*x = ShardState{}
-	mi := &file_wds_global_v1_log_proto_msgTypes[15]
+	mi := &file_wds_global_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1180,7 +1258,7 @@ func (x *ShardState) String() string {
 func (*ShardState) ProtoMessage() {}
 
 func (x *ShardState) ProtoReflect() protoreflect.Message {
-	mi := &file_wds_global_v1_log_proto_msgTypes[15]
+	mi := &file_wds_global_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1193,7 +1271,7 @@ func (x *ShardState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardState.ProtoReflect.Descriptor instead.
 func (*ShardState) Descriptor() ([]byte, []int) {
-	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_wds_global_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ShardState) GetRange() *v1.KeyRange {
@@ -1249,10 +1327,15 @@ const file_wds_global_v1_log_proto_rawDesc = "" +
 	"\x06expire\x18\a \x01(\v2\x15.wds.global.v1.ExpireH\x00R\x06expire\x12?\n" +
 	"\fset_failover\x18\b \x01(\v2\x1a.wds.global.v1.SetFailoverH\x00R\vsetFailover\x122\n" +
 	"\aconfirm\x18\t \x01(\v2\x16.wds.global.v1.ConfirmH\x00R\aconfirmB\x04\n" +
-	"\x02op\"8\n" +
+	"\x02op\"f\n" +
 	"\x06Region\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
-	"\bfailover\x18\x02 \x03(\tR\bfailover\"\x8f\x01\n" +
+	"\bfailover\x18\x02 \x03(\tR\bfailover\x12,\n" +
+	"\x06voters\x18\x03 \x03(\v2\x14.wds.global.v1.VoterR\x06voters\"?\n" +
+	"\x05Voter\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04raft\x18\x02 \x01(\tR\x04raft\x12\x12\n" +
+	"\x04grpc\x18\x03 \x01(\tR\x04grpc\"\x8f\x01\n" +
 	"\rApplyTopology\x12/\n" +
 	"\aregions\x18\x01 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x12(\n" +
 	"\adomains\x18\x02 \x03(\v2\x0e.wds.v1.DomainR\adomains\x12#\n" +
@@ -1339,56 +1422,58 @@ func file_wds_global_v1_log_proto_rawDescGZIP() []byte {
 	return file_wds_global_v1_log_proto_rawDescData
 }
 
-var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_wds_global_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_wds_global_v1_log_proto_goTypes = []any{
 	(*Entry)(nil),         // 0: wds.global.v1.Entry
 	(*Op)(nil),            // 1: wds.global.v1.Op
 	(*Region)(nil),        // 2: wds.global.v1.Region
-	(*ApplyTopology)(nil), // 3: wds.global.v1.ApplyTopology
-	(*CreateDomain)(nil),  // 4: wds.global.v1.CreateDomain
-	(*DeleteDomain)(nil),  // 5: wds.global.v1.DeleteDomain
-	(*Delegate)(nil),      // 6: wds.global.v1.Delegate
-	(*Withdraw)(nil),      // 7: wds.global.v1.Withdraw
-	(*Released)(nil),      // 8: wds.global.v1.Released
-	(*SetFailover)(nil),   // 9: wds.global.v1.SetFailover
-	(*Confirm)(nil),       // 10: wds.global.v1.Confirm
-	(*Expire)(nil),        // 11: wds.global.v1.Expire
-	(*Snapshot)(nil),      // 12: wds.global.v1.Snapshot
-	(*DomainState)(nil),   // 13: wds.global.v1.DomainState
-	(*KeySpaceState)(nil), // 14: wds.global.v1.KeySpaceState
-	(*ShardState)(nil),    // 15: wds.global.v1.ShardState
-	(*v1.Domain)(nil),     // 16: wds.v1.Domain
-	(*v1.KeyRange)(nil),   // 17: wds.v1.KeyRange
+	(*Voter)(nil),         // 3: wds.global.v1.Voter
+	(*ApplyTopology)(nil), // 4: wds.global.v1.ApplyTopology
+	(*CreateDomain)(nil),  // 5: wds.global.v1.CreateDomain
+	(*DeleteDomain)(nil),  // 6: wds.global.v1.DeleteDomain
+	(*Delegate)(nil),      // 7: wds.global.v1.Delegate
+	(*Withdraw)(nil),      // 8: wds.global.v1.Withdraw
+	(*Released)(nil),      // 9: wds.global.v1.Released
+	(*SetFailover)(nil),   // 10: wds.global.v1.SetFailover
+	(*Confirm)(nil),       // 11: wds.global.v1.Confirm
+	(*Expire)(nil),        // 12: wds.global.v1.Expire
+	(*Snapshot)(nil),      // 13: wds.global.v1.Snapshot
+	(*DomainState)(nil),   // 14: wds.global.v1.DomainState
+	(*KeySpaceState)(nil), // 15: wds.global.v1.KeySpaceState
+	(*ShardState)(nil),    // 16: wds.global.v1.ShardState
+	(*v1.Domain)(nil),     // 17: wds.v1.Domain
+	(*v1.KeyRange)(nil),   // 18: wds.v1.KeyRange
 }
 var file_wds_global_v1_log_proto_depIdxs = []int32{
 	1,  // 0: wds.global.v1.Entry.ops:type_name -> wds.global.v1.Op
-	3,  // 1: wds.global.v1.Op.apply_topology:type_name -> wds.global.v1.ApplyTopology
-	4,  // 2: wds.global.v1.Op.create_domain:type_name -> wds.global.v1.CreateDomain
-	5,  // 3: wds.global.v1.Op.delete_domain:type_name -> wds.global.v1.DeleteDomain
-	6,  // 4: wds.global.v1.Op.delegate:type_name -> wds.global.v1.Delegate
-	7,  // 5: wds.global.v1.Op.withdraw:type_name -> wds.global.v1.Withdraw
-	8,  // 6: wds.global.v1.Op.released:type_name -> wds.global.v1.Released
-	11, // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
-	9,  // 8: wds.global.v1.Op.set_failover:type_name -> wds.global.v1.SetFailover
-	10, // 9: wds.global.v1.Op.confirm:type_name -> wds.global.v1.Confirm
-	2,  // 10: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
-	16, // 11: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
-	16, // 12: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
-	17, // 13: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
-	17, // 14: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
-	17, // 15: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
-	17, // 16: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
-	2,  // 17: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
-	13, // 18: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
-	16, // 19: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
-	14, // 20: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
-	15, // 21: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
-	17, // 22: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	4,  // 1: wds.global.v1.Op.apply_topology:type_name -> wds.global.v1.ApplyTopology
+	5,  // 2: wds.global.v1.Op.create_domain:type_name -> wds.global.v1.CreateDomain
+	6,  // 3: wds.global.v1.Op.delete_domain:type_name -> wds.global.v1.DeleteDomain
+	7,  // 4: wds.global.v1.Op.delegate:type_name -> wds.global.v1.Delegate
+	8,  // 5: wds.global.v1.Op.withdraw:type_name -> wds.global.v1.Withdraw
+	9,  // 6: wds.global.v1.Op.released:type_name -> wds.global.v1.Released
+	12, // 7: wds.global.v1.Op.expire:type_name -> wds.global.v1.Expire
+	10, // 8: wds.global.v1.Op.set_failover:type_name -> wds.global.v1.SetFailover
+	11, // 9: wds.global.v1.Op.confirm:type_name -> wds.global.v1.Confirm
+	3,  // 10: wds.global.v1.Region.voters:type_name -> wds.global.v1.Voter
+	2,  // 11: wds.global.v1.ApplyTopology.regions:type_name -> wds.global.v1.Region
+	17, // 12: wds.global.v1.ApplyTopology.domains:type_name -> wds.v1.Domain
+	17, // 13: wds.global.v1.CreateDomain.domain:type_name -> wds.v1.Domain
+	18, // 14: wds.global.v1.Delegate.ranges:type_name -> wds.v1.KeyRange
+	18, // 15: wds.global.v1.Withdraw.ranges:type_name -> wds.v1.KeyRange
+	18, // 16: wds.global.v1.Released.ranges:type_name -> wds.v1.KeyRange
+	18, // 17: wds.global.v1.Expire.ranges:type_name -> wds.v1.KeyRange
+	2,  // 18: wds.global.v1.Snapshot.regions:type_name -> wds.global.v1.Region
+	14, // 19: wds.global.v1.Snapshot.domains:type_name -> wds.global.v1.DomainState
+	17, // 20: wds.global.v1.DomainState.domain:type_name -> wds.v1.Domain
+	15, // 21: wds.global.v1.DomainState.key_spaces:type_name -> wds.global.v1.KeySpaceState
+	16, // 22: wds.global.v1.KeySpaceState.shards:type_name -> wds.global.v1.ShardState
+	18, // 23: wds.global.v1.ShardState.range:type_name -> wds.v1.KeyRange
+	24, // [24:24] is the sub-list for method output_type
+	24, // [24:24] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_wds_global_v1_log_proto_init() }
@@ -1413,7 +1498,7 @@ func file_wds_global_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wds_global_v1_log_proto_rawDesc), len(file_wds_global_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
