@@ -9,7 +9,7 @@ TEST_FLAGS ?= -race -timeout 15m
 BENCH     ?= .
 BENCH_COUNT ?= 5
 
-.PHONY: all build run test test-short chaos-cell chaos-federation bench proto proto-check lint vet fuzz clean
+.PHONY: all build run test test-short chaos-cell chaos-federation chaos-federation-roll bench proto proto-check lint vet fuzz clean
 
 all: build
 
@@ -56,6 +56,13 @@ chaos-federation:
 		echo "== seed $$seed: $(FED_KILLS) kills, T = $(FED_TTL), $(FED_NODES) node(s) per region"; \
 		WDS_FED_SEED=$$seed WDS_FED_KILLS=$(FED_KILLS) WDS_FED_TTL=$(FED_TTL) WDS_FED_NODES=$(FED_NODES) $(GO) test ./chaos -run '^TestFederationProcessesRegionLoss$$' -count=1 -v -timeout 60m; \
 	done
+
+# The long version of the real-process rolling restart (3 regions × 3 `wds
+# server`s restarted one by one with SIGTERM, zero churn asserted); the
+# default suite rolls the federation once.
+ROLL_ROUNDS ?= 5
+chaos-federation-roll:
+	WDS_ROLL_ROUNDS=$(ROLL_ROUNDS) $(GO) test ./chaos -run '^TestFederationProcessesRollingRestart$$' -count=1 -v -timeout 60m
 
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(BENCH_COUNT) $(PKGS)

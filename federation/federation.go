@@ -9,6 +9,7 @@
 package federation
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -125,6 +126,20 @@ func (n *Node) dial(opts []grpc.DialOption) func(string) (grpc.ClientConnInterfa
 		n.conns[ep] = cc
 		return cc, nil
 	}
+}
+
+// Shutdown stops the node gracefully: a leader of its cell, then a leader
+// of the global group, hands leadership over first (each bounded by ctx),
+// so that neither group waits out an election timeout; then Close.
+func (n *Node) Shutdown(ctx context.Context) error {
+	var errs []error
+	if n.Cell != nil {
+		errs = append(errs, n.Cell.Shutdown(ctx))
+	}
+	if n.Global != nil {
+		errs = append(errs, n.Global.Shutdown(ctx))
+	}
+	return errors.Join(append(errs, n.Close())...)
 }
 
 // Close stops the node's members (data dirs stay).

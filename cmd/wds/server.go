@@ -221,6 +221,7 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 	var node *cell.Node
 	var proc *serve.Process
 	closeRest := func() error { return nil }
+	var shutdown func(context.Context) error
 	if fed != nil {
 		fed.Cell.TracerProvider = tp
 		var fn *federation.Node
@@ -228,9 +229,11 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 		if err != nil {
 			return listenHint(err)
 		}
-		node, closeRest = fn.Cell, fn.Close
+		node, closeRest, shutdown = fn.Cell, fn.Close, fn.Shutdown
 	} else if node, proc, err = serveNode(cfg); err != nil {
 		return listenHint(err)
+	} else {
+		shutdown = node.Shutdown
 	}
 	defer proc.Stop()
 	defer closeRest()
@@ -276,12 +279,13 @@ func runServer(cmd *cobra.Command, g *globals, cfg cell.Config, domains []topolo
 	log.Info("signal received: stopping the node (the data dir stays)")
 	stop()
 	<-done
-	// A leader hands its leadership over first, so the cell does not wait
-	// out an election timeout (a rolling restart must cost no lease);
-	// bounded, so a cell that cannot elect anyone does not hold the stop.
+	// A leader hands its leadership over first (the cell's, and a global
+	// voter's of the global group), so neither group waits out an
+	// election timeout (a rolling restart must cost no lease); bounded, so
+	// a group that cannot elect anyone does not hold the stop.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownHandover)
 	defer cancel()
-	return node.Shutdown(sctx)
+	return shutdown(sctx)
 }
 
 // shutdownHandover bounds the leadership handover of a stopping server.
