@@ -171,6 +171,15 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	return n.Close()
 }
 
+// TransferLeadership hands the cell's leadership to another voter (raft's
+// leadership transfer) and waits until another node leads, or ctx ends;
+// it returns at once when this node does not lead or leads alone. Its
+// sessions end with a redirect and resume on the new leader, as in a
+// graceful stop.
+func (n *Node) TransferLeadership(ctx context.Context) error {
+	return n.raft.TransferLeadership(ctx)
+}
+
 // Close stops the node at once: sessions end with a redirect to the leader
 // if one is known (clients reconnect elsewhere), the node stops serving
 // (Done is closed, and internal/serve stops the process's gRPC server and

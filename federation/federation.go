@@ -12,7 +12,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"google.golang.org/grpc"
@@ -20,6 +22,7 @@ import (
 
 	"github.com/wdsio/wds/cell"
 	"github.com/wdsio/wds/global"
+	"github.com/wdsio/wds/internal/logging"
 	"github.com/wdsio/wds/internal/serve"
 	"github.com/wdsio/wds/internal/telemetry"
 )
@@ -47,6 +50,9 @@ type Node struct {
 	mu     sync.Mutex
 	conns  map[string]*grpc.ClientConn
 	closed bool
+	// stopApart ends keepLeadersApart.
+	stopApart context.CancelFunc
+	apartDone chan struct{}
 }
 
 // Start starts the node's members and serves them on one process front.
@@ -104,7 +110,57 @@ func Start(cfg Config) (*Node, *serve.Process, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("federation node %s: %w", cc.NodeID, err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.stopApart, n.apartDone = cancel, make(chan struct{})
+	if n.Global != nil && len(cc.Peers) > 1 {
+		go n.keepLeadersApart(ctx, cc.Logger)
+	} else {
+		close(n.apartDone)
+	}
 	return n, p, nil
+}
+
+// apartInterval is how often a node that is a global voter checks that it
+// does not lead both its cell and the global group; apartBackoff is how
+// long it waits after handing its cell over before it would again.
+const (
+	apartInterval = 500 * time.Millisecond
+	apartBackoff  = 5 * time.Second
+)
+
+// keepLeadersApart hands the cell's leadership to another member whenever
+// this node leads both its cell and the global group. Both leaders in one
+// process would make one crash cost leases: the cell's new leader holds
+// its delegations as unknown (and withholds acks) until its first renewal
+// is answered, which would wait for the global group's election too —
+// about as long as a short TTL. Apart, either crash alone is ridden out.
+// A handover costs the cell's consumers a reconnect and no lease (as a
+// graceful stop does).
+func (n *Node) keepLeadersApart(ctx context.Context, log *slog.Logger) {
+	defer close(n.apartDone)
+	if log == nil {
+		log = logging.Discard()
+	}
+	t := time.NewTicker(apartInterval)
+	defer t.Stop()
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !n.Global.IsLeader() || !n.Cell.IsLeader() || time.Since(last) < apartBackoff {
+			continue
+		}
+		last = time.Now()
+		log.Info("this node leads both its cell and the global group: handing the cell's leadership to another member")
+		tctx, cancel := context.WithTimeout(ctx, apartBackoff)
+		if err := n.Cell.TransferLeadership(tctx); err != nil && ctx.Err() == nil {
+			log.Warn("cell leadership not handed over", "err", err)
+		}
+		cancel()
+	}
 }
 
 // dial returns the GlobalClient's dialer: one cached connection per
@@ -153,6 +209,10 @@ func (n *Node) Close() error {
 	conns := n.conns
 	n.conns = nil
 	n.mu.Unlock()
+	if n.stopApart != nil {
+		n.stopApart()
+		<-n.apartDone
+	}
 	var errs []error
 	if n.Cell != nil {
 		errs = append(errs, n.Cell.Close())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -33,10 +34,11 @@ type testFed struct {
 	// (with the nodes), which other files of the test reuse.
 	file        string
 	regionsYAML string
-	// grpc is each region's node endpoint.
-	grpc  []string
-	nodes []*federation.Node
-	procs []*serve.Process
+	// grpc is each region's node endpoint; global its global Raft address.
+	grpc   []string
+	global []string
+	nodes  []*federation.Node
+	procs  []*serve.Process
 }
 
 // fedRegions are the test federation's regions.
@@ -54,6 +56,7 @@ func newTestFed(t *testing.T, domainsYAML string, opts ...func(*federation.Confi
 	for i, r := range f.regions {
 		raft, grpcAddr, global := addrs[3*i], addrs[3*i+1], addrs[3*i+2]
 		f.grpc = append(f.grpc, grpcAddr)
+		f.global = append(f.global, global)
 		fmt.Fprintf(&b, "  - name: %s\n    nodes:\n      - {id: %s, raft: %q, grpc: %q, global: %q}\n", r, fedNode(r), raft, grpcAddr, global)
 	}
 	f.regionsYAML = b.String()
@@ -228,4 +231,9 @@ func (f *testFed) stop(i int) {
 		f.procs[i].Stop()
 		f.procs[i] = nil
 	}
+}
+
+// globalAddr is region's node's global Raft address.
+func (f *testFed) globalAddr(region string) string {
+	return f.global[slices.Index(f.regions, region)]
 }

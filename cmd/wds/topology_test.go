@@ -210,9 +210,10 @@ func TestTopologyFederation(t *testing.T) {
 	})
 
 	// A new domain and a pin.
-	grown := f.writeFile("grown.yaml", strings.Replace(fedDomains, "    ttl: 2s\n",
-		"    ttl: 2s\n    pins:\n      - {from: 00000000-0000-0000-0000-000000000000, to: 40000000-0000-0000-0000-000000000000, region: eu-west}\n", 1)+
-		"  - {name: prices, kind: global, shards: 4}\n")
+	grownDomains := strings.Replace(fedDomains, "    ttl: 2s\n",
+		"    ttl: 2s\n    pins:\n      - {from: 00000000-0000-0000-0000-000000000000, to: 40000000-0000-0000-0000-000000000000, region: eu-west}\n", 1) +
+		"  - {name: prices, kind: global, shards: 4}\n"
+	grown := f.writeFile("grown.yaml", grownDomains)
 	out := mustWDS(t, "topology", "plan", grown)
 	for _, w := range []string{
 		"+ prices: global, 4 shards, ttl 10s",
@@ -284,6 +285,26 @@ func TestTopologyFederation(t *testing.T) {
 	// no change of the file's.)
 	if out := mustWDS(t, "topology", "plan", grown); !strings.HasPrefix(out, grown+": no changes") {
 		t.Errorf("plan of the applied file:\n%s", out)
+	}
+
+	// Global voters: a node given a global address is added (it joins
+	// once started), a node that loses it is removed. Planned only.
+	voters := strings.Replace(f.regionsYAML, `global: "`+f.globalAddr("ap-south")+`"}`, "}", 1)
+	voters = strings.Replace(voters, "  - name: eu-west\n", `      - {id: us-east-2, raft: "127.0.0.1:1", grpc: "127.0.0.1:2", global: "127.0.0.1:3"}`+"\n  - name: eu-west\n", 1)
+	votersFile := writeTopology(t, "voters.yaml", voters+"domains:\n"+grownDomains)
+	out = mustWDS(t, "topology", "plan", votersFile)
+	for _, w := range []string{"\nGlobal voters:\n", "  + us-east-2 (global 127.0.0.1:3, grpc 127.0.0.1:2): joins the global group once started with this file\n",
+		"  - ap-south-1 (global " + f.globalAddr("ap-south") + "): the global leader removes it from the group\n"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("plan of the voter changes does not say %q:\n%s", w, out)
+		}
+	}
+	var vplan planJSON
+	if err := json.Unmarshal([]byte(mustWDS(t, "topology", "plan", votersFile, "-o", "json")), &vplan); err != nil {
+		t.Fatal(err)
+	}
+	if !vplan.Changes || !slices.Equal(vplan.VotersAdded, []string{"us-east-2"}) || !slices.Equal(vplan.VotersRemoved, []string{"ap-south-1"}) {
+		t.Errorf("plan -o json of the voter changes: %+v", vplan)
 	}
 
 	// A region's failover order and a domain left out, applied with --yes.
