@@ -24,6 +24,11 @@ type GlobalClient struct {
 	endpoints []string
 	dial      func(endpoint string) (grpc.ClientConnInterface, error)
 
+	// leaderHint, if set, names the global leader's endpoint as this
+	// process knows it (a global voter in the same process): a new stream
+	// goes there before it tries the endpoints in turn.
+	leaderHint func() string
+
 	mu     sync.Mutex
 	st     *renewStream
 	next   int    // the endpoint to try after the hint
@@ -36,6 +41,16 @@ type GlobalClient struct {
 // (gRPC host:port). dial opens (and may cache) a connection to one.
 func NewGlobalClient(endpoints []string, dial func(endpoint string) (grpc.ClientConnInterface, error)) *GlobalClient {
 	return &GlobalClient{endpoints: endpoints, dial: dial, nudges: make(chan struct{}, 1)}
+}
+
+// SetLeaderHint makes new streams go first to the endpoint hint returns
+// (when not empty): the global leader as a global voter in the same
+// process knows it, so that a new cell leader's first renewal does not
+// start with a refusal. Call it before the first Renew.
+func (c *GlobalClient) SetLeaderHint(hint func() string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leaderHint = hint
 }
 
 // Nudges implements Nudger.
@@ -109,6 +124,9 @@ func (c *GlobalClient) stream() (*renewStream, error) {
 	}
 	ep := c.hint
 	c.hint = ""
+	if ep == "" && c.leaderHint != nil {
+		ep = c.leaderHint()
+	}
 	if ep == "" {
 		ep = c.endpoints[c.next%len(c.endpoints)]
 		c.next++

@@ -94,6 +94,8 @@ func Start(cfg Config) (*Node, *serve.Process, error) {
 				return nil, err
 			}
 			n.Global = g
+			// The cell's renewals go straight to the leader this voter knows.
+			n.client.SetLeaderHint(g.LeaderEndpoint)
 			svcs = append(svcs, g)
 		}
 		c, err := cell.NewNode(cc)

@@ -146,6 +146,13 @@ func (n *Node) currentLeader() *leader {
 	return n.leader
 }
 
+// LeaderEndpoint is the gRPC endpoint of the group's leader as far as
+// this node knows it fresh ("" if none).
+func (n *Node) LeaderEndpoint() string {
+	_, ep := n.leaderEndpoint()
+	return ep
+}
+
 // leaderEndpoint is the gRPC endpoint of the leader as far as this node
 // knows it fresh ("" if none).
 func (n *Node) leaderEndpoint() (id, endpoint string) {

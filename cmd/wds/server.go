@@ -62,7 +62,16 @@ one --peer ID=RAFTADDR=GRPCADDR per voter (this node included; without
 addresses, and domains, which are created once the cell has a leader if
 they do not exist yet.
 
-Runs until SIGINT or SIGTERM, then stops the node; the data dir stays.
+A topology file of several regions runs a federation node: the cell member
+and, for a node with a global address, a voter of the global group (its
+Raft log in DATA-DIR/global). On an empty global data dir a voter asks the
+file's other voters first: it joins their group when one exists (once a
+topology that lists it is applied), and bootstraps a new one only when all
+of them answer that they have none. A node never leads both its cell and
+the global group: it hands its cell to another member.
+
+Runs until SIGINT or SIGTERM, then stops the node (a leader hands its cell,
+and its global group, over first); the data dir stays.
 There is no TLS yet: run it on a trusted network only.`,
 		Example: `  # a single-node cell
   wds server --node n1 --data-dir /var/lib/wds
