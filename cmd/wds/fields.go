@@ -101,7 +101,11 @@ func nameFields(err error, name fieldNamer) error {
 	if se, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
 		st := se.GRPCStatus()
 		if msg, ok := renameMessage(st.Message(), name); ok {
-			return status.Error(st.Code(), msg)
+			// The same status with the new message: its details (the
+			// ErrorInfo reason, a BadRequest) stay.
+			p := st.Proto()
+			p.Message = msg
+			return status.FromProto(p).Err()
 		}
 		return err
 	}

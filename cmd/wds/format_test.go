@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/wdsio/wds/client"
+	"github.com/wdsio/wds/internal/rpcerr"
 	"github.com/wdsio/wds/topology"
 )
 
@@ -340,6 +341,16 @@ func TestNameFields(t *testing.T) {
 		if errors.Is(tc.err, client.ErrNotFound) && !errors.Is(err, client.ErrNotFound) {
 			t.Errorf("%v: renamed error no longer matches client.ErrNotFound", tc.err)
 		}
+	}
+	// A renamed status keeps its details: the reason a script or the
+	// client reads from ErrorInfo.
+	withInfo := rpcerr.New(codes.NotFound, rpcerr.ReasonNotLeader, `name: domain "nope" does not exist`)
+	renamed := nameFields(rpcerr.ToStatus(withInfo), cellFieldNames[describe.CommandPath()](describe, []string{"nope"}))
+	if got := formatError(renamed); got != `wds: NotFound: domain "nope" does not exist` {
+		t.Errorf("renamed status: %s", got)
+	}
+	if rpcerr.Reason(renamed) != rpcerr.ReasonNotLeader {
+		t.Errorf("renamed status lost its ErrorInfo: reason %q", rpcerr.Reason(renamed))
 	}
 	for n, want := range map[int]string{1: "1st", 2: "2nd", 3: "3rd", 4: "4th", 11: "11th", 12: "12th", 13: "13th", 21: "21st", 102: "102nd", 111: "111th"} {
 		if got := ordinal(n); got != want {
