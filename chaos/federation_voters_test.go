@@ -65,10 +65,13 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 		}
 	}
 	stop := func(i int) {
+		sent := time.Now()
 		servers[i].signal(syscall.SIGTERM)
-		if code, _ := servers[i].wait(20 * time.Second); code != 0 {
+		code, at := servers[i].wait(20 * time.Second)
+		if code != 0 {
 			t.Fatalf("%s exited %d after SIGTERM; stderr:\n%s", nodes[i].id, code, servers[i].stderr.String())
 		}
+		t.Logf("%s exited %v after SIGTERM", nodes[i].id, at.Sub(sent).Round(time.Millisecond))
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -187,6 +190,17 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 		t.Fatalf("apply removing eu-west's voter: exit %d\n%s%s", code, out, stderr)
 	}
 	wantVoters("eu-west's voter removed", nodes[0].grpc, []string{"ap-south-1", "us-east-1"}, nil)
+	// Until it restarts, the removed node still runs its old voter, and
+	// says it is no longer one.
+	if _, err := waitFor(10*time.Second, func() error {
+		out, stderr, code := runWDS(t, "--endpoint", nodes[1].grpc, "--timeout", "2s", "status")
+		if code != 0 || !strings.Contains(out, "eu-west-1 is not a voter of the group (removed, or not joined yet)") {
+			return fmt.Errorf("status at the removed voter: exit %d\n%s%s", code, out, stderr)
+		}
+		return nil
+	}); err != nil {
+		t.Error(err)
+	}
 	stop(1)
 	start(1, two)
 	wantVoters("seen from ap-south", nodes[2].grpc, []string{"ap-south-1", "us-east-1"}, nil)

@@ -96,6 +96,12 @@ func TestFederationGlobalVoterChanges(t *testing.T) {
 		return nil
 	})
 
+	// A topology whose only voter is ap-south's, listed but not in the
+	// configuration yet, is refused: the group would be left to it.
+	if err := f.applyTopologyVoters([]string{"ap-south"}, doms...); err == nil || !strings.Contains(err.Error(), "keeps none of the voters in the global group's configuration") {
+		t.Fatalf("apply keeping only a voter not in the group: %v", err)
+	}
+
 	// ap-south's node restarts as a voter, with a file that lists all
 	// three, on an empty global data dir: it must join, not bootstrap.
 	i := f.index("ap-south")
@@ -142,27 +148,69 @@ func TestFederationGlobalVoterChanges(t *testing.T) {
 	f.Net.Heal(gEU, faults.Raft)
 	doms = append(doms, dom("while-eu-west-is-cut", kGlobal, 4))
 
-	// The topology drops eu-west's voter: the leader takes it out (if
-	// eu-west's voter leads, it hands over first).
-	removed := time.Now()
-	if err := f.applyTopologyVoters([]string{"us-east", "ap-south"}, doms...); err != nil {
-		t.Fatal(err)
-	}
-	want = []string{globalID("ap-south"), globalID("us-east")}
-	celltest.Eventually(t, 20*time.Second, func() error {
-		for _, r := range []string{"us-east", "ap-south"} {
-			st := statusAt(f.voters[r].GetGrpc())
-			if got := voterIDs(st, false); !slices.Equal(got, want) || len(voterIDs(st, true)) > 0 {
-				return fmt.Errorf("%s's view of the voters: %v (joining %v)", r, got, voterIDs(st, true))
+	// wantIn waits until both us-east's and ap-south's voters see want as
+	// the configuration, nobody joining.
+	wantIn := func(what string, want ...string) {
+		t.Helper()
+		slices.Sort(want)
+		since := time.Now()
+		celltest.Eventually(t, 30*time.Second, func() error {
+			for _, r := range []string{"us-east", "ap-south"} {
+				st := statusAt(f.voters[r].GetGrpc())
+				if got := voterIDs(st, false); !slices.Equal(got, want) || len(voterIDs(st, true)) > 0 {
+					return fmt.Errorf("%s: %s's view of the voters: %v (joining %v), want %v", what, r, got, voterIDs(st, true), want)
+				}
 			}
-		}
-		return nil
-	})
-	t.Logf("eu-west's voter out of the group %v after the apply", time.Since(removed).Round(time.Millisecond))
+			return nil
+		})
+		t.Logf("%s: voters %v after %v", what, want, time.Since(since).Round(time.Millisecond))
+	}
+	gUS, gAP := globalID("us-east"), globalID("ap-south")
+	// apply retries through leader changes (the test cuts voters off).
+	apply := func(voters ...string) {
+		t.Helper()
+		celltest.Eventually(t, 30*time.Second, func() error { return f.applyTopologyVoters(voters, doms...) })
+	}
+
+	// The topology drops eu-west's voter while ap-south's is cut off: the
+	// configuration without eu-west would need ap-south, so the leader
+	// waits; once ap-south answers again it takes eu-west out (if eu-west's
+	// voter leads, it hands over first).
+	f.Net.Isolate(gAP, faults.Raft)
+	apply("us-east", "ap-south")
+	time.Sleep(3 * time.Second)
+	if got := voterIDs(statusAt(usEast), false); !slices.Contains(got, gEU) {
+		t.Fatalf("eu-west's voter removed while ap-south's was cut off (the group would stop): %v", got)
+	}
+	f.Net.Heal(gAP, faults.Raft)
+	wantIn("eu-west's voter removed once ap-south's answers", gUS, gAP)
 	// The removed voter keeps running, outside the group, and says so.
 	if st := statusAt(f.voters["eu-west"].GetGrpc()); slices.Contains(voterIDs(st, false), gEU) {
 		t.Fatalf("the removed voter still lists itself: %v", voterIDs(st, false))
 	}
+
+	// Listed again, the running removed voter asks to join and is back.
+	apply(threeRegions...)
+	wantIn("eu-west's voter listed again", gUS, gEU, gAP)
+	if after := churnOf(stayed...); !equalChurn(before, after) {
+		t.Fatalf("us-east's and eu-west's consumers churned across the voter changes: before %v, after %v", before, after)
+	}
+
+	// Removed while its node is down, a voter's own configuration still
+	// lists it when it restarts: it finds out from the others, and joins
+	// again once a topology lists it.
+	eu := f.index("eu-west")
+	f.kill(eu)
+	apply("us-east", "ap-south")
+	wantIn("eu-west's voter removed while down", gUS, gAP)
+	f.start(eu)
+	apply(threeRegions...)
+	wantIn("eu-west's voter, removed while down, back", gUS, gEU, gAP)
+
+	// Last, dropped for good: the two that remain carry the group.
+	apply("us-east", "ap-south")
+	wantIn("eu-west's voter removed", gUS, gAP)
+	stayed, before = []*celltest.Consumer{a}, churnOf(a)
 
 	// The two that remain carry the group: eu-west's old voter cut off
 	// changes nothing, and every region still renews.
@@ -179,7 +227,7 @@ func TestFederationGlobalVoterChanges(t *testing.T) {
 	celltest.Eventually(t, 10*time.Second, func() error { return renewedAll(g, f.regions) })
 	time.Sleep(2 * time.Second)
 	if after := churnOf(stayed...); !equalChurn(before, after) {
-		t.Fatalf("us-east's and eu-west's consumers churned across the voter changes: before %v, after %v", before, after)
+		t.Fatalf("us-east's consumer churned after eu-west's restart: before %v, after %v", before, after)
 	}
 	checkHistory(t, f.History)
 }

@@ -113,6 +113,9 @@ func (a *adminService) PlanTopology(ctx context.Context, req *globalv1.ApplyTopo
 	if l == nil {
 		return nil, a.n.notLeader()
 	}
+	if err := a.n.checkKeepsAVoter(req.GetTopology().GetRegions()); err != nil {
+		return nil, status(err)
+	}
 	in, _ := l.placeInput(time.Now())
 	plan, err := globalstate.PlanTopology(a.n.state, req.GetTopology(), in)
 	if err != nil {
@@ -155,6 +158,9 @@ func (a *adminService) GlobalStatus(context.Context, *globalv1.GlobalStatusReque
 		Term: st.Term, AppliedIndex: n.state.Index(),
 	}
 	resp.Voters, resp.Configured = n.voterStatus(id)
+	if !resp.Configured {
+		resp.BootstrapVoters = n.bootstrapVoters()
+	}
 	l := n.currentLeader()
 	if l == nil {
 		return resp, nil

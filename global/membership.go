@@ -57,19 +57,61 @@ func (n *Node) membershipLoop(ctx context.Context) {
 			said = msg
 		}
 	}
+	var leaderless time.Time // since when this voter has known no leader
 	for {
 		wait := membershipInterval
-		if !n.isVoter() {
+		switch {
+		case !n.isVoter():
+			leaderless = time.Time{}
 			n.findPlace(ctx, say)
 			if !n.raft.Configured() {
 				wait = probeInterval
 			}
+		case n.knowsLeader():
+			leaderless = time.Time{}
+		case leaderless.IsZero():
+			leaderless = time.Now()
+		case time.Since(leaderless) > leaderlessCheck:
+			// A voter removed while it was down never got the entry that
+			// removed it: its own configuration still lists it. Ask.
+			n.checkStillVoter(ctx, say)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(wait):
 		}
+	}
+}
+
+// leaderlessCheck is how long a voter knows no leader before it asks the
+// other voters whether the group still counts it (a few elections).
+const leaderlessCheck = 5 * time.Second
+
+// knowsLeader reports whether the node has heard from a leader lately.
+func (n *Node) knowsLeader() bool {
+	id, _ := n.raft.FreshLeader()
+	return id != ""
+}
+
+// checkStillVoter asks the file's other voters about the group; if one
+// that knows a leader lists voters without this node, the node was
+// removed while it was down, and asks to join again.
+func (n *Node) checkStillVoter(ctx context.Context, say func(string, ...any)) {
+	for _, p := range n.cfg.Peers {
+		if p.ID == n.cfg.NodeID {
+			continue
+		}
+		st, err := n.probe(ctx, p.GRPC)
+		if err != nil || !st.GetConfigured() || st.GetLeaderId() == "" {
+			continue
+		}
+		if slices.ContainsFunc(st.GetVoters(), func(v *globalv1.GlobalVoter) bool { return v.GetId() == n.cfg.NodeID && !v.GetJoining() }) {
+			return // still a voter: the group is electing, or cut off from this node
+		}
+		say("the global group no longer counts this node as a voter (removed while it was down?): asking to join again", "peer", st.GetNodeId())
+		n.askToJoin(ctx, p.GRPC, say)
+		return
 	}
 }
 
@@ -104,6 +146,8 @@ func (n *Node) findPlace(ctx context.Context, say func(string, ...any)) {
 	}
 	var existing *peerAnswer
 	empty, silent := 0, 0
+	mine := n.bootstrapVoters()
+	var differ []string // peers that would bootstrap with other voters
 	for i, a := range answers {
 		switch {
 		case a.err != nil:
@@ -115,6 +159,9 @@ func (n *Node) findPlace(ctx context.Context, say func(string, ...any)) {
 			}
 		default:
 			empty++
+			if !slices.Equal(a.resp.GetBootstrapVoters(), mine) {
+				differ = append(differ, a.resp.GetNodeId())
+			}
 		}
 	}
 	switch {
@@ -123,13 +170,20 @@ func (n *Node) findPlace(ctx context.Context, say func(string, ...any)) {
 		say("the global group lists this node as a voter; waiting for its leader's log", "peer", existing.resp.GetNodeId())
 	case existing != nil:
 		n.askToJoin(ctx, existing.endpoint, say)
+	case configured && len(answers) == 0:
+		say("this node is not a voter of the global group, and its topology file names no other voter to ask to join again: start it with a file that lists the group's voters")
 	case configured:
 		// Removed from a group none of whose voters answers: nothing to do
 		// until one does.
-		say("this node is not a voter of the global group, and no other voter answers", "unreachable", silent)
+		say("this node is not a voter of the global group, and no other voter of its file answers", "unreachable", silent, "answered without a group", empty)
+	case silent == 0 && len(differ) > 0:
+		// Bootstrapping with different lists would give two first
+		// configurations at index 1.
+		say("not bootstrapping the global group: other voters' topology files list other global voters; start every voter with the same file",
+			"voters", mine, "differ", differ)
 	case silent == 0:
-		// No peer has any state, and every peer answered: the group's
-		// first start.
+		// No peer has any state, and every peer answered with the same
+		// voters: the group's first start.
 		did, err := n.raft.Bootstrap()
 		switch {
 		case err != nil:
@@ -141,6 +195,17 @@ func (n *Node) findPlace(ctx context.Context, say func(string, ...any)) {
 		say("waiting for the other global voters before bootstrapping (every one must answer, so that two groups never form)",
 			"answered", empty, "unreachable", silent)
 	}
+}
+
+// bootstrapVoters are the voters this node would bootstrap the group
+// with, as "id=raft_address", sorted (GlobalStatusResponse.bootstrap_voters).
+func (n *Node) bootstrapVoters() []string {
+	var out []string
+	for _, p := range n.cfg.Peers {
+		out = append(out, p.ID+"="+p.Raft)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // probe asks a peer's GlobalStatus.
@@ -203,7 +268,7 @@ func (n *Node) Join(ctx context.Context, id, raftAddr string) (uint64, error) {
 // longer listed, hands leadership over. Additions wait for the node's Join.
 // A state whose regions list no voter (applied before voters were
 // recorded) changes nothing.
-func (n *Node) reconcileVoters(ctx context.Context) {
+func (n *Node) reconcileVoters(ctx context.Context, lastTransfer *time.Time) {
 	want := map[string]bool{}
 	for _, v := range n.state.Voters() {
 		want[v.ID] = true
@@ -225,6 +290,15 @@ func (n *Node) reconcileVoters(ctx context.Context) {
 			selfUnlisted = true
 			continue
 		}
+		// The configuration without id commits on its own majority at
+		// once: remove id only while a majority of the others answers,
+		// or the group would stop (a live voter removed while another is
+		// down).
+		if healthy, rest := n.healthyWithout(ctx, servers, id); healthy*2 <= rest {
+			say := fmt.Sprintf("not removing voter %s yet: only %d of the %d voters that would remain answer", id, healthy, rest)
+			n.log.Info(say)
+			return
+		}
 		if _, err := n.raft.RemoveServer(ctx, id); err != nil {
 			n.log.Warn("removing a voter the topology no longer lists", "voter", id, "err", err)
 			return
@@ -232,12 +306,52 @@ func (n *Node) reconcileVoters(ctx context.Context) {
 		n.log.Info("removed a voter from the global group: the topology no longer lists it", "voter", id)
 		return
 	}
-	if selfUnlisted && len(servers) > 1 {
+	if selfUnlisted && len(servers) > 1 && time.Since(*lastTransfer) > transferBackoff {
+		// A transfer in flight refuses every proposal: one attempt per
+		// transferBackoff at most.
+		*lastTransfer = time.Now()
 		n.log.Info("this leader is no longer a voter of the topology: handing leadership over")
-		if err := n.raft.TransferLeadership(ctx); err != nil {
+		// Once another node leads, this leader stops and ctx ends: that is
+		// the handover done, not a failure.
+		if err := n.raft.TransferLeadership(ctx); err != nil && ctx.Err() == nil {
 			n.log.Warn("leadership transfer", "err", err)
 		}
 	}
+}
+
+// transferBackoff spaces an unlisted leader's attempts to hand over.
+const transferBackoff = 10 * time.Second
+
+// healthyWithout counts the voters of servers other than id that answer
+// as members of this leader's group (this node counts), and how many
+// there are.
+func (n *Node) healthyWithout(ctx context.Context, servers []raft.Server, id string) (healthy, rest int) {
+	endpoints := map[string]string{}
+	for _, p := range n.cfg.Peers {
+		endpoints[p.ID] = p.GRPC
+	}
+	for _, v := range n.state.Voters() {
+		endpoints[v.ID] = v.GRPC
+	}
+	for _, s := range servers {
+		sid := string(s.ID)
+		if sid == id || s.Suffrage != raft.Voter {
+			continue
+		}
+		rest++
+		if sid == n.cfg.NodeID {
+			healthy++
+			continue
+		}
+		ep := endpoints[sid]
+		if ep == "" {
+			continue
+		}
+		if st, err := n.probe(ctx, ep); err == nil && st.GetConfigured() && st.GetLeaderId() == n.cfg.NodeID {
+			healthy++
+		}
+	}
+	return healthy, rest
 }
 
 // voterLoop runs reconcileVoters on the leader.
@@ -245,9 +359,10 @@ func (l *leader) voterLoop() {
 	defer l.wg.Done()
 	t := time.NewTicker(membershipInterval)
 	defer t.Stop()
+	var lastTransfer time.Time
 	for {
 		ctx, cancel := context.WithTimeout(l.ctx, 2*l.n.cfg.Raft.TransportTimeout)
-		l.n.reconcileVoters(ctx)
+		l.n.reconcileVoters(ctx, &lastTransfer)
 		cancel()
 		select {
 		case <-l.ctx.Done():

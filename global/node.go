@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -237,8 +238,37 @@ func (n *Node) proposeOne(ctx context.Context, op *globalv1.Op) (globalstate.Res
 // ApplyTopology commits the regions and catalog of a topology as one
 // entry (leader only).
 func (n *Node) ApplyTopology(ctx context.Context, regions []*globalv1.Region, domains []*wdsv1.Domain) error {
+	if err := n.checkKeepsAVoter(regions); err != nil {
+		return err
+	}
 	_, err := n.proposeOne(ctx, &globalv1.Op{Op: &globalv1.Op_ApplyTopology{ApplyTopology: &globalv1.ApplyTopology{Regions: regions, Domains: domains}}})
 	return err
+}
+
+// checkKeepsAVoter refuses a topology that lists global voters but none
+// of the voters of the group's Raft configuration (the state checks the
+// voters it lists; only the leader knows the configuration). Applied, it
+// would leave the group to nodes that are not in it, and those, asking
+// only each other, could bootstrap a second group.
+func (n *Node) checkKeepsAVoter(regions []*globalv1.Region) error {
+	listed := map[string]bool{}
+	for _, r := range regions {
+		for _, v := range r.GetVoters() {
+			listed[v.GetId()] = true
+		}
+	}
+	servers, err := n.raft.Servers()
+	if err != nil || len(listed) == 0 || len(servers) == 0 {
+		return nil
+	}
+	var in []string
+	for _, s := range servers {
+		if listed[string(s.ID)] {
+			return nil
+		}
+		in = append(in, string(s.ID))
+	}
+	return fmt.Errorf("%w: regions: the topology keeps none of the voters in the global group's configuration (%s): the group would be left to nodes that are not in it; keep at least one, and replace voters over several applies (add the new ones, then remove the old)", globalstate.ErrFailedPrecondition, strings.Join(in, ", "))
 }
 
 // CreateDomain adds a domain to the catalog (leader only) and returns it

@@ -25,6 +25,9 @@ const (
 	demoTTL       = 5 * time.Second
 	demoStep      = 5 * time.Second // a consumer joins or drains
 	demoCountsDue = 2 * time.Second // shard counts after a step
+	// demoCountsAgain: counts that showed shards not held yet are printed
+	// again this much later (until all are, or the next step).
+	demoCountsAgain = time.Second
 )
 
 // demoCore is what the lone cell's demo and the federation's share: the
@@ -209,8 +212,9 @@ func (d *demo) event(id string, e client.Event) {
 	}
 }
 
-// counts prints each running consumer's number of shards.
-func (d *demo) counts() {
+// counts prints each running consumer's number of shards, and reports
+// whether every shard is held.
+func (d *demo) counts() bool {
 	cs := d.running()
 	var parts []string
 	total := 0
@@ -221,11 +225,13 @@ func (d *demo) counts() {
 	}
 	sort.Strings(parts)
 	d.printf("%s shards: %s (held %d of %d)\n", clock(time.Now()), strings.Join(parts, " "), total, demoShards)
+	return total == demoShards
 }
 
 // loop alternates: a consumer joins (add), the oldest drains, and so on;
-// shard counts are printed between steps.
-func (d *demoCore) loop(ctx context.Context, add func() error, counts func()) {
+// shard counts are printed between steps (again a second later while some
+// shards are not held yet).
+func (d *demoCore) loop(ctx context.Context, add func() error, counts func() bool) {
 	defer d.wg.Done()
 	step := time.NewTicker(demoStep)
 	defer step.Stop()
@@ -237,7 +243,9 @@ func (d *demoCore) loop(ctx context.Context, add func() error, counts func()) {
 		case <-ctx.Done():
 			return
 		case <-countsDue.C:
-			counts()
+			if !counts() {
+				countsDue.Reset(demoCountsAgain)
+			}
 		case <-step.C:
 			if join {
 				if err := add(); err != nil {

@@ -730,9 +730,10 @@ func (d *fedDemo) event(id, region string, e client.Event) {
 }
 
 // counts prints, per domain and region, each running consumer's number of
-// shards.
-func (d *fedDemo) counts() {
+// shards, and reports whether every shard of both domains is held.
+func (d *fedDemo) counts() bool {
 	cs := d.running()
+	all := true
 	for _, dom := range []struct {
 		name  string
 		total int
@@ -759,7 +760,9 @@ func (d *fedDemo) counts() {
 			parts = append(parts, r.Name+" "+strings.Join(per[r.Name], " "))
 		}
 		d.printf("%s shards of %s: %s (held %d of %d)\n", clock(time.Now()), dom.name, strings.Join(parts, ", "), held, dom.total)
+		all = all && held == dom.total
 	}
+	return all
 }
 
 // gateHandler passes records on until closed.

@@ -60,6 +60,10 @@ type globalJSON struct {
 	Term           uint64            `json:"term"`
 	AppliedIndex   uint64            `json:"applied_index"`
 	Voters         []globalVoterJSON `json:"voters"`
+	// Member: the answering node is a voter of its group's configuration
+	// (false for a node removed from the group or not joined yet; such a
+	// node hears from no leader).
+	Member bool `json:"member"`
 	// RegionsFrom is the voter whose answer gave regions and delegations:
 	// the global leader ("" when it did not answer; both lists are then
 	// empty, as only the leader knows them).
@@ -148,6 +152,9 @@ func globalToJSON(v *globalView) *globalJSON {
 		Voters: []globalVoterJSON{}, Regions: []regionStatusJSON{}, Delegations: []delegationJSON{}}
 	for _, vo := range s.GetVoters() {
 		out.Voters = append(out.Voters, globalVoterJSON{ID: vo.GetId(), Region: vo.GetRegion(), RaftAddress: vo.GetRaftAddress(), GRPC: vo.GetGrpc(), Leader: vo.GetLeader(), Joining: vo.GetJoining()})
+		if vo.GetId() == s.GetNodeId() && !vo.GetJoining() {
+			out.Member = true
+		}
 	}
 	if v.leader == nil {
 		return out
@@ -215,6 +222,9 @@ func writeGlobalStatus(w io.Writer, v *globalJSON) error {
 		}
 	}
 	fmt.Fprintf(w, "\nGlobal group (voter %s, %s):\n", v.Node, v.State)
+	if !v.Member && len(v.Voters) > 0 {
+		fmt.Fprintf(w, "  %s is not a voter of the group (removed, or not joined yet) and hears from no leader: ask a voter below (wds status --endpoint GRPC)\n", v.Node)
+	}
 	tw := newTable(w)
 	fmt.Fprintf(tw, "Leader:\t%s\n", leader)
 	fmt.Fprintf(tw, "Term:\t%d\n", v.Term)

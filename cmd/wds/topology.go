@@ -544,7 +544,7 @@ func (tf *topologyFile) admin(cmd *cobra.Command, g *globals) (*globalAdmin, err
 	for _, v := range tf.file.GlobalVoters() {
 		eps = append(eps, v.Node.GRPC)
 	}
-	return newGlobalAdmin(eps, tf.path+"'s global voters", g.timeout), nil
+	return newGlobalAdmin(eps, tf.path+fileVotersSource, g.timeout), nil
 }
 
 // fileError locates the field a global group's error names ("domains[1]:
@@ -559,12 +559,47 @@ func (tf *topologyFile) fileError(err error) error {
 	if !ok || !fieldPathRE.MatchString(field) || !(strings.HasPrefix(field, "regions[") || strings.HasPrefix(field, "domains[")) {
 		return err
 	}
+	field = tf.voterField(field)
 	line, fileField := locateField(tf.data, field)
 	loc := tf.path
 	if line > 0 {
 		loc += ":" + strconv.Itoa(line)
 	}
 	return status.Error(st.Code(), loc+": "+fileField+": "+rest)
+}
+
+var voterFieldRE = regexp.MustCompile(`^regions\[([0-9]+)\]\.voters\[([0-9]+)\](?:\.([a-z]+))?$`)
+
+// voterField turns the field of a region's global voter as the global
+// group names it (regions[i].voters[j].raft: the j-th node of region i
+// with a global address) into the file's (regions[i].nodes[k].global).
+// Other fields are returned as they are.
+func (tf *topologyFile) voterField(field string) string {
+	m := voterFieldRE.FindStringSubmatch(field)
+	if m == nil {
+		return field
+	}
+	i, _ := strconv.Atoi(m[1])
+	j, _ := strconv.Atoi(m[2])
+	if i >= len(tf.file.Regions) {
+		return field
+	}
+	for k, n := range tf.file.Regions[i].Nodes {
+		if n.Global == "" {
+			continue
+		}
+		if j > 0 {
+			j--
+			continue
+		}
+		sub := map[string]string{"raft": "global", "grpc": "grpc", "id": "id", "": ""}[m[3]]
+		out := fmt.Sprintf("regions[%d].nodes[%d]", i, k)
+		if sub != "" {
+			out += "." + sub
+		}
+		return out
+	}
+	return field
 }
 
 var segmentRE = regexp.MustCompile(`^([a-z_]+)(?:\[([0-9]+)\])?$`)
@@ -947,8 +982,16 @@ type noGlobalVoterError struct {
 }
 
 func (e *noGlobalVoterError) Error() string {
-	return e.source + ": no global voter among the endpoints (is this a lone cell? topology commands need a federation): " + strings.Join(e.notes, "; ")
+	hint := "is this a lone cell? topology commands need a federation"
+	if strings.HasSuffix(e.source, fileVotersSource) {
+		hint = "is this a lone cell, or does the file name none of the running group's voters? give --endpoint a voter of the running group"
+	}
+	return e.source + ": no global voter among the endpoints (" + hint + "): " + strings.Join(e.notes, "; ")
 }
+
+// fileVotersSource ends the source of a globalAdmin that asks a topology
+// file's global voters.
+const fileVotersSource = "'s global voters"
 
 // call runs fn against the first endpoint that serves GlobalAdmin; see
 // globalAdmin.

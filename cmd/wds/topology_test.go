@@ -307,6 +307,21 @@ func TestTopologyFederation(t *testing.T) {
 		t.Errorf("plan -o json of the voter changes: %+v", vplan)
 	}
 
+	// A voter moved to another global address is refused, naming the
+	// file's field; so is a file that keeps none of the group's voters.
+	movedVoter := strings.Replace(f.regionsYAML, `global: "`+f.globalAddr("us-east")+`"`, `global: "127.0.0.1:4"`, 1)
+	movedFile := writeTopology(t, "moved.yaml", movedVoter+"domains:\n"+grownDomains)
+	wantFail(t, "plan of a moved voter", wds(t, "topology", "plan", movedFile),
+		"FailedPrecondition", movedFile+":4: regions[0].nodes[0].global: voter \"us-east-1\" is in the global group at "+f.globalAddr("us-east"), "cannot change")
+	swapped := f.regionsYAML
+	for _, r := range f.regions {
+		swapped = strings.Replace(swapped, `global: "`+f.globalAddr(r)+`"}`, "}", 1)
+	}
+	swapped = strings.Replace(swapped, "  - name: eu-west\n", `      - {id: us-east-2, raft: "127.0.0.1:1", grpc: "127.0.0.1:2", global: "127.0.0.1:3"}`+"\n  - name: eu-west\n", 1)
+	swappedFile := writeTopology(t, "swapped.yaml", swapped+"domains:\n"+grownDomains)
+	wantFail(t, "apply of a file that keeps no voter", wds(t, "--endpoint", f.grpc[0], "topology", "apply", "--yes", swappedFile),
+		"FailedPrecondition", "keeps none of the voters in the global group's configuration (")
+
 	// A region's failover order and a domain left out, applied with --yes.
 	regions := strings.Replace(f.regionsYAML, "  - name: us-east\n", "  - name: us-east\n    failover: [ap-south]\n", 1)
 	shrunk := writeTopology(t, "shrunk.yaml", regions+"domains:\n"+strings.Replace(fedDomains, "  - name: leader\n    kind: unit\n    pins: [{region: ap-south}]\n", "", 1))

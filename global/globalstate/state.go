@@ -423,6 +423,22 @@ func (s *State) checkVoters(regions []Region) error {
 	if total == 0 && len(current) > 0 {
 		return fmt.Errorf("%w: regions: the topology lists no global voter; it would remove every voter of the global group (%d now)", ErrFailedPrecondition, len(current))
 	}
+	if len(current) > 0 {
+		kept := false
+		for id := range ids {
+			if _, ok := current[id]; ok {
+				kept = true
+			}
+		}
+		if !kept {
+			var now []string
+			for id := range current {
+				now = append(now, id)
+			}
+			sort.Strings(now)
+			return fmt.Errorf("%w: regions: the topology keeps none of the global group's voters (%s): the group would be left to nodes that are not in it; keep at least one, and replace voters over several applies (add the new ones, then remove the old)", ErrFailedPrecondition, strings.Join(now, ", "))
+		}
+	}
 	return nil
 }
 

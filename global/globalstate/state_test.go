@@ -515,6 +515,7 @@ func TestTopologyVoters(t *testing.T) {
 		{"shared raft address", regions([]*globalv1.Voter{voter("a-1", "r1")}, []*globalv1.Voter{voter("b-1", "r1")}), "share a global Raft address"},
 		{"moved voter", regions([]*globalv1.Voter{voter("a-1", "r9")}, []*globalv1.Voter{voter("b-1", "r2")}), "cannot change"},
 		{"no voter left", regions(nil, nil), "would remove every voter"},
+		{"every voter replaced", regions([]*globalv1.Voter{voter("a-9", "r9")}, []*globalv1.Voter{voter("b-9", "r8")}), "keeps none of the global group's voters (a-1, b-1)"},
 	} {
 		err := h.fails(opTopology(c.regions), nil)
 		if !strings.Contains(err.Error(), c.want) {

@@ -664,9 +664,13 @@ type GlobalStatusResponse struct {
 	// This node has a Raft configuration (it bootstrapped the group or was
 	// added to it). A node started on an empty data dir has none until it
 	// bootstraps or joins; voters are then empty.
-	Configured    bool `protobuf:"varint,10,opt,name=configured,proto3" json:"configured,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Configured bool `protobuf:"varint,10,opt,name=configured,proto3" json:"configured,omitempty"`
+	// While the node has no configuration: the voters it would bootstrap the
+	// group with ("id=raft_address", sorted). Initial voters bootstrap only
+	// when every one of them would bootstrap with the same list.
+	BootstrapVoters []string `protobuf:"bytes,11,rep,name=bootstrap_voters,json=bootstrapVoters,proto3" json:"bootstrap_voters,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *GlobalStatusResponse) Reset() {
@@ -767,6 +771,13 @@ func (x *GlobalStatusResponse) GetConfigured() bool {
 		return x.Configured
 	}
 	return false
+}
+
+func (x *GlobalStatusResponse) GetBootstrapVoters() []string {
+	if x != nil {
+		return x.BootstrapVoters
+	}
+	return nil
 }
 
 type GlobalVoter struct {
@@ -1227,7 +1238,7 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12/\n" +
 	"\aregions\x18\x02 \x03(\v2\x15.wds.global.v1.RegionR\aregions\x12(\n" +
 	"\adomains\x18\x03 \x03(\v2\x0e.wds.v1.DomainR\adomains\"\x15\n" +
-	"\x13GlobalStatusRequest\"\x92\x03\n" +
+	"\x13GlobalStatusRequest\"\xbd\x03\n" +
 	"\x14GlobalStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -1241,7 +1252,8 @@ const file_wds_global_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"configured\x18\n" +
 	" \x01(\bR\n" +
-	"configured\"\x9e\x01\n" +
+	"configured\x12)\n" +
+	"\x10bootstrap_voters\x18\v \x03(\tR\x0fbootstrapVoters\"\x9e\x01\n" +
 	"\vGlobalVoter\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x16\n" +
