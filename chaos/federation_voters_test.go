@@ -30,7 +30,8 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 		t.Skip("real processes: three `wds server`s whose global voters change, about 30 s")
 	}
 	dir := t.TempDir()
-	addrs := celltest.FreeAddrs(t, 4*len(fedRegionNames))
+	addrs := celltest.FreeAddrs(t, 4*len(fedRegionNames)+1) // the last: a voter's new address
+	var oldGlobal string
 	type node struct{ region, id, raft, grpc, http, global string }
 	var nodes []node
 	for i, r := range fedRegionNames {
@@ -200,6 +201,15 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Error(err)
+	}
+	// A file that swaps every voter out is refused: applied, its one voter
+	// would have bootstrapped a second group.
+	nodes[1].global, oldGlobal = addrs[len(addrs)-1], nodes[1].global
+	swapped := file("swapped.yaml", "eu-west")
+	nodes[1].global = oldGlobal
+	if out, stderr, code := runWDS(t, "--endpoint", nodes[0].grpc, "topology", "apply", "--yes", swapped); code != 1 ||
+		!strings.Contains(stderr, "keeps none of the voters in the global group's configuration") {
+		t.Errorf("apply of a file that swaps every voter out: exit %d\n%s%s", code, out, stderr)
 	}
 	stop(1)
 	start(1, two)
