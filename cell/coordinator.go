@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,26 +22,54 @@ import (
 // following the leader when it moves. It implements Nudger: the global
 // leader's "renew now" reaches the renewal loop at once.
 type GlobalClient struct {
-	endpoints []string
-	dial      func(endpoint string) (grpc.ClientConnInterface, error)
+	// configured are the endpoints the client was made with; endpoints
+	// (under mu) are those and the voters' the last answer named.
+	configured []string
+	dial       func(endpoint string) (grpc.ClientConnInterface, error)
 
 	// leaderHint, if set, names the global leader's endpoint as this
 	// process knows it (a global voter in the same process): a new stream
 	// goes there before it tries the endpoints in turn.
 	leaderHint func() string
 
-	mu     sync.Mutex
-	st     *renewStream
-	next   int    // the endpoint to try after the hint
-	hint   string // the leader's endpoint as the last refusal named it
-	seq    uint64
-	nudges chan struct{}
+	mu        sync.Mutex
+	endpoints []string
+	st        *renewStream
+	next      int    // the endpoint to try after the hint
+	hint      string // the leader's endpoint as the last refusal named it
+	seq       uint64
+	nudges    chan struct{}
 }
 
 // NewGlobalClient returns a client of the global voters at endpoints
 // (gRPC host:port). dial opens (and may cache) a connection to one.
 func NewGlobalClient(endpoints []string, dial func(endpoint string) (grpc.ClientConnInterface, error)) *GlobalClient {
-	return &GlobalClient{endpoints: endpoints, dial: dial, nudges: make(chan struct{}, 1)}
+	return &GlobalClient{configured: slices.Clone(endpoints), endpoints: slices.Clone(endpoints), dial: dial, nudges: make(chan struct{}, 1)}
+}
+
+// Endpoints are the global voters' endpoints the client tries: those it
+// was made with, and those the last renewal answer named.
+func (c *GlobalClient) Endpoints() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.endpoints)
+}
+
+// learn makes the endpoints the configured ones plus voters (an answer's
+// voter_endpoints), in that order, without repeats.
+func (c *GlobalClient) learn(voters []string) {
+	if len(voters) == 0 {
+		return
+	}
+	eps := slices.Clone(c.configured)
+	for _, v := range voters {
+		if !slices.Contains(eps, v) {
+			eps = append(eps, v)
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.endpoints = eps
 }
 
 // SetLeaderHint makes new streams go first to the endpoint hint returns
@@ -73,7 +102,7 @@ type renewStream struct {
 func (c *GlobalClient) Renew(ctx context.Context, req RenewRequest) (RenewResponse, error) {
 	msg := renewToProto(req)
 	var last error
-	for attempt := 0; ctx.Err() == nil && attempt <= 2*len(c.endpoints); attempt++ {
+	for attempt := 0; ctx.Err() == nil && attempt <= 2*len(c.Endpoints()); attempt++ {
 		st, err := c.stream()
 		if err != nil {
 			last = err
@@ -94,6 +123,7 @@ func (c *GlobalClient) Renew(ctx context.Context, req RenewRequest) (RenewRespon
 		}
 		select {
 		case resp := <-ch:
+			c.learn(resp.GetVoterEndpoints())
 			return renewFromProto(resp)
 		case <-st.done:
 			last = c.drop(st)
@@ -216,7 +246,7 @@ func (c *GlobalClient) DeleteDomain(ctx context.Context, name string) error {
 // with anything but an unreachable node or no leader.
 func (c *GlobalClient) admin(ctx context.Context, call func(context.Context, globalv1.GlobalAdminClient) error) error {
 	var last error
-	for _, ep := range c.endpoints {
+	for _, ep := range c.Endpoints() {
 		cc, err := c.dial(ep)
 		if err != nil {
 			last = err

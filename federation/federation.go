@@ -186,6 +186,10 @@ func (n *Node) dial(opts []grpc.DialOption) func(string) (grpc.ClientConnInterfa
 	}
 }
 
+// GlobalEndpoints are the global voters' endpoints the node's cell tries:
+// its configuration's, and those the global group's answers named.
+func (n *Node) GlobalEndpoints() []string { return n.client.Endpoints() }
+
 // Shutdown stops the node gracefully: a leader of its cell, then a leader
 // of the global group, hands leadership over first (each bounded by ctx),
 // so that neither group waits out an election timeout; then Close.

@@ -211,6 +211,14 @@ func TestFederationGlobalVoterChanges(t *testing.T) {
 	apply("us-east", "ap-south")
 	wantIn("eu-west's voter removed", gUS, gAP)
 	stayed, before = []*celltest.Consumer{a}, churnOf(a)
+	// eu-west's cell was started knowing us-east's and eu-west's voters:
+	// the answers to its renewals taught it ap-south's.
+	celltest.Eventually(t, 10*time.Second, func() error {
+		if eps := f.nodes[eu].GlobalEndpoints(); !slices.Contains(eps, f.voters["ap-south"].GetGrpc()) {
+			return fmt.Errorf("eu-west's cell tries %v, not ap-south's voter %s", eps, f.voters["ap-south"].GetGrpc())
+		}
+		return nil
+	})
 
 	// The two that remain carry the group: eu-west's old voter cut off
 	// changes nothing, and every region still renews.

@@ -133,6 +133,9 @@ func (c *coordinator) answer(l *leader, req *globalv1.RenewRequest, received tim
 	c.proposeReleased(l, region, req.GetReleased())
 	c.proposePurged(l, region, req)
 	resp := &globalv1.RenewResponse{Seq: req.GetSeq()}
+	for _, v := range n.state.Voters() {
+		resp.VoterEndpoints = append(resp.VoterEndpoints, v.GRPC)
+	}
 	held := map[globalstate.DelegationID]bool{}
 	for _, x := range req.GetHeld() {
 		held[globalstate.DelegationID{Domain: x.GetDomain(), Region: x.GetRegion(), Generation: x.GetGeneration()}] = true

@@ -354,9 +354,14 @@ type RenewResponse struct {
 	// they expired (their deadline, r + D·(1+ε), passed, so every lease the
 	// cell ever extended under them has ended) or were released. The cell
 	// may end at once every grant it still has under them.
-	Ended         []*DelegationRanges `protobuf:"bytes,4,rep,name=ended,proto3" json:"ended,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Ended []*DelegationRanges `protobuf:"bytes,4,rep,name=ended,proto3" json:"ended,omitempty"`
+	// The gRPC endpoints of the global voters the applied topology lists
+	// (empty if it lists none): a cell adds them to the endpoints it was
+	// started with, so that it reaches voters added after its file was
+	// written.
+	VoterEndpoints []string `protobuf:"bytes,5,rep,name=voter_endpoints,json=voterEndpoints,proto3" json:"voter_endpoints,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RenewResponse) Reset() {
@@ -413,6 +418,13 @@ func (x *RenewResponse) GetCatalog() *Catalog {
 func (x *RenewResponse) GetEnded() []*DelegationRanges {
 	if x != nil {
 		return x.Ended
+	}
+	return nil
+}
+
+func (x *RenewResponse) GetVoterEndpoints() []string {
+	if x != nil {
+		return x.VoterEndpoints
 	}
 	return nil
 }
@@ -513,12 +525,13 @@ const file_wds_global_v1_coordinator_proto_rawDesc = "" +
 	"generation\x18\x03 \x01(\x04R\n" +
 	"generation\x12(\n" +
 	"\x06ranges\x18\x04 \x03(\v2\x10.wds.v1.KeyRangeR\x06ranges\x12'\n" +
-	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\xc7\x01\n" +
+	"\x0fduration_millis\x18\x05 \x01(\x03R\x0edurationMillis\"\xf0\x01\n" +
 	"\rRenewResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12;\n" +
 	"\vdelegations\x18\x02 \x03(\v2\x19.wds.global.v1.DelegationR\vdelegations\x120\n" +
 	"\acatalog\x18\x03 \x01(\v2\x16.wds.global.v1.CatalogR\acatalog\x125\n" +
-	"\x05ended\x18\x04 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\x05ended\"e\n" +
+	"\x05ended\x18\x04 \x03(\v2\x1f.wds.global.v1.DelegationRangesR\x05ended\x12'\n" +
+	"\x0fvoter_endpoints\x18\x05 \x03(\tR\x0evoterEndpoints\"e\n" +
 	"\aCatalog\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12(\n" +
 	"\adomains\x18\x02 \x03(\v2\x0e.wds.v1.DomainR\adomains\x12\x1a\n" +
