@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/wdsio/wds/internal/celltest"
 )
 
 // wdsBin is the wds binary under test, built once by TestMain: the
@@ -224,6 +226,10 @@ func freePortRange(t *testing.T, offsets ...int) int {
 		ok := true
 		var ls []net.Listener
 		for _, off := range offsets {
+			if !celltest.ReservePort(t, base+off) {
+				ok = false // another test process has it
+				break
+			}
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off))
 			if err != nil {
 				ok = false

@@ -66,6 +66,9 @@ type Cluster struct {
 // listener of the tests running beside this one, and the restart fails
 // with "address already in use". Below the range only other FreeAddrs
 // callers compete, and they start at a random port.
+//
+// The ports stay reserved for t (ReservePort) against other test
+// processes, which go test runs in parallel.
 func FreeAddrs(t testing.TB, n int) []string {
 	t.Helper()
 	var out []string
@@ -79,6 +82,9 @@ func FreeAddrs(t testing.TB, n int) []string {
 		if port >= testPortHigh {
 			port = testPortLow
 		}
+		if !reservePort(t, port) {
+			continue // another test process has it
+		}
 		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
 			continue // taken
@@ -91,6 +97,11 @@ func FreeAddrs(t testing.TB, n int) []string {
 	}
 	return out
 }
+
+// ReservePort takes port for the rest of t against every other test
+// process that reserves ports (FreeAddrs does), and reports whether it got
+// it.
+func ReservePort(t testing.TB, port int) bool { return reservePort(t, port) }
 
 // The ports FreeAddrs hands out: below Linux's default ephemeral range.
 const (
