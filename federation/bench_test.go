@@ -85,16 +85,16 @@ func BenchmarkCrossRegionMove(b *testing.B) {
 		sort.Slice(deliveries, func(i, j int) bool { return deliveries[i] < deliveries[j] })
 		if len(deliveries) > 0 {
 			b.ReportMetric(float64(len(deliveries)), "routed")
-			b.ReportMetric(float64(celltest.Percentile(deliveries, 0.5).Milliseconds()), "route-p50-ms")
-			b.ReportMetric(float64(celltest.Percentile(deliveries, 0.99).Milliseconds()), "route-p99-ms")
+			b.ReportMetric(float64(celltest.Percentile(deliveries, 50).Milliseconds()), "route-p50-ms")
+			b.ReportMetric(float64(celltest.Percentile(deliveries, 99).Milliseconds()), "route-p99-ms")
 		}
 		sort.Slice(gaps, func(i, j int) bool { return gaps[i] < gaps[j] })
 		if len(gaps) == 0 {
 			b.Fatal("no shard moved")
 		}
 		b.ReportMetric(float64(len(gaps)), "moved")
-		b.ReportMetric(float64(celltest.Percentile(gaps, 0.5).Milliseconds()), "gap-p50-ms")
-		b.ReportMetric(float64(celltest.Percentile(gaps, 0.99).Milliseconds()), "gap-p99-ms")
+		b.ReportMetric(float64(celltest.Percentile(gaps, 50).Milliseconds()), "gap-p50-ms")
+		b.ReportMetric(float64(celltest.Percentile(gaps, 99).Milliseconds()), "gap-p99-ms")
 		b.ReportMetric(float64(gaps[len(gaps)-1].Milliseconds()), "gap-max-ms")
 		b.ReportMetric(float64(settled.Milliseconds()), "join-to-balanced-ms")
 		checkHistory(b, f.History)

@@ -156,7 +156,7 @@ func TestFederationRegionalFailover(t *testing.T) {
 	if len(gaps) != 8 {
 		t.Fatalf("fail-back gaps of %d shards, want 8: %v", len(gaps), gaps)
 	}
-	t.Logf("FIGURE fail-back per-shard gap p50 %v, max %v", celltest.Percentile(gaps, 0.5).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+	t.Logf("FIGURE fail-back per-shard gap p50 %v, max %v", celltest.Percentile(gaps, 50).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
 	// A graceful handover takes a few hundred ms; waiting out the old
 	// grants' leases would take most of T.
 	if max := gaps[len(gaps)-1]; max >= churnTTL/2 {

@@ -97,7 +97,7 @@ func TestFederationRegionCutOff(t *testing.T) {
 		t.Fatalf("fail-back gaps of %d shards, want 4: %v", len(gaps), gaps)
 	}
 	t.Logf("key space home %v after the heal (failback_after %v); per-shard gap p50 %v, max %v", time.Since(healed).Round(time.Millisecond), failbackAfter,
-		celltest.Percentile(gaps, 0.5).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
+		celltest.Percentile(gaps, 50).Round(time.Millisecond), gaps[len(gaps)-1].Round(time.Millisecond))
 	if max := gaps[len(gaps)-1]; max >= d {
 		t.Errorf("a shard was unserved for %v during fail-back: not graceful (D = %v)", max, d)
 	}
