@@ -309,24 +309,29 @@ func startProcFed(t *testing.T) *procFed {
 func (f *procFed) startServer(i int) {
 	f.t.Helper()
 	r := f.regions[i]
-	start := func(node, dataDir string) *proc {
-		return startProc(f.t, "server "+node, "server", "--topology", f.topo, "--node", node, "--data-dir", dataDir,
-			"--log-level", "info", "--log-format", "json")
-	}
-	r.server = start(r.node, r.dataDir)
+	r.server = f.launch(r.node, r.dataDir)
 	r.runs = append(r.runs, r.server)
 	for _, m := range r.more {
-		m.server = start(m.node, m.dataDir)
+		m.server = f.launch(m.node, m.dataDir)
 		m.runs = append(m.runs, m.server)
 	}
-	wait := func(node string, p *proc) {
-		if l, ok := p.waitLine("wds server: node "+node, 20*time.Second); !ok {
-			f.t.Fatalf("%s did not start (stdout %q); stderr:\n%s", node, l, p.stderr.String())
-		}
-	}
-	wait(r.node, r.server)
+	f.waitStarted(r.node, r.server)
 	for _, m := range r.more {
-		wait(m.node, m.server)
+		f.waitStarted(m.node, m.server)
+	}
+}
+
+// launch starts node's `wds server` from the topology file on dataDir.
+func (f *procFed) launch(node, dataDir string) *proc {
+	return startProc(f.t, "server "+node, "server", "--topology", f.topo, "--node", node, "--data-dir", dataDir,
+		"--log-level", "info", "--log-format", "json")
+}
+
+// waitStarted waits for a launched server's start-up line.
+func (f *procFed) waitStarted(node string, p *proc) {
+	f.t.Helper()
+	if l, ok := p.waitLine("wds server: node "+node, 20*time.Second); !ok {
+		f.t.Fatalf("%s did not start (stdout %q); stderr:\n%s", node, l, p.stderr.String())
 	}
 }
 

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/wdsio/wds/internal/celltest"
 	globalv1 "github.com/wdsio/wds/proto/wds/global/v1"
 )
 
@@ -73,8 +73,11 @@ func TestFederationProcessesRollingRestart(t *testing.T) {
 		t.Errorf("stopped leaders handed over %d cells and %d times the global group, want at least %d and %d", cellHandovers, globalHandovers, 3*rounds, rounds)
 	}
 	t.Logf("after the rolling restart: %s", f.summary())
+	celltest.SortDurations(stops)
+	celltest.SortDurations(readies)
 	t.Logf("SIGTERM to exit over %d restarts: median %v, max %v; restart to ready: median %v, max %v", len(stops),
-		median(stops).Round(time.Millisecond), maxOf(stops).Round(time.Millisecond), median(readies).Round(time.Millisecond), maxOf(readies).Round(time.Millisecond))
+		celltest.Percentile(stops, 50).Round(time.Millisecond), celltest.Percentile(stops, 100).Round(time.Millisecond),
+		celltest.Percentile(readies, 50).Round(time.Millisecond), celltest.Percentile(readies, 100).Round(time.Millisecond))
 	f.stopAll()
 	f.checkHistories()
 }
@@ -204,12 +207,9 @@ func (f *procFed) restartNode(i, j int, m *cellMember) time.Duration {
 	t.Helper()
 	r := f.regions[i]
 	restarted := time.Now()
-	np := startProc(t, "server "+m.node, "server", "--topology", f.topo, "--node", m.node, "--data-dir", m.dataDir,
-		"--log-level", "info", "--log-format", "json")
+	np := f.launch(m.node, m.dataDir)
 	f.setServer(i, j, m, np)
-	if l, ok := np.waitLine("wds server: node "+m.node, 20*time.Second); !ok {
-		t.Fatalf("%s did not start again (stdout %q); stderr:\n%s", m.node, l, np.stderr.String())
-	}
+	f.waitStarted(m.node, np)
 	_, err := waitFor(30*time.Second, func() error {
 		if err := readyz(m.http); err != nil {
 			return err
@@ -295,171 +295,4 @@ func readyz(addr string) error {
 		return fmt.Errorf("%s/readyz: %s", addr, resp.Status)
 	}
 	return nil
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func maxOf(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	return slices.Max(ds)
-}
-
-// TestFederationProcessesLeaderLoss: the federation's leaders fail under
-// delegation, with real processes, and no consumer notices. Three regions
-// of three `wds server`s (T = 5 s, S = 10 s):
-//   - each region's cell leader in turn is killed with -9 (its cell elects
-//     another, which renews the delegations the dead one held), then
-//     restarted;
-//   - the global leader's node is killed with -9 (a global election, its
-//     cell's member with it), then restarted;
-//   - two of the three global voters are frozen (SIGSTOP) for 3 s, so the
-//     global group has no quorum: the cells ride it out on their
-//     delegations (D = T·(1+ε) + S).
-//
-// No consumer is revoked, loses or releases a shard, or is granted one it
-// did not hold; the history checker is clean.
-func TestFederationProcessesLeaderLoss(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real processes: nine `wds server`s, leaders killed and the global group frozen, about 60 s")
-	}
-	f, bl := startSettledFed(t, 5*time.Second)
-
-	// Each region's cell leader, killed with -9.
-	for i, r := range f.regions {
-		var leader string
-		if _, err := waitFor(20*time.Second, func() (err error) { leader, err = f.cellLeader(i); return err }); err != nil {
-			t.Fatal(err)
-		}
-		j, m := f.nodeByID(i, leader)
-		role := f.roleOf(i, leader)
-		m.server.kill9()
-		f.setServer(i, j, m, nil)
-		var next string
-		took, err := waitFor(30*time.Second, func() error {
-			l, err := f.cellLeader(i)
-			if err != nil {
-				return err
-			}
-			if l == leader {
-				return fmt.Errorf("region %s: the global leader still hears from %s", r.name, leader)
-			}
-			next = l
-			return f.allRenewing()
-		})
-		if err != nil {
-			t.Fatalf("region %s after kill -9 of its cell leader %s: %v", r.name, leader, err)
-		}
-		t.Logf("region %s: cell leader %s killed -9 (%s); %s renews for the cell %v later", r.name, leader, role, next, took.Round(time.Millisecond))
-		ready := f.restartNode(i, j, m)
-		t.Logf("region %s: %s back and ready %v after its restart", r.name, leader, ready.Round(time.Millisecond))
-	}
-
-	// The global leader's node, killed with -9 — after its cell's
-	// leadership was steered to it: a cell leader stopped with SIGTERM
-	// hands over to a follower, perhaps the global leader's node, which
-	// must then hand its cell on (both leaders in one process would make
-	// this kill cost leases: the cell's new leader could not renew until
-	// the global group had elected).
-	l := f.waitGlobalLeader(20 * time.Second)
-	gl := f.regions[l]
-	apart := func() int { return len(logTimes(gl.server.stderr.String(), apartMsg)) }
-	for try := 0; try < 8 && apart() == 0; try++ {
-		cl, err := f.cellLeader(l)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if cl == gl.node {
-			time.Sleep(2 * time.Second) // an apart handover, if any, is logged by then
-			break
-		}
-		j, m := f.nodeByID(l, cl)
-		f.rollOne(l, j, m)
-		time.Sleep(time.Second)
-	}
-	if apart() == 0 {
-		t.Logf("%s never led its cell while leading the global group", gl.node)
-	} else {
-		t.Logf("%s led its cell while leading the global group, and handed the cell over", gl.node)
-	}
-	if _, err := waitFor(20*time.Second, func() error {
-		if cl, err := f.cellLeader(l); err != nil || cl == gl.node {
-			return fmt.Errorf("%s's cell leader: %q %v", gl.name, cl, err)
-		}
-		return f.allRenewing()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	killed := time.Now()
-	gl.server.kill9()
-	f.setServer(l, 0, nil, nil)
-	if _, err := waitFor(30*time.Second, func() error {
-		if _, err := f.globalLeader(); err != nil {
-			return err
-		}
-		return f.allRenewing()
-	}); err != nil {
-		t.Fatalf("after kill -9 of the global leader %s: %v", gl.node, err)
-	}
-	t.Logf("global leader %s killed -9; every region renewing with the new leader %v later", gl.node, time.Since(killed).Round(time.Millisecond))
-	_, m := f.nodeByID(l, gl.node)
-	f.restartNode(l, 0, m)
-
-	// The global group frozen: two of its three voters stopped for 3 s.
-	// Voters that lead their cell hand it over first (a graceful restart),
-	// so that this is the global group's outage alone.
-	for i := range f.regions {
-		if leader, err := f.cellLeader(i); err == nil && leader == f.regions[i].node {
-			_, m := f.nodeByID(i, leader)
-			f.rollOne(i, 0, m)
-		}
-	}
-	// Each cell's leader has had a renewal answered (a cell leader whose
-	// first renewal is still unanswered withholds acks until it is: with
-	// the global group down as well, that is a second failure).
-	if _, err := waitFor(20*time.Second, func() error {
-		for i, r := range f.regions {
-			l, err := f.cellLeader(i)
-			if err != nil {
-				return err
-			}
-			if l == r.node {
-				return fmt.Errorf("region %s: its cell is still led by its global voter %s", r.name, l)
-			}
-		}
-		return f.allRenewing()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	frozen := []*fedRegion{f.regions[0], f.regions[1]}
-	paused := time.Now()
-	for _, r := range frozen {
-		r.server.signal(syscall.SIGSTOP)
-	}
-	time.Sleep(3 * time.Second)
-	for _, r := range frozen {
-		r.server.signal(syscall.SIGCONT)
-	}
-	if _, err := waitFor(30*time.Second, f.allRenewing); err != nil {
-		t.Fatalf("after the global group's outage: %v", err)
-	}
-	t.Logf("global voters %s and %s frozen for 3 s: every region renewing again %v after the freeze began (S = 10 s)",
-		frozen[0].node, frozen[1].node, time.Since(paused).Round(time.Millisecond))
-
-	// A few heartbeats later: the same holdings.
-	time.Sleep(3 * time.Second)
-	if err := f.balanced(""); err != nil {
-		t.Errorf("after the leader losses: %v", err)
-	}
-	bl.check(f, "after the leader losses and the global outage")
-	f.stopAll()
-	f.checkHistories()
 }

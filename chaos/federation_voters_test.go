@@ -137,26 +137,17 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 		start(i, two)
 	}
 	wantVoters("start", nodes[0].grpc, []string{"eu-west-1", "us-east-1"}, nil)
-	var consumers []*proc
+	var consumers []*fedConsumer
 	for _, n := range nodes {
-		consumers = append(consumers, startProc(t, "consumer "+n.region, "--endpoint", n.grpc, "-o", "json",
-			"consume", "--domain", fedGlobal, "--id", n.region+"-c"))
+		consumers = append(consumers, &fedConsumer{id: n.region + "-c", region: n.region, p: startProc(t, "consumer "+n.region, "--endpoint", n.grpc, "-o", "json",
+			"consume", "--domain", fedGlobal, "--id", n.region+"-c")})
 	}
 	balanced := func(what string) {
 		t.Helper()
 		if _, err := waitFor(30*time.Second, func() error {
 			for i, c := range consumers {
-				held := map[shardKey]bool{}
-				for _, e := range parseShardEvents(c.output()) {
-					switch e.Event {
-					case "grant":
-						held[e.key()] = true
-					case "revoke", "lost", "release":
-						delete(held, e.key())
-					}
-				}
-				if len(held) != 4 {
-					return fmt.Errorf("%s's consumer holds %d of 12 shards, want 4", nodes[i].region, len(held))
+				if held := len(c.held()); held != 4 {
+					return fmt.Errorf("%s's consumer holds %d of 12 shards, want 4", nodes[i].region, held)
 				}
 			}
 			return nil
@@ -221,14 +212,14 @@ func TestFederationProcessesVoterChange(t *testing.T) {
 	}
 
 	for _, c := range consumers {
-		c.signal(syscall.SIGTERM)
+		c.p.signal(syscall.SIGTERM)
 	}
 	var all []chaos.Interval
 	for i, c := range consumers {
-		if code, _ := c.wait(30 * time.Second); code != 0 {
+		if code, _ := c.p.wait(30 * time.Second); code != 0 {
 			t.Errorf("%s's consumer exited %d", nodes[i].region, code)
 		}
-		ivs, err := chaos.ParseEvents(nodes[i].region+"-c", strings.NewReader(strings.Join(c.output(), "\n")))
+		ivs, err := chaos.ParseEvents(c.id, strings.NewReader(strings.Join(c.p.output(), "\n")))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -326,13 +326,6 @@ const transferBackoff = 10 * time.Second
 // as members of this leader's group (this node counts), and how many
 // there are.
 func (n *Node) healthyWithout(ctx context.Context, servers []raft.Server, id string) (healthy, rest int) {
-	endpoints := map[string]string{}
-	for _, p := range n.cfg.Peers {
-		endpoints[p.ID] = p.GRPC
-	}
-	for _, v := range n.state.Voters() {
-		endpoints[v.ID] = v.GRPC
-	}
 	for _, s := range servers {
 		sid := string(s.ID)
 		if sid == id || s.Suffrage != raft.Voter {
@@ -343,7 +336,7 @@ func (n *Node) healthyWithout(ctx context.Context, servers []raft.Server, id str
 			healthy++
 			continue
 		}
-		ep := endpoints[sid]
+		ep := n.endpointOf(sid)
 		if ep == "" {
 			continue
 		}

@@ -161,19 +161,24 @@ func (n *Node) leaderEndpoint() (id, endpoint string) {
 	if id == "" {
 		return "", ""
 	}
-	// The applied topology first: it lists voters added after this node's
-	// file was written.
+	return id, n.endpointOf(id)
+}
+
+// endpointOf is voter id's gRPC endpoint ("" if unknown): as the applied
+// topology lists it first (it names voters added after this node's file
+// was written), else as this node's file does.
+func (n *Node) endpointOf(id string) string {
 	for _, v := range n.state.Voters() {
 		if v.ID == id {
-			return id, v.GRPC
+			return v.GRPC
 		}
 	}
 	for _, p := range n.cfg.Peers {
 		if p.ID == id {
-			return id, p.GRPC
+			return p.GRPC
 		}
 	}
-	return id, ""
+	return ""
 }
 
 func (n *Node) onLeadership(ev raftnode.Leadership) {

@@ -378,19 +378,28 @@ func (n *Node) changeConfiguration(ctx context.Context, change func(time.Duratio
 		return 0, ctx.Err()
 	}
 	f := change(timeout)
+	err := n.awaitContext(ctx, f)
+	switch {
+	case errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost):
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		return 0, err
+	case err != nil:
+		return 0, fmt.Errorf("raftnode: configuration change: %w", err)
+	}
+	return f.Index(), nil
+}
+
+// awaitContext is await, bounded by ctx too (ctx.Err() when it ends
+// first; the future is abandoned, as await's at shutdown).
+func (n *Node) awaitContext(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- n.await(f) }()
 	select {
 	case err := <-done:
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
-			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
-		}
-		if err != nil {
-			return 0, fmt.Errorf("raftnode: configuration change: %w", err)
-		}
-		return f.Index(), nil
+		return err
 	case <-ctx.Done():
-		return 0, ctx.Err()
+		return ctx.Err()
 	}
 }
 
@@ -585,15 +594,11 @@ func (n *Node) TransferLeadership(ctx context.Context) error {
 	if cfg := n.raft.GetConfiguration(); cfg.Error() != nil || len(cfg.Configuration().Servers) < 2 {
 		return nil
 	}
-	done := make(chan error, 1)
-	go func() { done <- n.await(n.raft.LeadershipTransfer()) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("raftnode: leadership transfer: %w", err)
+	if err := n.awaitContext(ctx, n.raft.LeadershipTransfer()); err != nil {
+		if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+			return err
 		}
-	case <-ctx.Done():
-		return ctx.Err()
+		return fmt.Errorf("raftnode: leadership transfer: %w", err)
 	}
 	t := time.NewTicker(5 * time.Millisecond)
 	defer t.Stop()
